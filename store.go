@@ -1,0 +1,539 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+// migrations are applied in order; PRAGMA user_version holds how many have
+// run. Append only: an applied migration is never edited.
+//
+// Times are Unix seconds (UTC). Participant and workspace ids are random
+// UUIDs (v4); workspace ids carry a "ws-" prefix.
+var migrations = []string{
+	`CREATE TABLE participants (
+		id                    TEXT PRIMARY KEY,
+		tenant_id             TEXT NOT NULL,
+		issuer                TEXT NOT NULL,
+		subject               TEXT NOT NULL,
+		display_name          TEXT NOT NULL,
+		email                 TEXT NOT NULL DEFAULT '',
+		personal_workspace_id TEXT NOT NULL UNIQUE,
+		created_at            INTEGER NOT NULL,
+		updated_at            INTEGER NOT NULL,
+		UNIQUE (tenant_id, issuer, subject)
+	) STRICT;
+	CREATE TABLE workspaces (
+		id                   TEXT PRIMARY KEY,
+		tenant_id            TEXT NOT NULL,
+		owner_participant_id TEXT NOT NULL REFERENCES participants(id) ON DELETE CASCADE,
+		kind                 TEXT NOT NULL CHECK (kind IN ('personal')),
+		name                 TEXT NOT NULL,
+		created_at           INTEGER NOT NULL
+	) STRICT;
+	CREATE UNIQUE INDEX workspaces_one_personal ON workspaces (owner_participant_id) WHERE kind = 'personal';
+	CREATE INDEX participants_tenant ON participants (tenant_id, created_at);
+	-- meta.generation changes whenever rows are deleted, so that a running
+	-- service drops what it holds in memory.
+	CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
+	INSERT INTO meta (key, value) VALUES ('generation', 0);`,
+}
+
+// errNotFound is returned by lookups that find no row.
+var errNotFound = errors.New("not found")
+
+// principal identifies a person: the tenant, the token's issuer and its sub.
+type principal struct {
+	TenantID, Issuer, Subject string
+}
+
+// participant is a row of the participants table.
+type participant struct {
+	ID                  string
+	TenantID            string
+	Issuer              string
+	Subject             string
+	DisplayName         string
+	Email               string
+	PersonalWorkspaceID string
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
+}
+
+// store is the SQLite database. All writes go through one connection (w),
+// fed by a single goroutine that commits queued requests together; reads use
+// a pool (r). On this machine a single writer has a worst-case wait of a few
+// milliseconds, where a pool of writers contending on busy_timeout starves
+// some of them for over a second.
+type store struct {
+	w, r *sql.DB
+	now  func() time.Time
+
+	queue chan *ensureRequest
+	stop  chan struct{}
+	wg    sync.WaitGroup
+
+	cache *participantCache
+	// onCreate, when set, is called once per participant created.
+	onCreate func()
+}
+
+// ensureRequest is one queued ensureParticipant call.
+type ensureRequest struct {
+	p           principal
+	name, email string
+	reply       chan ensureResult
+}
+
+type ensureResult struct {
+	part    participant
+	created bool
+	err     error
+}
+
+const (
+	maxBatch           = 128
+	participantCacheN  = 100_000
+	generationInterval = time.Second
+)
+
+// sqliteDSN builds a DSN whose pragmas apply to every pooled connection.
+func sqliteDSN(path string, extra ...string) string {
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	params := []string{
+		"_pragma=busy_timeout(5000)",
+		"_pragma=journal_mode(WAL)",
+		"_pragma=foreign_keys(1)",
+		"_pragma=synchronous(FULL)",
+	}
+	return "file:" + esc + "?" + strings.Join(append(params, extra...), "&")
+}
+
+// openStore opens (creating if needed) and migrates the database at path and
+// starts the writer. Close releases it.
+func openStore(ctx context.Context, path string) (*store, error) {
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
+		return nil, errors.New("database: a file path is required (an in-memory database is not shared between connections)")
+	}
+	w, err := sql.Open("sqlite", sqliteDSN(path, "_txlock=immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", sqliteDSN(path, "_pragma=query_only(1)"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	s := &store{
+		w:     w,
+		r:     r,
+		now:   time.Now,
+		queue: make(chan *ensureRequest, 1024),
+		stop:  make(chan struct{}),
+		cache: newParticipantCache(participantCacheN),
+	}
+	gen, err := s.generation(ctx)
+	if err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	s.wg.Add(2)
+	go s.writer()
+	go s.watchGeneration(gen)
+	return s, nil
+}
+
+// migrate runs the migrations the database has not seen yet, each in its own
+// transaction with the user_version bump.
+func migrate(ctx context.Context, db *sql.DB) error {
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this binary knows (%d): refusing to run an older binary on it", version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		if err := applyMigration(ctx, db, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applyMigration(ctx context.Context, db *sql.DB, v int) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate to schema version %d: %w", v+1, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+		return fmt.Errorf("migrate to schema version %d: %w", v+1, err)
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+		return fmt.Errorf("migrate to schema version %d: %w", v+1, err)
+	}
+	return tx.Commit()
+}
+
+// Close stops the writer after the requests already queued and closes the
+// database cleanly (checkpointing the WAL).
+func (s *store) Close() error {
+	close(s.stop)
+	s.wg.Wait()
+	return s.closeDBs()
+}
+
+func (s *store) closeDBs() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// ping checks that the database answers, for /healthz.
+func (s *store) ping(ctx context.Context) error {
+	var one int
+	return s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
+// ensureParticipant returns the participant for p, creating it and its
+// personal workspace on the first call and updating the display name and
+// email when they differ from the stored ones. Any number of concurrent
+// callers for one principal get the same participant. When nothing changed
+// no write is made. The returned participant is durable: its transaction
+// has been committed with synchronous=FULL.
+func (s *store) ensureParticipant(ctx context.Context, p principal, name, email string) (participant, error) {
+	if part, ok := s.cache.get(p); ok && part.DisplayName == name && part.Email == email {
+		return part, nil
+	}
+	part, err := s.participantByPrincipal(ctx, p)
+	switch {
+	case err == nil && part.DisplayName == name && part.Email == email:
+		s.cache.put(part)
+		return part, nil
+	case err != nil && !errors.Is(err, errNotFound):
+		return participant{}, err
+	}
+	req := &ensureRequest{p: p, name: name, email: email, reply: make(chan ensureResult, 1)}
+	select {
+	case s.queue <- req:
+	case <-ctx.Done():
+		return participant{}, ctx.Err()
+	case <-s.stop:
+		return participant{}, errors.New("store is closed")
+	}
+	select {
+	case res := <-req.reply:
+		if res.err == nil {
+			s.cache.put(res.part)
+		}
+		return res.part, res.err
+	case <-ctx.Done():
+		return participant{}, ctx.Err()
+	}
+}
+
+// writer owns the write connection. It takes the queued requests that are
+// waiting together and commits them in one transaction, so that one fsync
+// serves them all; nobody is answered before that commit.
+func (s *store) writer() {
+	defer s.wg.Done()
+	batch := make([]*ensureRequest, 0, maxBatch)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case req := <-s.queue:
+			batch = append(batch[:0], req)
+		drain:
+			for len(batch) < maxBatch {
+				select {
+				case req := <-s.queue:
+					batch = append(batch, req)
+				default:
+					break drain
+				}
+			}
+			s.commitBatch(batch)
+		}
+	}
+}
+
+// commitBatch upserts a batch in one transaction. If the transaction fails,
+// each request is retried alone so that one bad row cannot fail the others.
+func (s *store) commitBatch(batch []*ensureRequest) {
+	results, err := s.upsertAll(batch)
+	if err != nil && len(batch) > 1 {
+		for _, req := range batch {
+			res, err := s.upsertAll([]*ensureRequest{req})
+			if err != nil {
+				req.reply <- ensureResult{err: err}
+				continue
+			}
+			req.reply <- res[0]
+		}
+		return
+	}
+	for i, req := range batch {
+		if err != nil {
+			req.reply <- ensureResult{err: err}
+			continue
+		}
+		req.reply <- results[i]
+	}
+}
+
+func (s *store) upsertAll(batch []*ensureRequest) ([]ensureResult, error) {
+	// The writer never waits for anything but SQLite while it holds the
+	// transaction: no IdP call, no other store method.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	now := s.now().Unix()
+	out := make([]ensureResult, len(batch))
+	for i, req := range batch {
+		part, created, err := upsertParticipant(ctx, tx, req, now)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = ensureResult{part: part, created: created}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	for _, r := range out {
+		if r.created && s.onCreate != nil {
+			s.onCreate()
+		}
+	}
+	return out, nil
+}
+
+func upsertParticipant(ctx context.Context, tx *sql.Tx, req *ensureRequest, now int64) (participant, bool, error) {
+	id, wsID := newUUID(), "ws-"+newUUID()
+	_, err := tx.ExecContext(ctx, `
+		INSERT INTO participants (id, tenant_id, issuer, subject, display_name, email, personal_workspace_id, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (tenant_id, issuer, subject) DO UPDATE
+		SET display_name = excluded.display_name, email = excluded.email, updated_at = excluded.updated_at
+		WHERE display_name IS NOT excluded.display_name OR email IS NOT excluded.email`,
+		id, req.p.TenantID, req.p.Issuer, req.p.Subject, req.name, req.email, wsID, now, now)
+	if err != nil {
+		return participant{}, false, fmt.Errorf("upsert participant: %w", err)
+	}
+	part, err := scanParticipant(tx.QueryRowContext(ctx, selectParticipant+` WHERE tenant_id = ? AND issuer = ? AND subject = ?`,
+		req.p.TenantID, req.p.Issuer, req.p.Subject))
+	if err != nil {
+		return participant{}, false, fmt.Errorf("read participant back: %w", err)
+	}
+	created := part.ID == id
+	if created {
+		_, err = tx.ExecContext(ctx, `
+			INSERT INTO workspaces (id, tenant_id, owner_participant_id, kind, name, created_at)
+			VALUES (?, ?, ?, 'personal', 'Personal workspace', ?)`,
+			wsID, req.p.TenantID, id, now)
+		if err != nil {
+			return participant{}, false, fmt.Errorf("create personal workspace: %w", err)
+		}
+	}
+	return part, created, nil
+}
+
+const selectParticipant = `SELECT id, tenant_id, issuer, subject, display_name, email, personal_workspace_id, created_at, updated_at FROM participants`
+
+type rowScanner interface{ Scan(...any) error }
+
+func scanParticipant(row rowScanner) (participant, error) {
+	var p participant
+	var created, updated int64
+	err := row.Scan(&p.ID, &p.TenantID, &p.Issuer, &p.Subject, &p.DisplayName, &p.Email, &p.PersonalWorkspaceID, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return participant{}, errNotFound
+	}
+	if err != nil {
+		return participant{}, err
+	}
+	p.CreatedAt, p.UpdatedAt = time.Unix(created, 0).UTC(), time.Unix(updated, 0).UTC()
+	return p, nil
+}
+
+// participantByPrincipal returns the participant for p, or errNotFound.
+func (s *store) participantByPrincipal(ctx context.Context, p principal) (participant, error) {
+	part, err := scanParticipant(s.r.QueryRowContext(ctx, selectParticipant+` WHERE tenant_id = ? AND issuer = ? AND subject = ?`,
+		p.TenantID, p.Issuer, p.Subject))
+	if err != nil && !errors.Is(err, errNotFound) {
+		return participant{}, fmt.Errorf("read participant: %w", err)
+	}
+	return part, err
+}
+
+// participantByID returns one participant, or errNotFound.
+func (s *store) participantByID(ctx context.Context, id string) (participant, error) {
+	part, err := scanParticipant(s.r.QueryRowContext(ctx, selectParticipant+` WHERE id = ?`, id))
+	if err != nil && !errors.Is(err, errNotFound) {
+		return participant{}, fmt.Errorf("read participant %s: %w", id, err)
+	}
+	return part, err
+}
+
+// listParticipants returns the participants of one tenant (all tenants when
+// tenantID is empty), oldest first.
+func (s *store) listParticipants(ctx context.Context, tenantID string) ([]participant, error) {
+	q := selectParticipant + ` ORDER BY created_at, id`
+	args := []any{}
+	if tenantID != "" {
+		q = selectParticipant + ` WHERE tenant_id = ? ORDER BY created_at, id`
+		args = append(args, tenantID)
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list participants: %w", err)
+	}
+	defer rows.Close()
+	var out []participant
+	for rows.Next() {
+		p, err := scanParticipant(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list participants: %w", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list participants: %w", err)
+	}
+	return out, nil
+}
+
+// deleteParticipant removes a participant and, by the foreign key's cascade,
+// its personal workspace. It bumps the generation so that running services
+// forget what they cached. errNotFound when there is no such participant.
+func (s *store) deleteParticipant(ctx context.Context, id string) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("delete participant: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM participants WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("delete participant: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errNotFound
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = value + 1 WHERE key = 'generation'`); err != nil {
+		return fmt.Errorf("delete participant: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("delete participant: %w", err)
+	}
+	s.cache.clear()
+	return nil
+}
+
+// backup writes a consistent copy of the database to path while others keep
+// reading and writing. The file must not exist.
+func (s *store) backup(ctx context.Context, path string) error {
+	if _, err := s.w.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		return fmt.Errorf("backup to %s: %w", path, err)
+	}
+	return nil
+}
+
+func (s *store) generation(ctx context.Context) (int64, error) {
+	var g int64
+	err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'generation'`).Scan(&g)
+	if err != nil {
+		return 0, fmt.Errorf("read generation: %w", err)
+	}
+	return g, nil
+}
+
+// watchGeneration polls meta.generation and clears the participant cache
+// when another process (the admin command) deleted rows.
+func (s *store) watchGeneration(last int64) {
+	defer s.wg.Done()
+	t := time.NewTicker(generationInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			g, err := s.generation(ctx)
+			cancel()
+			if err == nil && g != last {
+				s.cache.clear()
+				last = g
+			}
+		}
+	}
+}
+
+// participantCache holds participants by principal so that /register for a
+// known person with unchanged claims does not touch SQLite.
+type participantCache struct {
+	mu  sync.RWMutex
+	max int
+	m   map[principal]participant
+}
+
+func newParticipantCache(max int) *participantCache {
+	return &participantCache{max: max, m: make(map[principal]participant)}
+}
+
+func (c *participantCache) get(p principal) (participant, bool) {
+	c.mu.RLock()
+	part, ok := c.m[p]
+	c.mu.RUnlock()
+	return part, ok
+}
+
+func (c *participantCache) put(part participant) {
+	key := principal{part.TenantID, part.Issuer, part.Subject}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[key]; !ok && len(c.m) >= c.max {
+		// Evict an arbitrary entry: map iteration order is random.
+		for k := range c.m {
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[key] = part
+}
+
+func (c *participantCache) clear() {
+	c.mu.Lock()
+	clear(c.m)
+	c.mu.Unlock()
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
