@@ -1,0 +1,738 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// Limits on what the IdP may send us and how long it may take.
+const (
+	maxIdPResponse     = 1 << 20 // discovery, JWKS and token answers
+	idpRequestTimeout  = 10 * time.Second
+	discoveryInterval  = time.Hour
+	kidRefetchInterval = 10 * time.Second
+	minRetryDelay      = 500 * time.Millisecond
+	maxRetryDelay      = 30 * time.Second
+)
+
+// errIdPUnavailable marks failures where the IdP could not be reached or gave
+// an answer we could not use: the caller answers 503 SW_AUTH_IDP_UNAVAILABLE.
+var errIdPUnavailable = errors.New("idp unavailable")
+
+// discovery is the part of an OpenID Provider's metadata we use.
+type discovery struct {
+	Issuer                            string   `json:"issuer"`
+	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
+	TokenEndpoint                     string   `json:"token_endpoint"`
+	JWKSURI                           string   `json:"jwks_uri"`
+	UserinfoEndpoint                  string   `json:"userinfo_endpoint,omitempty"`
+	EndSessionEndpoint                string   `json:"end_session_endpoint,omitempty"`
+	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported,omitempty"`
+	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
+	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported,omitempty"`
+}
+
+// supportedAlgs are the signature algorithms we accept at all: asymmetric
+// only. "none" and HS* are never accepted (RFC 8725 §3.1).
+var supportedAlgs = []jose.SignatureAlgorithm{
+	jose.RS256, jose.RS384, jose.RS512,
+	jose.PS256, jose.PS384, jose.PS512,
+	jose.ES256, jose.ES384, jose.ES512,
+	jose.EdDSA,
+}
+
+// keySet is one fetched JWKS, immutable once published.
+type keySet struct {
+	keys        []jose.JSONWebKey
+	fingerprint [32]byte
+	gen         uint64 // bumped when the keys differ from the previous set
+	fetched     time.Time
+}
+
+// provider is one tenant's view of its IdP: the discovery document and key
+// set (each the last good copy, swapped atomically), the HTTP client, and
+// the caches that hang off the keys.
+type provider struct {
+	tenant *tenantConfig
+	client *http.Client
+	log    *slog.Logger
+	met    *metrics
+	now    func() time.Time
+
+	disc atomic.Pointer[discovery]
+	algs atomic.Pointer[[]jose.SignatureAlgorithm] // allowed ∩ advertised
+	keys atomic.Pointer[keySet]
+	// discAt is the Unix time of the last good discovery fetch.
+	discAt atomic.Int64
+
+	// kmu guards the key refetch state: one fetch in flight at a time, and
+	// no more than one per kidRefetchInterval.
+	kmu        sync.Mutex
+	kflight    chan struct{}
+	lastKeyGet time.Time
+
+	tokens  *tokenCache
+	refresh *refreshFlights
+}
+
+// newProvider makes a provider for t; call run to start fetching.
+func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
+	p := &provider{
+		tenant:  t,
+		client:  newIdPClient(t),
+		log:     log.With("tenant", t.ID),
+		met:     met,
+		now:     time.Now,
+		tokens:  newTokenCache(tokenCacheEntries, tokenCacheBytes),
+		refresh: newRefreshFlights(),
+	}
+	return p
+}
+
+// newIdPClient returns an HTTP client for talking to one IdP: bounded dial,
+// TLS and header times, kept-alive connections, the tenant's extra roots,
+// and no redirects except for GETs within the same scheme.
+func newIdPClient(t *tenantConfig) *http.Client {
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: idpRequestTimeout,
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          128,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+		TLSClientConfig:       &tls.Config{RootCAs: t.roots, MinVersion: tls.VersionTLS12},
+	}
+	return &http.Client{
+		Transport: tr,
+		Timeout:   idpRequestTimeout + 5*time.Second,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if req.Method != http.MethodGet || len(via) >= 3 {
+				return http.ErrUseLastResponse
+			}
+			if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+				return errors.New("refusing a redirect from https to http")
+			}
+			return nil
+		},
+	}
+}
+
+// ready reports whether the provider has a discovery document and keys.
+func (p *provider) ready() bool {
+	return p.disc.Load() != nil && p.keys.Load() != nil
+}
+
+// run fetches discovery and keys until ctx ends: at start with backoff until
+// the first success, then hourly, retrying with backoff after a failure. The
+// last good copies stay in use while the IdP is down.
+func (p *provider) run(ctx context.Context) {
+	delay := minRetryDelay
+	for {
+		next := discoveryInterval
+		if err := p.refreshAll(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.log.Warn("idp metadata fetch failed; keeping the last good copy", "err", err, "retry_in", delay.String())
+			next = delay
+			delay = min(delay*2, maxRetryDelay)
+		} else {
+			delay = minRetryDelay
+		}
+		// Jitter keeps many instances from refreshing in step.
+		next += time.Duration(rand.Int64N(int64(next/10) + 1))
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// refreshAll fetches the discovery document, then the key set it names.
+func (p *provider) refreshAll(ctx context.Context) error {
+	d, err := p.fetchDiscovery(ctx)
+	if err != nil {
+		return err
+	}
+	p.publishDiscovery(d)
+	if err := p.fetchKeys(ctx, d.JWKSURI); err != nil {
+		return err
+	}
+	return nil
+}
+
+// check fetches discovery and keys once, for -check.
+func (p *provider) check(ctx context.Context) (*discovery, *keySet, error) {
+	if err := p.refreshAll(ctx); err != nil {
+		return nil, nil, err
+	}
+	return p.disc.Load(), p.keys.Load(), nil
+}
+
+func (p *provider) publishDiscovery(d *discovery) {
+	algs := supportedAlgs
+	if len(d.IDTokenSigningAlgValuesSupported) > 0 {
+		algs = nil
+		for _, a := range supportedAlgs {
+			if slices.Contains(d.IDTokenSigningAlgValuesSupported, string(a)) {
+				algs = append(algs, a)
+			}
+		}
+	}
+	p.algs.Store(&algs)
+	p.disc.Store(d)
+	p.discAt.Store(p.now().Unix())
+}
+
+// fetchDiscovery gets and checks the IdP's metadata. The issuer in the
+// document must equal the configured one exactly (OIDC Discovery §4.3).
+func (p *provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
+	u := strings.TrimSuffix(p.tenant.Issuer, "/") + "/.well-known/openid-configuration"
+	body, err := p.get(ctx, "discovery", u)
+	if err != nil {
+		return nil, err
+	}
+	var d discovery
+	if err := json.Unmarshal(body, &d); err != nil {
+		return nil, fmt.Errorf("discovery %s: not a JSON metadata document: %w", u, err)
+	}
+	if d.Issuer != p.tenant.Issuer {
+		return nil, fmt.Errorf("discovery %s: issuer mismatch: want %q got %q", u, p.tenant.Issuer, d.Issuer)
+	}
+	for _, f := range []struct{ name, v string }{
+		{"authorization_endpoint", d.AuthorizationEndpoint},
+		{"token_endpoint", d.TokenEndpoint},
+		{"jwks_uri", d.JWKSURI},
+	} {
+		if err := checkEndpoint(f.v); err != nil {
+			return nil, fmt.Errorf("discovery %s: %s: %v", u, f.name, err)
+		}
+	}
+	for _, f := range []*string{&d.UserinfoEndpoint, &d.EndSessionEndpoint} {
+		if *f != "" && checkEndpoint(*f) != nil {
+			*f = "" // optional: a broken one is dropped, not fatal
+		}
+	}
+	return &d, nil
+}
+
+// checkEndpoint requires an absolute https URL, or http on loopback.
+func checkEndpoint(s string) error {
+	if s == "" {
+		return errors.New("missing")
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", s)
+	}
+	if u.Scheme == "https" || (u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+		return nil
+	}
+	return fmt.Errorf("%q must be https", s)
+}
+
+// get fetches a URL with a size limit and returns the body of a 200.
+func (p *provider) get(ctx context.Context, what, u string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, idpRequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", what, u, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := p.client.Do(req)
+	p.met.idpCall(what, outcome(resp, err))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", what, u, err)
+	}
+	body, err := readLimited(resp)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", what, u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s %s: status %d", what, u, resp.StatusCode)
+	}
+	return body, nil
+}
+
+// readLimited reads and closes a response body, failing past maxIdPResponse.
+// A body that was too large is not drained, so that connection is dropped.
+func readLimited(resp *http.Response) ([]byte, error) {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxIdPResponse+1))
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if len(b) > maxIdPResponse {
+		return nil, fmt.Errorf("body larger than %d bytes", maxIdPResponse)
+	}
+	return b, nil
+}
+
+func outcome(resp *http.Response, err error) string {
+	switch {
+	case err != nil:
+		return "error"
+	case resp.StatusCode < 300:
+		return "2xx"
+	case resp.StatusCode < 500:
+		return "4xx"
+	}
+	return "5xx"
+}
+
+// fetchKeys fetches the key set and publishes it when it parses. A failed
+// fetch leaves the cached keys in place.
+func (p *provider) fetchKeys(ctx context.Context, jwksURI string) error {
+	body, err := p.get(ctx, "jwks", jwksURI)
+	if err != nil {
+		return err
+	}
+	keys, skipped, err := parseJWKS(body)
+	if err != nil {
+		return fmt.Errorf("jwks %s: %w", jwksURI, err)
+	}
+	for _, s := range skipped {
+		p.log.Debug("jwks key skipped", "reason", s)
+	}
+	ks := &keySet{keys: keys, fingerprint: sha256.Sum256(body), fetched: p.now()}
+	p.kmu.Lock()
+	defer p.kmu.Unlock()
+	p.lastKeyGet = p.now()
+	if old := p.keys.Load(); old != nil {
+		ks.gen = old.gen
+		if old.fingerprint != ks.fingerprint {
+			ks.gen++
+		}
+	}
+	p.keys.Store(ks)
+	return nil
+}
+
+// parseJWKS parses a key set key by key. Keys we cannot or must not use are
+// skipped with a reason, not fatal: an IdP may publish encryption keys,
+// symmetric keys or types newer than us beside its signing keys. It fails
+// only when the document is not a key set or no usable key is left.
+func parseJWKS(body []byte) ([]jose.JSONWebKey, []string, error) {
+	var doc struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, nil, fmt.Errorf("not a JSON key set: %w", err)
+	}
+	var keys []jose.JSONWebKey
+	var skipped []string
+	for i, raw := range doc.Keys {
+		k, err := parseJWK(raw)
+		if err != nil {
+			skipped = append(skipped, fmt.Sprintf("keys[%d]: %v", i, err))
+			continue
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, skipped, errors.New("no usable signing key in the key set")
+	}
+	return keys, skipped, nil
+}
+
+func parseJWK(raw json.RawMessage) (jose.JSONWebKey, error) {
+	var head struct {
+		Kty string `json:"kty"`
+		Use string `json:"use"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return jose.JSONWebKey{}, fmt.Errorf("not a JSON object: %w", err)
+	}
+	switch head.Kty {
+	case "RSA", "EC", "OKP":
+	default:
+		return jose.JSONWebKey{}, fmt.Errorf("key type %q is not used for signatures we accept", head.Kty)
+	}
+	if head.Use != "" && head.Use != "sig" {
+		return jose.JSONWebKey{}, fmt.Errorf("use %q is not sig", head.Use)
+	}
+	var k jose.JSONWebKey
+	if err := k.UnmarshalJSON(raw); err != nil {
+		return jose.JSONWebKey{}, err
+	}
+	if !k.IsPublic() {
+		// An IdP that publishes private material is broken; use only the public half.
+		k = k.Public()
+	}
+	switch pub := k.Key.(type) {
+	case *rsa.PublicKey:
+		if pub.N.BitLen() < 2048 {
+			return jose.JSONWebKey{}, fmt.Errorf("RSA key of %d bits is under 2048", pub.N.BitLen())
+		}
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+	default:
+		return jose.JSONWebKey{}, fmt.Errorf("unsupported key %T", k.Key)
+	}
+	return k, nil
+}
+
+// keyFits reports whether k can verify a signature made with alg.
+func keyFits(k *jose.JSONWebKey, alg string) bool {
+	if k.Algorithm != "" && k.Algorithm != alg {
+		return false
+	}
+	switch pub := k.Key.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		switch alg {
+		case "ES256":
+			return pub.Curve.Params().Name == "P-256"
+		case "ES384":
+			return pub.Curve.Params().Name == "P-384"
+		case "ES512":
+			return pub.Curve.Params().Name == "P-521"
+		}
+	case ed25519.PublicKey:
+		return alg == "EdDSA"
+	}
+	return false
+}
+
+// refetchKeysForUnknownKid refetches the key set after a token named a kid we
+// do not have. Concurrent callers share one fetch, and fetches are at most one
+// per kidRefetchInterval, counting the scheduled ones: a real rotation is
+// picked up by the first token signed with the new key, while a flood of
+// random kids costs the IdP one request per interval. It returns the key set
+// to use, the cached one when the fetch fails or is throttled.
+func (p *provider) refetchKeysForUnknownKid(ctx context.Context) *keySet {
+	p.kmu.Lock()
+	flight := p.kflight
+	if flight == nil {
+		if p.now().Sub(p.lastKeyGet) < kidRefetchInterval {
+			p.kmu.Unlock()
+			return p.keys.Load()
+		}
+		p.lastKeyGet = p.now()
+		flight = make(chan struct{})
+		p.kflight = flight
+		d := p.disc.Load()
+		// The fetch is not tied to the first caller's context: the others
+		// are waiting for it too.
+		go func() {
+			fctx, cancel := context.WithTimeout(context.Background(), idpRequestTimeout)
+			defer cancel()
+			p.met.jwksRefetch()
+			if err := p.fetchKeys(fctx, d.JWKSURI); err != nil {
+				p.log.Warn("jwks refetch for an unknown kid failed; keeping the cached keys", "err", err)
+			}
+			p.kmu.Lock()
+			p.kflight = nil
+			p.kmu.Unlock()
+			close(flight)
+		}()
+	}
+	p.kmu.Unlock()
+	select {
+	case <-flight:
+	case <-ctx.Done():
+	}
+	return p.keys.Load()
+}
+
+// tokenResponse is a successful answer of the token endpoint (RFC 6749 §5.1).
+type tokenResponse struct {
+	AccessToken  string   `json:"access_token"`
+	TokenType    string   `json:"token_type"`
+	RefreshToken string   `json:"refresh_token,omitempty"`
+	ExpiresIn    flexInt  `json:"expires_in,omitempty"`
+	IDToken      string   `json:"id_token,omitempty"`
+	Scope        flexText `json:"scope,omitempty"`
+}
+
+// flexInt accepts a JSON number or a numeric string: some IdPs send
+// expires_in as "3600".
+type flexInt int64
+
+func (n *flexInt) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "" || s == "null" {
+		*n = 0
+		return nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f > 1<<40 {
+		return fmt.Errorf("expires_in %q is not a number of seconds", s)
+	}
+	*n = flexInt(f)
+	return nil
+}
+
+// flexText accepts a JSON string or list of strings (scope).
+type flexText string
+
+func (t *flexText) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		*t = flexText(s)
+		return nil
+	}
+	var l []string
+	if err := json.Unmarshal(b, &l); err != nil {
+		return errors.New("scope is neither a string nor a list")
+	}
+	*t = flexText(strings.Join(l, " "))
+	return nil
+}
+
+// oauthError is an error answer of the token endpoint (RFC 6749 §5.2). Its
+// description comes from the IdP and goes only to the log.
+type oauthError struct {
+	Status      int
+	Code        string
+	Description string
+}
+
+func (e *oauthError) Error() string {
+	return fmt.Sprintf("idp answered %d %s: %s", e.Status, e.Code, e.Description)
+}
+
+// clientCredentialsInvalid reports an answer that means our own client
+// registration is wrong, which no end user can fix.
+func (e *oauthError) clientCredentialsInvalid() bool {
+	return e.Code == "invalid_client" || e.Code == "unauthorized_client"
+}
+
+// token posts a grant to the token endpoint with the tenant's client
+// authentication. Errors: *oauthError for an OAuth error answer,
+// errIdPUnavailable (wrapped) for everything else that went wrong.
+func (p *provider) token(ctx context.Context, form url.Values) (*tokenResponse, error) {
+	d := p.disc.Load()
+	if d == nil {
+		return nil, fmt.Errorf("token: %w: no discovery document yet", errIdPUnavailable)
+	}
+	grant := form.Get("grant_type")
+	t := p.tenant
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.TokenEndpoint, nil)
+	if err != nil {
+		return nil, fmt.Errorf("token: %w: %v", errIdPUnavailable, err)
+	}
+	switch {
+	case t.secret == "":
+		form.Set("client_id", t.ClientID)
+	case usePostAuth(d.TokenEndpointAuthMethodsSupported):
+		form.Set("client_id", t.ClientID)
+		form.Set("client_secret", t.secret)
+	default:
+		// RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic.
+		req.SetBasicAuth(url.QueryEscape(t.ClientID), url.QueryEscape(t.secret))
+	}
+	body := form.Encode()
+	req.Body = io.NopCloser(strings.NewReader(body))
+	req.ContentLength = int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+
+	ctx, cancel := context.WithTimeout(ctx, idpRequestTimeout)
+	defer cancel()
+	resp, err := p.client.Do(req.WithContext(ctx))
+	p.met.idpCall("token_"+grant, outcome(resp, err))
+	if err != nil {
+		return nil, fmt.Errorf("token %s: %w: %v", grant, errIdPUnavailable, redactURLError(err))
+	}
+	b, err := readLimited(resp)
+	if err != nil {
+		return nil, fmt.Errorf("token %s: %w: %v", grant, errIdPUnavailable, err)
+	}
+	if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+		var e struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return nil, &oauthError{Status: resp.StatusCode, Code: e.Error, Description: truncate(e.Description, 200)}
+		}
+		return nil, fmt.Errorf("token %s: %w: status %d without an OAuth error", grant, errIdPUnavailable, resp.StatusCode)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("token %s: %w: status %d", grant, errIdPUnavailable, resp.StatusCode)
+	}
+	var tr tokenResponse
+	if err := json.Unmarshal(b, &tr); err != nil {
+		return nil, fmt.Errorf("token %s: %w: answer is not a token response: %v", grant, errIdPUnavailable, jsonErrorKind(err))
+	}
+	if tr.AccessToken == "" {
+		return nil, fmt.Errorf("token %s: %w: answer has no access_token", grant, errIdPUnavailable)
+	}
+	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
+		return nil, fmt.Errorf("token %s: %w: token_type %q is not Bearer", grant, errIdPUnavailable, truncate(tr.TokenType, 20))
+	}
+	tr.TokenType = "Bearer"
+	return &tr, nil
+}
+
+// usePostAuth reports whether the IdP lists client_secret_post but not
+// client_secret_basic, the default of RFC 6749 and OIDC.
+func usePostAuth(methods []string) bool {
+	return len(methods) > 0 && !slices.Contains(methods, "client_secret_basic") && slices.Contains(methods, "client_secret_post")
+}
+
+// redactURLError drops the URL from a *url.Error: it is ours and harmless,
+// but keeping messages to the cause reads better in logs.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// jsonErrorKind describes a JSON error without quoting the input, which may
+// hold a token.
+func jsonErrorKind(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %s has the wrong type", te.Field)
+	}
+	return "invalid JSON"
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// refreshFlights makes concurrent refreshes with the same token share one
+// IdP call, and keeps a successful answer for refreshReplayWindow so that a
+// second tab or a retried request gets the same tokens instead of tripping
+// the IdP's reuse detection. Answers live only in memory and only that long.
+type refreshFlights struct {
+	mu sync.Mutex
+	m  map[[32]byte]*refreshFlight
+}
+
+type refreshFlight struct {
+	done    chan struct{}
+	resp    *tokenResponse
+	err     error
+	expires time.Time // zero while in flight
+}
+
+const (
+	refreshReplayWindow = 10 * time.Second
+	maxRefreshFlights   = 10_000
+)
+
+func newRefreshFlights() *refreshFlights {
+	return &refreshFlights{m: make(map[[32]byte]*refreshFlight)}
+}
+
+// do returns fn's answer for key, sharing a call in flight or a recent
+// success. fn runs detached from ctx, so one impatient caller cannot fail
+// the others; ctx only bounds how long this caller waits.
+func (f *refreshFlights) do(ctx context.Context, key [32]byte, now time.Time, fn func(context.Context) (*tokenResponse, error)) (*tokenResponse, error) {
+	f.mu.Lock()
+	fl, ok := f.m[key]
+	if ok && !fl.expires.IsZero() && now.After(fl.expires) {
+		delete(f.m, key)
+		ok = false
+	}
+	if !ok {
+		f.pruneLocked(now)
+		fl = &refreshFlight{done: make(chan struct{})}
+		f.m[key] = fl
+		go func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), idpRequestTimeout+time.Second)
+			resp, err := fn(cctx)
+			cancel()
+			f.mu.Lock()
+			fl.resp, fl.err = resp, err
+			if err != nil {
+				// Failures are not replayed: the next try asks the IdP again.
+				delete(f.m, key)
+			} else {
+				fl.expires = time.Now().Add(refreshReplayWindow)
+			}
+			f.mu.Unlock()
+			close(fl.done)
+		}()
+	}
+	f.mu.Unlock()
+	select {
+	case <-fl.done:
+		return fl.resp, fl.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// pruneLocked drops expired answers; when the map is still full, it drops
+// finished answers early (losing only the replay convenience).
+func (f *refreshFlights) pruneLocked(now time.Time) {
+	if len(f.m) < maxRefreshFlights {
+		return
+	}
+	for k, fl := range f.m {
+		if !fl.expires.IsZero() && now.After(fl.expires) {
+			delete(f.m, k)
+		}
+	}
+	for k, fl := range f.m {
+		if len(f.m) < maxRefreshFlights {
+			break
+		}
+		if !fl.expires.IsZero() {
+			delete(f.m, k)
+		}
+	}
+}
+
+// refreshKey derives the single-flight key from the refresh token and the
+// requested scope.
+func refreshKey(tenantID, refreshToken, scope string) [32]byte {
+	h := sha256.New()
+	for _, s := range []string{tenantID, refreshToken, scope} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// thumbprint is a short, non-secret identifier for a token in logs.
+func thumbprint(token string) string {
+	s := sha256.Sum256([]byte(token))
+	return base64.RawURLEncoding.EncodeToString(s[:6])
+}

@@ -1,0 +1,372 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+const (
+	// maxTokenSize bounds what we parse at all; real tokens are 1–4 KiB.
+	maxTokenSize = 16 << 10
+	// leeway is the one clock-skew allowance, applied alike to exp, nbf and iat.
+	leeway = 60 * time.Second
+
+	tokenCacheEntries = 50_000
+	tokenCacheBytes   = 32 << 20
+)
+
+// tokenKind selects the audience rules of SPEC.md.
+type tokenKind int
+
+const (
+	kindIDToken tokenKind = iota
+	kindAccessToken
+)
+
+func (k tokenKind) String() string {
+	if k == kindIDToken {
+		return "id token"
+	}
+	return "access token"
+}
+
+// Reasons a token is refused. They go to the log; the client only ever sees
+// the contract's code.
+const (
+	reasonTooLarge     = "too large"
+	reasonMalformed    = "malformed"
+	reasonAlgorithm    = "algorithm not allowed"
+	reasonHeader       = "forbidden header"
+	reasonUnknownKey   = "unknown key"
+	reasonSignature    = "bad signature"
+	reasonExpired      = "expired"
+	reasonNotYetValid  = "not yet valid"
+	reasonIssuer       = "issuer mismatch"
+	reasonAudience     = "audience mismatch"
+	reasonAZP          = "azp mismatch"
+	reasonNonce        = "nonce mismatch"
+	reasonMissingClaim = "missing claim"
+	reasonTokenType    = "wrong token type"
+)
+
+// verifyError is a refused token: Reason is one of the reason constants,
+// Detail says more for the log and never holds the token.
+type verifyError struct {
+	Reason string
+	Detail string
+}
+
+func (e *verifyError) Error() string {
+	if e.Detail == "" {
+		return "token refused: " + e.Reason
+	}
+	return "token refused: " + e.Reason + ": " + e.Detail
+}
+
+func refuse(reason, format string, args ...any) error {
+	return &verifyError{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+}
+
+// claims are the verified claims we use. Optional string claims of the
+// wrong JSON type are ignored rather than failing a validly signed token.
+type claims struct {
+	Issuer            string           `json:"iss"`
+	Subject           string           `json:"sub"`
+	Audience          jwt.Audience     `json:"aud"`
+	Expiry            *jwt.NumericDate `json:"exp"`
+	NotBefore         *jwt.NumericDate `json:"nbf"`
+	IssuedAt          *jwt.NumericDate `json:"iat"`
+	AuthorizedParty   looseString      `json:"azp"`
+	Nonce             looseString      `json:"nonce"`
+	Name              looseString      `json:"name"`
+	PreferredUsername looseString      `json:"preferred_username"`
+	Email             looseString      `json:"email"`
+}
+
+// looseString is a string claim that reads as empty when it is not a string.
+type looseString string
+
+func (s *looseString) UnmarshalJSON(b []byte) error {
+	var v string
+	if json.Unmarshal(b, &v) == nil {
+		*s = looseString(v)
+	}
+	return nil
+}
+
+// verify checks a compact JWS token of the given kind against the tenant's
+// issuer, keys and audience rules, and returns its claims. nonce, when not
+// empty, must equal the ID token's nonce. Errors: *verifyError for a refused
+// token, errIdPUnavailable (wrapped) when there are no keys yet.
+func (p *provider) verify(ctx context.Context, raw string, kind tokenKind, nonce string) (*claims, error) {
+	if len(raw) > maxTokenSize {
+		return nil, refuse(reasonTooLarge, "%d bytes", len(raw))
+	}
+	// A compact JWS has exactly two dots; a JWE has four. Counting first
+	// also spares the parser a token made of a million dots.
+	if strings.Count(raw, ".") != 2 {
+		return nil, refuse(reasonMalformed, "not a compact JWS")
+	}
+	ks := p.keys.Load()
+	algs := p.algs.Load()
+	if ks == nil || algs == nil {
+		return nil, fmt.Errorf("verify %s: %w: no keys yet", kind, errIdPUnavailable)
+	}
+	tok, err := jwt.ParseSigned(raw, *algs)
+	if err != nil {
+		if strings.Contains(err.Error(), "algorithm") {
+			return nil, refuse(reasonAlgorithm, "%v", err)
+		}
+		return nil, refuse(reasonMalformed, "%v", err)
+	}
+	if len(tok.Headers) != 1 {
+		return nil, refuse(reasonMalformed, "%d signatures", len(tok.Headers))
+	}
+	h := tok.Headers[0]
+	if _, ok := h.ExtraHeaders["crit"]; ok {
+		// We implement no JWS extension, so any critical one is unknown (RFC 7515 §4.1.11).
+		return nil, refuse(reasonHeader, "crit")
+	}
+	if kind == kindIDToken {
+		if typ, _ := h.ExtraHeaders["typ"].(string); strings.EqualFold(typ, "at+jwt") {
+			return nil, refuse(reasonTokenType, "an access token (typ at+jwt) is not an ID token")
+		}
+	}
+	var c claims
+	if err := p.checkSignature(ctx, tok, h, ks, &c); err != nil {
+		return nil, err
+	}
+	if err := p.checkClaims(&c, kind, nonce); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// checkSignature picks the key (never from the token's jwk, jku, x5u or x5c
+// headers: only from the IdP's key set) and verifies the signature into c.
+func (p *provider) checkSignature(ctx context.Context, tok *jwt.JSONWebToken, h jose.Header, ks *keySet, c *claims) error {
+	candidates := fittingKeys(ks, h)
+	if len(candidates) == 0 && h.KeyID != "" && !hasKid(ks, h.KeyID) {
+		// An unknown kid may be a rotation: look again, within limits.
+		ks = p.refetchKeysForUnknownKid(ctx)
+		candidates = fittingKeys(ks, h)
+	}
+	if len(candidates) == 0 {
+		if h.KeyID != "" {
+			return refuse(reasonUnknownKey, "no %s key with kid %q", h.Algorithm, h.KeyID)
+		}
+		return refuse(reasonUnknownKey, "no %s key", h.Algorithm)
+	}
+	var lastErr error
+	for _, k := range candidates {
+		err := tok.Claims(k.Key, c)
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+	}
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	if errors.As(lastErr, &syntax) || errors.As(lastErr, &typ) {
+		return refuse(reasonMalformed, "claims: %s", jsonErrorKind(lastErr))
+	}
+	return refuse(reasonSignature, "%v", lastErr)
+}
+
+// fittingKeys returns the keys that may have made the signature: with a kid,
+// those with exactly that kid; without one, every key whose type and alg fit.
+func fittingKeys(ks *keySet, h jose.Header) []*jose.JSONWebKey {
+	if ks == nil {
+		return nil
+	}
+	var out []*jose.JSONWebKey
+	for i := range ks.keys {
+		k := &ks.keys[i]
+		if h.KeyID != "" && k.KeyID != h.KeyID {
+			continue
+		}
+		if keyFits(k, h.Algorithm) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func hasKid(ks *keySet, kid string) bool {
+	return ks != nil && slices.ContainsFunc(ks.keys, func(k jose.JSONWebKey) bool { return k.KeyID == kid })
+}
+
+// checkClaims applies the issuer, time and audience rules.
+func (p *provider) checkClaims(c *claims, kind tokenKind, nonce string) error {
+	t := p.tenant
+	if c.Issuer != t.Issuer {
+		return refuse(reasonIssuer, "want %q got %q", t.Issuer, truncate(c.Issuer, 100))
+	}
+	now := p.now()
+	if c.Expiry == nil {
+		return refuse(reasonMissingClaim, "exp")
+	}
+	if now.After(c.Expiry.Time().Add(leeway)) {
+		return refuse(reasonExpired, "at %s", c.Expiry.Time().UTC().Format(time.RFC3339))
+	}
+	if c.NotBefore != nil && now.Add(leeway).Before(c.NotBefore.Time()) {
+		return refuse(reasonNotYetValid, "nbf %s", c.NotBefore.Time().UTC().Format(time.RFC3339))
+	}
+	if c.IssuedAt != nil && now.Add(leeway).Before(c.IssuedAt.Time()) {
+		return refuse(reasonNotYetValid, "iat %s is in the future", c.IssuedAt.Time().UTC().Format(time.RFC3339))
+	}
+	if c.Subject == "" {
+		return refuse(reasonMissingClaim, "sub")
+	}
+	azp := string(c.AuthorizedParty)
+	switch kind {
+	case kindIDToken:
+		if c.IssuedAt == nil {
+			return refuse(reasonMissingClaim, "iat")
+		}
+		if !c.Audience.Contains(t.ClientID) {
+			return refuse(reasonAudience, "aud %q does not contain the client id", []string(c.Audience))
+		}
+		if (len(c.Audience) > 1 || azp != "") && azp != t.ClientID {
+			return refuse(reasonAZP, "azp %q is not the client id", truncate(azp, 100))
+		}
+		if nonce != "" && subtle.ConstantTimeCompare([]byte(nonce), []byte(c.Nonce)) != 1 {
+			return refuse(reasonNonce, "")
+		}
+	case kindAccessToken:
+		ok := azp == t.ClientID
+		for _, a := range t.Audiences {
+			ok = ok || c.Audience.Contains(a)
+		}
+		if !ok {
+			return refuse(reasonAudience, "aud %q has none of the audiences and azp is not the client id", []string(c.Audience))
+		}
+	}
+	return nil
+}
+
+// verifyAccess verifies a bearer access token, answering from the cache of
+// verified tokens when it can: a client that sends the same token again
+// costs a hash and a lookup, not a signature check.
+func (p *provider) verifyAccess(ctx context.Context, raw string) (*claims, error) {
+	if len(raw) > maxTokenSize {
+		return nil, refuse(reasonTooLarge, "%d bytes", len(raw))
+	}
+	key := sha256.Sum256([]byte(raw))
+	ks := p.keys.Load()
+	now := p.now()
+	if ks != nil {
+		if c, ok := p.tokens.get(key, ks.gen, now); ok {
+			p.met.tokenCache(true)
+			return c, nil
+		}
+	}
+	p.met.tokenCache(false)
+	c, err := p.verify(ctx, raw, kindAccessToken, "")
+	if err != nil {
+		return nil, err
+	}
+	// Cache under the generation of the keys that verified it: a token that
+	// triggered a refetch is stored under the new set.
+	if ks := p.keys.Load(); ks != nil {
+		p.tokens.put(key, c, ks.gen, now)
+	}
+	return c, nil
+}
+
+// tokenCache maps the SHA-256 of a verified access token to its claims until
+// the token's exp, for the key-set generation that verified it. It is
+// bounded both in entries and in the bytes of the claims it holds.
+type tokenCache struct {
+	mu       sync.RWMutex
+	m        map[[32]byte]tokenCacheEntry
+	maxN     int
+	maxBytes int
+	bytes    int
+}
+
+type tokenCacheEntry struct {
+	c    *claims
+	exp  time.Time
+	gen  uint64
+	size int
+}
+
+func newTokenCache(maxN, maxBytes int) *tokenCache {
+	return &tokenCache{m: make(map[[32]byte]tokenCacheEntry), maxN: maxN, maxBytes: maxBytes}
+}
+
+func (tc *tokenCache) get(key [32]byte, gen uint64, now time.Time) (*claims, bool) {
+	tc.mu.RLock()
+	e, ok := tc.m[key]
+	tc.mu.RUnlock()
+	if !ok || e.gen != gen || !now.Before(e.exp) {
+		return nil, false
+	}
+	return e.c, true
+}
+
+func (tc *tokenCache) put(key [32]byte, c *claims, gen uint64, now time.Time) {
+	exp := c.Expiry.Time()
+	if !now.Before(exp) {
+		return // accepted within the leeway only: not worth keeping
+	}
+	size := 200 + len(c.Issuer) + len(c.Subject) + len(c.AuthorizedParty) + len(c.Nonce) +
+		len(c.Name) + len(c.PreferredUsername) + len(c.Email)
+	for _, a := range c.Audience {
+		size += len(a) + 16
+	}
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if old, ok := tc.m[key]; ok {
+		tc.bytes -= old.size
+		delete(tc.m, key)
+	}
+	if len(tc.m) >= tc.maxN || tc.bytes+size > tc.maxBytes {
+		tc.evictLocked(now, gen, size)
+	}
+	if len(tc.m) >= tc.maxN || tc.bytes+size > tc.maxBytes {
+		return
+	}
+	tc.m[key] = tokenCacheEntry{c: c, exp: exp, gen: gen, size: size}
+	tc.bytes += size
+}
+
+// evictLocked drops stale entries (expired or of an older key set), then
+// arbitrary ones (map order is random) until there is room for one more.
+func (tc *tokenCache) evictLocked(now time.Time, gen uint64, need int) {
+	for k, e := range tc.m {
+		if e.gen != gen || !now.Before(e.exp) {
+			tc.bytes -= e.size
+			delete(tc.m, k)
+		}
+	}
+	// Make room for a tenth more at once, so that a full cache does not
+	// scan the map on every insert.
+	lowN, lowBytes := tc.maxN-tc.maxN/10, tc.maxBytes-tc.maxBytes/10
+	for k, e := range tc.m {
+		if len(tc.m) < lowN && tc.bytes+need <= lowBytes {
+			return
+		}
+		tc.bytes -= e.size
+		delete(tc.m, k)
+	}
+}
+
+// len reports the number of entries, for tests and metrics.
+func (tc *tokenCache) len() int {
+	tc.mu.RLock()
+	defer tc.mu.RUnlock()
+	return len(tc.m)
+}
