@@ -1,0 +1,910 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxBodyBytes is the limit on every request body (SPEC.md: 413 beyond).
+const maxBodyBytes = 64 << 10
+
+// route is one entry of the route table.
+type route struct {
+	method, path string
+	handler      http.Handler
+	// tenant routes are under /v1/auth/ and need the request's tenant.
+	tenant bool
+}
+
+// routes is the whole API surface. The mux matches methods; the catch-all
+// turns other methods on a known path into 405 with Allow.
+func (s *server) routes() []route {
+	rs := []route{
+		{"GET", "/v1/auth/config", handleConfig(), true},
+		{"POST", "/v1/auth/login", handleLogin(s.log), true},
+		{"POST", "/v1/auth/token", handleToken(s.limiter, s.trusted, s.log), true},
+		{"POST", "/v1/auth/refresh", handleRefresh(s.log), true},
+		{"POST", "/v1/auth/register", handleRegister(s.store, s.met), true},
+		{"GET", "/healthz", handleHealth(s.store), false},
+		{"GET", "/readyz", handleReady(s.tenants), false},
+		{"GET", "/v1/openapi.json", handleOpenAPI(), false},
+	}
+	if s.cfg.MetricsAddr == "" {
+		rs = append(rs, route{"GET", "/metrics", handleMetrics(s.met), false})
+	}
+	return rs
+}
+
+// newMux builds the mux from the route table, plus extra prefix handlers
+// (the development IdP) that bypass tenant routing.
+func (s *server) newMux(extra map[string]http.Handler) *http.ServeMux {
+	mux := http.NewServeMux()
+	rs := s.routes()
+	for _, rt := range rs {
+		h := rt.handler
+		if rt.tenant {
+			h = s.withTenant(h)
+		}
+		pattern := rt.method + " " + rt.path
+		mux.Handle(pattern, withRoute(pattern, h))
+	}
+	for prefix, h := range extra {
+		mux.Handle(prefix, withRoute(prefix, h))
+	}
+	mux.Handle("/", handleNoRoute(rs))
+	return mux
+}
+
+// server holds what the handlers share.
+type server struct {
+	cfg     *config
+	tenants []*tenant
+	byHost  map[string]*tenant
+	store   *store
+	log     *slog.Logger
+	met     *metrics
+	limiter *loginLimiter
+	trusted []netip.Prefix
+	handler http.Handler
+}
+
+// tenant is a configured tenant at run time.
+type tenant struct {
+	cfg  *tenantConfig
+	prov *provider
+	cors map[string]bool
+}
+
+// newServer wires tenants, providers and routes. Call startProviders to begin
+// fetching discovery documents.
+func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, extra map[string]http.Handler) *server {
+	s := &server{
+		cfg:     cfg,
+		byHost:  make(map[string]*tenant),
+		store:   st,
+		log:     log,
+		met:     met,
+		limiter: newLoginLimiter(),
+		trusted: cfg.trustedNets,
+	}
+	for i := range cfg.Tenants {
+		tc := &cfg.Tenants[i]
+		t := &tenant{cfg: tc, prov: newProvider(tc, log, met), cors: make(map[string]bool)}
+		for _, o := range tc.CORSOrigins {
+			t.cors[o] = true
+		}
+		for _, h := range tc.Hosts {
+			s.byHost[h] = t
+		}
+		s.tenants = append(s.tenants, t)
+		if tc.Features.Auth.PasswordGrantEnabled {
+			log.Warn("password grant enabled: /v1/auth/token accepts usernames and passwords for this tenant", "tenant", tc.ID)
+		}
+	}
+	met.discoveryAges = func() map[string]int64 {
+		ages := make(map[string]int64, len(s.tenants))
+		for _, t := range s.tenants {
+			ages[t.cfg.ID] = t.prov.discAt.Load()
+		}
+		return ages
+	}
+	s.handler = s.newMux(extra)
+	return s
+}
+
+// startProviders starts each tenant's background discovery loop; they stop
+// when ctx ends.
+func (s *server) startProviders(ctx context.Context) {
+	for _, t := range s.tenants {
+		go t.prov.run(ctx)
+	}
+}
+
+// tenantFor routes a request to its tenant by Host (port ignored,
+// case-insensitive). With one tenant and no hosts, that tenant serves all.
+func (s *server) tenantFor(r *http.Request) *tenant {
+	if len(s.tenants) == 1 && len(s.tenants[0].cfg.Hosts) == 0 {
+		return s.tenants[0]
+	}
+	host := r.Host
+	if h, _, ok := strings.Cut(host, ":"); ok && !strings.HasPrefix(host, "[") {
+		host = h
+	} else if strings.HasPrefix(host, "[") {
+		host = strings.TrimPrefix(host, "[")
+		host, _, _ = strings.Cut(host, "]")
+	}
+	return s.byHost[strings.TrimSuffix(strings.ToLower(host), ".")]
+}
+
+// reqInfo travels with a request so the log line can name its route and
+// tenant.
+type reqInfo struct {
+	id     string
+	route  string
+	tenant *tenant
+}
+
+type reqInfoKey struct{}
+
+func info(r *http.Request) *reqInfo {
+	if i, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
+		return i
+	}
+	return &reqInfo{}
+}
+
+func tenantOf(r *http.Request) *tenant { return info(r).tenant }
+
+func withRoute(pattern string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info(r).route = pattern
+		h.ServeHTTP(w, r)
+	})
+}
+
+// withTenant resolves the tenant and applies its CORS policy.
+func (s *server) withTenant(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := s.tenantFor(r)
+		if t == nil {
+			writeError(w, r, &apiError{http.StatusNotFound, "SW_TENANT_NOT_FOUND", "no tenant is configured for this host"})
+			return
+		}
+		info(r).tenant = t
+		setCORS(w, r, t)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// setCORS adds the CORS headers when the Origin is one of the tenant's.
+func setCORS(w http.ResponseWriter, r *http.Request, t *tenant) bool {
+	w.Header().Add("Vary", "Origin")
+	origin := r.Header.Get("Origin")
+	if origin == "" || !t.cors[strings.ToLower(origin)] {
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Expose-Headers", "X-Request-Id, WWW-Authenticate, Retry-After")
+	return true
+}
+
+// ServeHTTP is the outermost layer: request id, panic recovery, CORS
+// preflight, the mux, then one log line and the metrics.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ri := &reqInfo{id: requestID(r.Header.Get("X-Request-Id"))}
+	r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, ri))
+	w.Header().Set("X-Request-Id", ri.id)
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("panic in handler", "request_id", ri.id, "panic", fmt.Sprint(p))
+			if sw.status == 0 {
+				writeError(sw, r, errors.New("panic"))
+			}
+		}
+		s.logRequest(r, ri, sw, time.Since(start))
+	}()
+	if r.Method == http.MethodOptions && strings.HasPrefix(r.URL.Path, "/v1/auth/") {
+		s.preflight(sw, r, ri)
+		return
+	}
+	s.handler.ServeHTTP(sw, r)
+}
+
+// preflight answers OPTIONS on the API: CORS headers for a listed origin,
+// none for others, and Allow in both cases.
+func (s *server) preflight(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
+	ri.route = "OPTIONS /v1/auth/"
+	methods := allowedMethods(s.routes(), r.URL.Path)
+	if len(methods) == 0 {
+		writeError(w, r, &apiError{http.StatusNotFound, "SW_NOT_FOUND", "no such route"})
+		return
+	}
+	t := s.tenantFor(r)
+	if t == nil {
+		writeError(w, r, &apiError{http.StatusNotFound, "SW_TENANT_NOT_FOUND", "no tenant is configured for this host"})
+		return
+	}
+	ri.tenant = t
+	allow := strings.Join(append(methods, "OPTIONS"), ", ")
+	w.Header().Set("Allow", allow)
+	if setCORS(w, r, t) && r.Header.Get("Access-Control-Request-Method") != "" {
+		w.Header().Set("Access-Control-Allow-Methods", allow)
+		w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id")
+		w.Header().Set("Access-Control-Max-Age", "600")
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) logRequest(r *http.Request, ri *reqInfo, sw *statusWriter, d time.Duration) {
+	status := sw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	route := ri.route
+	if route == "" {
+		route = "unmatched"
+	}
+	s.met.request(route, status, d)
+	tenantID := ""
+	if ri.tenant != nil {
+		tenantID = ri.tenant.cfg.ID
+	}
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	// Only the path: a query may carry an authorization code.
+	s.log.LogAttrs(r.Context(), level, "request",
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.Duration("duration", d),
+		slog.String("tenant", tenantID),
+		slog.String("request_id", ri.id),
+	)
+}
+
+// statusWriter remembers the status for the log line.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// requestID accepts a client's X-Request-Id when it is short and plain, else
+// makes one.
+func requestID(given string) string {
+	if given != "" && len(given) <= 128 && !strings.ContainsFunc(given, func(c rune) bool {
+		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_.:", c))
+	}) {
+		return given
+	}
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// handleNoRoute answers what no route matched: 405 with Allow when the path
+// exists with other methods, else 404.
+func handleNoRoute(rs []route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		methods := allowedMethods(rs, r.URL.Path)
+		if len(methods) == 0 {
+			writeError(w, r, &apiError{http.StatusNotFound, "SW_NOT_FOUND", "no such route: " + truncate(r.URL.Path, 100)})
+			return
+		}
+		w.Header().Set("Allow", strings.Join(methods, ", "))
+		writeError(w, r, &apiError{http.StatusMethodNotAllowed, "SW_METHOD_NOT_ALLOWED",
+			fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(methods, " or "))})
+	})
+}
+
+func allowedMethods(rs []route, path string) []string {
+	var out []string
+	for _, rt := range rs {
+		if rt.path == path {
+			out = append(out, rt.method)
+			if rt.method == http.MethodGet {
+				out = append(out, http.MethodHead)
+			}
+		}
+	}
+	return out
+}
+
+// apiError is an error with its place in the contract's table.
+type apiError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+func badRequest(format string, args ...any) *apiError {
+	return &apiError{http.StatusBadRequest, "SW_BAD_REQUEST", fmt.Sprintf(format, args...)}
+}
+
+// writeError is the one place an error becomes a response. An *apiError is
+// sent as it is; errIdPUnavailable becomes 503 with Retry-After; anything
+// else is logged with the request id and answered SW_INTERNAL, so no driver
+// or upstream text reaches a client.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+	case errors.Is(err, errIdPUnavailable), errors.Is(err, context.DeadlineExceeded):
+		slog.Default().Warn("identity provider unavailable", "request_id", info(r).id, "err", err)
+		w.Header().Set("Retry-After", "5")
+		ae = &apiError{http.StatusServiceUnavailable, "SW_AUTH_IDP_UNAVAILABLE", "the identity provider is unavailable; try again shortly"}
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads this answer.
+		ae = &apiError{http.StatusServiceUnavailable, "SW_AUTH_IDP_UNAVAILABLE", "request canceled"}
+	default:
+		slog.Default().Error("internal error", "request_id", info(r).id, "err", err)
+		ae = &apiError{http.StatusInternalServerError, "SW_INTERNAL", "internal error; the server log has details under request id " + info(r).id}
+	}
+	if ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusServiceUnavailable {
+		if w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", "5")
+		}
+	}
+	writeJSON(w, ae.Status, map[string]any{"error": map[string]string{"code": ae.Code, "message": ae.Message}})
+}
+
+// writeJSON writes v as the response body.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"SW_INTERNAL","message":"internal error"}}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// writeData writes the success envelope.
+func writeData(w http.ResponseWriter, v any) {
+	writeJSON(w, http.StatusOK, map[string]any{"data": v})
+}
+
+// readParams reads a POST body, form-encoded or JSON (an object of strings),
+// through the size limit. With fromQuery, the query's parameters count too;
+// a parameter given twice, or differently in query and body, is a 400.
+func readParams(w http.ResponseWriter, r *http.Request, fromQuery bool) (url.Values, error) {
+	v := url.Values{}
+	if r.ContentLength > maxBodyBytes {
+		return nil, &apiError{http.StatusRequestEntityTooLarge, "SW_REQUEST_TOO_LARGE", fmt.Sprintf("request body is over %d bytes", maxBodyBytes)}
+	}
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &apiError{http.StatusRequestEntityTooLarge, "SW_REQUEST_TOO_LARGE", fmt.Sprintf("request body is over %d bytes", maxBodyBytes)}
+		}
+		if err != nil {
+			return nil, badRequest("unreadable request body")
+		}
+		if len(body) > 0 {
+			if v, err = parseBody(r.Header.Get("Content-Type"), body); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for k, vs := range v {
+		if len(vs) > 1 {
+			return nil, badRequest("%s: given more than once", truncate(k, 40))
+		}
+	}
+	if fromQuery && r.URL.RawQuery != "" {
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return nil, badRequest("malformed query string")
+		}
+		for k, vs := range q {
+			if len(vs) > 1 {
+				return nil, badRequest("%s: given more than once", truncate(k, 40))
+			}
+			if b, ok := v[k]; ok && b[0] != vs[0] {
+				return nil, badRequest("%s: differs between query and body", truncate(k, 40))
+			}
+			v[k] = vs
+		}
+	}
+	return v, nil
+}
+
+// parseBody decodes a form or JSON body into values.
+func parseBody(contentType string, body []byte) (url.Values, error) {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if contentType == "" || err != nil {
+		return nil, &apiError{http.StatusUnsupportedMediaType, "SW_UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/x-www-form-urlencoded or application/json"}
+	}
+	switch mt {
+	case "application/x-www-form-urlencoded":
+		v, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, badRequest("malformed form body")
+		}
+		return v, nil
+	case "application/json":
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(body, &m); err != nil {
+			return nil, badRequest("body is not a JSON object: %s", jsonErrorKind(err))
+		}
+		v := url.Values{}
+		for k, raw := range m {
+			var s string
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return nil, badRequest("%s: must be a string", truncate(k, 40))
+			}
+			v.Set(k, s)
+		}
+		return v, nil
+	}
+	return nil, &apiError{http.StatusUnsupportedMediaType, "SW_UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/x-www-form-urlencoded or application/json"}
+}
+
+// required returns a non-empty parameter or a 400 naming it.
+func required(v url.Values, name string) (string, error) {
+	s := v.Get(name)
+	if s == "" {
+		return "", badRequest("%s: required", name)
+	}
+	return s, nil
+}
+
+// tokenData is the data of /login, /token and /refresh.
+type tokenData struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+func writeTokens(w http.ResponseWriter, tr *tokenResponse) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	writeData(w, tokenData{
+		AccessToken:  tr.AccessToken,
+		RefreshToken: tr.RefreshToken,
+		TokenType:    "Bearer",
+		ExpiresIn:    int64(tr.ExpiresIn),
+		IDToken:      tr.IDToken,
+		Scope:        string(tr.Scope),
+	})
+}
+
+// idpError maps a token-endpoint failure to the contract: an OAuth error
+// answer becomes rejected (the endpoint's own code), our own bad client
+// credentials a loud log line and SW_INTERNAL, the rest 503.
+func idpError(t *tenant, err error, rejected *apiError) error {
+	var oe *oauthError
+	if errors.As(err, &oe) {
+		if oe.clientCredentialsInvalid() {
+			t.prov.log.Error("the IdP rejected this tenant's client credentials: check client_id and the client secret", "err", err)
+			return fmt.Errorf("tenant %s: client credentials rejected: %w", t.cfg.ID, err)
+		}
+		t.prov.log.Info("the IdP refused a grant", "code", oe.Code)
+		return rejected
+	}
+	return err
+}
+
+// verifyFailed maps an ID token verification failure to code.
+func verifyFailed(t *tenant, err error, code string) error {
+	var ve *verifyError
+	if errors.As(err, &ve) {
+		t.prov.log.Warn("id token refused", "reason", ve.Reason, "detail", ve.Detail)
+		return &apiError{http.StatusUnauthorized, code, "the ID token from the identity provider failed verification"}
+	}
+	return err
+}
+
+// handleConfig serves the tenant's OIDC configuration for client bootstrap.
+func handleConfig() http.Handler {
+	type configData struct {
+		Issuer                        string   `json:"issuer"`
+		AuthorizationEndpoint         string   `json:"authorization_endpoint"`
+		TokenEndpoint                 string   `json:"token_endpoint"`
+		JWKSURI                       string   `json:"jwks_uri"`
+		UserinfoEndpoint              string   `json:"userinfo_endpoint,omitempty"`
+		EndSessionEndpoint            string   `json:"end_session_endpoint,omitempty"`
+		ScopesSupported               []string `json:"scopes_supported"`
+		RedirectURI                   string   `json:"redirect_uri"`
+		ClientID                      string   `json:"client_id"`
+		CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
+		PasswordGrantEnabled          bool     `json:"password_grant_enabled"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := tenantOf(r)
+		d := t.prov.disc.Load()
+		if d == nil {
+			writeError(w, r, fmt.Errorf("config: %w: no discovery document yet", errIdPUnavailable))
+			return
+		}
+		methods := d.CodeChallengeMethodsSupported
+		if methods == nil {
+			methods = []string{}
+		}
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		writeData(w, configData{
+			Issuer:                        d.Issuer,
+			AuthorizationEndpoint:         d.AuthorizationEndpoint,
+			TokenEndpoint:                 d.TokenEndpoint,
+			JWKSURI:                       d.JWKSURI,
+			UserinfoEndpoint:              d.UserinfoEndpoint,
+			EndSessionEndpoint:            d.EndSessionEndpoint,
+			ScopesSupported:               t.cfg.Scopes,
+			RedirectURI:                   t.cfg.RedirectURI,
+			ClientID:                      t.cfg.ClientID,
+			CodeChallengeMethodsSupported: methods,
+			PasswordGrantEnabled:          t.cfg.Features.Auth.PasswordGrantEnabled,
+		})
+	})
+}
+
+// handleLogin exchanges an authorization code for tokens and verifies the
+// ID token.
+func handleLogin(log *slog.Logger) http.Handler {
+	rejected := &apiError{http.StatusUnauthorized, "SW_AUTH_OIDC_FAILED", "the identity provider rejected the authorization code"}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := tenantOf(r)
+		v, err := readParams(w, r, true)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		code, err := required(v, "code")
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if ru := v.Get("redirect_uri"); ru != "" && ru != t.cfg.RedirectURI {
+			writeError(w, r, &apiError{http.StatusBadRequest, "SW_AUTH_REDIRECT_MISMATCH", "redirect_uri: does not match the redirect URI configured for this tenant"})
+			return
+		}
+		verifier := v.Get("code_verifier")
+		if verifier != "" && !validCodeVerifier(verifier) {
+			writeError(w, r, badRequest("code_verifier: must be 43-128 characters of A-Z, a-z, 0-9, '-', '.', '_' or '~' (RFC 7636)"))
+			return
+		}
+		nonce := v.Get("nonce")
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {t.cfg.RedirectURI}}
+		if verifier != "" {
+			form.Set("code_verifier", verifier)
+		}
+		tr, err := t.prov.token(r.Context(), form)
+		if err != nil {
+			writeError(w, r, idpError(t, err, rejected))
+			return
+		}
+		if tr.IDToken == "" {
+			t.prov.log.Warn("code exchange answered without an id_token: is openid among the scopes requested?")
+			writeError(w, r, &apiError{http.StatusUnauthorized, "SW_AUTH_OIDC_FAILED", "the identity provider returned no ID token"})
+			return
+		}
+		if _, err := t.prov.verify(r.Context(), tr.IDToken, kindIDToken, nonce); err != nil {
+			writeError(w, r, verifyFailed(t, err, "SW_AUTH_OIDC_FAILED"))
+			return
+		}
+		writeTokens(w, tr)
+	})
+}
+
+// validCodeVerifier checks the RFC 7636 §4.1 syntax.
+func validCodeVerifier(s string) bool {
+	if len(s) < 43 || len(s) > 128 {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(c rune) bool {
+		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~')
+	})
+}
+
+// handleToken runs the resource-owner password grant, when the tenant
+// enables it, with failed attempts limited per username and per address.
+func handleToken(lim *loginLimiter, trusted []netip.Prefix, log *slog.Logger) http.Handler {
+	rejected := &apiError{http.StatusUnauthorized, "SW_AUTH_INVALID_CREDENTIALS", "invalid username or password"}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := tenantOf(r)
+		if !t.cfg.Features.Auth.PasswordGrantEnabled {
+			writeError(w, r, &apiError{http.StatusForbidden, "SW_AUTH_PASSWORD_GRANT_DISABLED", "the password grant is disabled for this tenant"})
+			return
+		}
+		v, err := readParams(w, r, false)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		switch gt := v.Get("grant_type"); gt {
+		case "password":
+		case "":
+			writeError(w, r, badRequest("grant_type: required, must be password"))
+			return
+		default:
+			writeError(w, r, badRequest("grant_type: must be password"))
+			return
+		}
+		username, err := required(v, "username")
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		password, err := required(v, "password")
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		addr := clientAddr(r, trusted)
+		userKey := t.cfg.ID + "\x00" + strings.ToLower(username)
+		if wait := lim.blocked(userKey, addr); wait > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			writeError(w, r, &apiError{http.StatusTooManyRequests, "SW_RATE_LIMITED", "too many failed sign-in attempts; try again later"})
+			return
+		}
+		form := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}}
+		if scope := v.Get("scope"); scope != "" {
+			form.Set("scope", scope)
+		} else {
+			form.Set("scope", strings.Join(t.cfg.Scopes, " "))
+		}
+		tr, err := t.prov.token(r.Context(), form)
+		if err != nil {
+			var oe *oauthError
+			if errors.As(err, &oe) && !oe.clientCredentialsInvalid() {
+				lim.fail(userKey, addr)
+			}
+			writeError(w, r, idpError(t, err, rejected))
+			return
+		}
+		lim.succeed(userKey)
+		if tr.IDToken != "" {
+			if _, err := t.prov.verify(r.Context(), tr.IDToken, kindIDToken, ""); err != nil {
+				writeError(w, r, verifyFailed(t, err, "SW_AUTH_OIDC_FAILED"))
+				return
+			}
+		}
+		writeTokens(w, tr)
+	})
+}
+
+// handleRefresh exchanges a refresh token. Concurrent and repeated calls with
+// one token share one IdP call and one answer (see refreshFlights).
+func handleRefresh(log *slog.Logger) http.Handler {
+	rejected := &apiError{http.StatusUnauthorized, "SW_AUTH_REFRESH_FAILED", "the identity provider rejected the refresh token"}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := tenantOf(r)
+		v, err := readParams(w, r, false)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		rt, err := required(v, "refresh_token")
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		scope := v.Get("scope")
+		key := refreshKey(t.cfg.ID, rt, scope)
+		tr, err := t.prov.refresh.do(r.Context(), key, t.prov.now(), func(ctx context.Context) (*tokenResponse, error) {
+			form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+			if scope != "" {
+				form.Set("scope", scope)
+			}
+			tr, err := t.prov.token(ctx, form)
+			if err != nil {
+				return nil, idpError(t, err, rejected)
+			}
+			if tr.IDToken != "" {
+				if _, err := t.prov.verify(ctx, tr.IDToken, kindIDToken, ""); err != nil {
+					return nil, verifyFailed(t, err, "SW_AUTH_REFRESH_FAILED")
+				}
+			}
+			return tr, nil
+		})
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		out := *tr // the answer is shared with other callers: copy before changing
+		if !t.cfg.rotateRefreshTokens() || out.RefreshToken == "" {
+			out.RefreshToken = rt
+		}
+		writeTokens(w, &out)
+	})
+}
+
+// handleRegister creates or refreshes the participant for the bearer's
+// principal and returns it, with its personal workspace.
+func handleRegister(st *store, met *metrics) http.Handler {
+	type registerData struct {
+		ParticipantID       string `json:"participant_id"`
+		TenantID            string `json:"tenant_id"`
+		DisplayName         string `json:"display_name"`
+		Email               string `json:"email"`
+		PersonalWorkspaceID string `json:"personal_workspace_id"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := tenantOf(r)
+		raw, err := bearerToken(r)
+		if err != nil {
+			writeUnauthenticated(w, r, t, err)
+			return
+		}
+		if r.ContentLength != 0 {
+			// The body carries nothing, but the contract's limits still hold.
+			if _, err := readParams(w, r, false); err != nil {
+				writeError(w, r, err)
+				return
+			}
+		}
+		c, err := t.prov.verifyAccess(r.Context(), raw)
+		if err != nil {
+			writeUnauthenticated(w, r, t, err)
+			return
+		}
+		p := principal{TenantID: t.cfg.ID, Issuer: c.Issuer, Subject: c.Subject}
+		part, err := st.ensureParticipant(r.Context(), p, displayName(c), string(c.Email))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		writeData(w, registerData{
+			ParticipantID:       part.ID,
+			TenantID:            part.TenantID,
+			DisplayName:         part.DisplayName,
+			Email:               part.Email,
+			PersonalWorkspaceID: part.PersonalWorkspaceID,
+		})
+	})
+}
+
+// errNoBearer is a request without credentials: RFC 6750 §3.1 says the
+// challenge then carries no error code.
+var errNoBearer = errors.New("no bearer token")
+
+// bearerToken extracts the token of an "Authorization: Bearer" header: one
+// header, the scheme in any case, one token of the b64token syntax.
+func bearerToken(r *http.Request) (string, error) {
+	hs := r.Header.Values("Authorization")
+	if len(hs) == 0 {
+		return "", errNoBearer
+	}
+	if len(hs) > 1 {
+		return "", refuse(reasonMalformed, "several Authorization headers")
+	}
+	scheme, tok, ok := strings.Cut(hs[0], " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") {
+		return "", refuse(reasonMalformed, "not a Bearer authorization")
+	}
+	tok = strings.TrimLeft(tok, " ")
+	if tok == "" || !isB64Token(tok) {
+		return "", refuse(reasonMalformed, "bearer token is not a single b64token")
+	}
+	return tok, nil
+}
+
+// isB64Token checks RFC 6750 §2.1: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+func isB64Token(s string) bool {
+	t := strings.TrimRight(s, "=")
+	if t == "" {
+		return false
+	}
+	return !strings.ContainsFunc(t, func(c rune) bool {
+		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-._~+/", c))
+	})
+}
+
+// writeUnauthenticated answers 401 with the RFC 6750 challenge, or passes on
+// errors that are not about the token (the IdP being down).
+func writeUnauthenticated(w http.ResponseWriter, r *http.Request, t *tenant, err error) {
+	var ve *verifyError
+	switch {
+	case errors.Is(err, errNoBearer):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="scaiwave"`)
+		writeError(w, r, &apiError{http.StatusUnauthorized, "SW_AUTH_UNAUTHENTICATED", "Authorization: Bearer <access token> is required"})
+	case errors.As(err, &ve):
+		t.prov.log.Info("bearer token refused", "reason", ve.Reason, "detail", ve.Detail, "request_id", info(r).id)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="scaiwave", error="invalid_token"`)
+		writeError(w, r, &apiError{http.StatusUnauthorized, "SW_AUTH_UNAUTHENTICATED", "the bearer token is invalid or expired"})
+	default:
+		writeError(w, r, err)
+	}
+}
+
+// displayName is the first of name, preferred_username, the email's local
+// part and sub that is not blank.
+func displayName(c *claims) string {
+	local, _, _ := strings.Cut(string(c.Email), "@")
+	for _, s := range []string{string(c.Name), string(c.PreferredUsername), local, c.Subject} {
+		if s = strings.TrimSpace(s); s != "" {
+			return s
+		}
+	}
+	return c.Subject
+}
+
+// handleHealth answers 200 while the database answers.
+func handleHealth(st *store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := st.ping(ctx); err != nil {
+			slog.Default().Error("health check: database does not answer", "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": "SW_INTERNAL", "message": "database unavailable"}})
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeData(w, map[string]string{"status": "ok"})
+	})
+}
+
+// handleReady answers 200 when every tenant has discovery and keys.
+func handleReady(ts []*tenant) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		var notReady []string
+		for _, t := range ts {
+			if !t.prov.ready() {
+				notReady = append(notReady, t.cfg.ID)
+			}
+		}
+		if len(notReady) > 0 {
+			w.Header().Set("Retry-After", "5")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{
+				"code":    "SW_AUTH_IDP_UNAVAILABLE",
+				"message": "not ready: no discovery document or keys yet for tenants " + strings.Join(notReady, ", "),
+				"tenants": notReady,
+			}})
+			return
+		}
+		ids := make([]string, 0, len(ts))
+		for _, t := range ts {
+			ids = append(ids, t.cfg.ID)
+		}
+		slices.Sort(ids)
+		writeData(w, map[string]any{"status": "ready", "tenants": ids})
+	})
+}

@@ -1,0 +1,287 @@
+// Command scaiwave-auth fronts an OpenID Connect identity provider: it
+// exchanges codes, passwords and refresh tokens for tokens, verifies bearer
+// access tokens itself, and keeps a SQLite table of participants.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scaiwave-auth:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitError carries an exit status: 2 for bad usage or configuration, 1 for
+// everything else.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, args ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
+}
+
+func exitCode(err error) int {
+	var ee *exitError
+	var ce *configError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ce):
+		return 2
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	}
+	return 1
+}
+
+// options are the command line after flags and environment are merged.
+type options struct {
+	configPath string
+	addr       string
+	db         string
+	dev        bool
+	check      bool
+	version    bool
+	addrSet    bool
+	dbSet      bool
+}
+
+// parseFlags reads flags, then the SCAIWAVE_* environment for flags not
+// given. Flags override the environment, which overrides the file.
+func parseFlags(name string, args []string, getenv func(string) string, stderr io.Writer) (*options, []string, error) {
+	o := &options{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.configPath, "config", "", "configuration file (JSON); env SCAIWAVE_CONFIG")
+	fs.StringVar(&o.addr, "addr", defaultAddr, "listen address; env SCAIWAVE_ADDR")
+	fs.StringVar(&o.db, "db", defaultDatabase, "SQLite database file; env SCAIWAVE_DB")
+	fs.BoolVar(&o.dev, "dev", false, "run on embedded defaults with a development IdP on loopback")
+	fs.BoolVar(&o.check, "check", false, "validate the configuration, fetch each tenant's discovery and JWKS, and exit")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s [-dev | -config FILE [-check]] [-addr HOST:PORT] [-db FILE]\n", name)
+		fmt.Fprintf(stderr, "       %s participants list [-tenant T] [-json] | show ID | delete ID\n", name)
+		fmt.Fprintf(stderr, "       %s backup FILE\n\nflags:\n", name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, nil, err
+		}
+		return nil, nil, &exitError{code: 2, err: err}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["config"] {
+		o.configPath = getenv("SCAIWAVE_CONFIG")
+	}
+	o.addrSet, o.dbSet = set["addr"], set["db"]
+	if !o.addrSet {
+		if v := getenv("SCAIWAVE_ADDR"); v != "" {
+			o.addr, o.addrSet = v, true
+		}
+	}
+	if !o.dbSet {
+		if v := getenv("SCAIWAVE_DB"); v != "" {
+			o.db, o.dbSet = v, true
+		}
+	}
+	return o, fs.Args(), nil
+}
+
+// run is the whole program; main only supplies the process's context,
+// arguments, environment and output.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	name := "scaiwave-auth"
+	if len(args) > 0 {
+		name = filepath.Base(args[0])
+		args = args[1:]
+	}
+	if len(args) > 0 && (args[0] == "participants" || args[0] == "backup") {
+		return runAdmin(ctx, name, args, getenv, stdout, stderr)
+	}
+	o, rest, err := parseFlags(name, args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usageErrorf("unexpected argument %q (see -h)", rest[0])
+	}
+	if o.version {
+		fmt.Fprintln(stdout, name, version())
+		return nil
+	}
+	if o.dev {
+		if o.configPath != "" {
+			return usageErrorf("-dev and -config exclude each other")
+		}
+		return runDev(ctx, o, stdout, stderr)
+	}
+	if o.configPath == "" {
+		return usageErrorf("no configuration: give -config FILE (or SCAIWAVE_CONFIG), or -dev to try it out")
+	}
+	cfg, err := loadConfig(o.configPath, getenv)
+	if err != nil {
+		return err
+	}
+	applyOverrides(cfg, o)
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	if o.check {
+		return runCheck(ctx, cfg, log, stdout)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	return serve(ctx, cfg, ln, log, nil)
+}
+
+// applyOverrides lets flags and environment win over the file.
+func applyOverrides(cfg *config, o *options) {
+	if o.addrSet || cfg.Addr == "" {
+		cfg.Addr = o.addr
+	}
+	if o.dbSet || cfg.Database == "" {
+		cfg.Database = o.db
+	}
+}
+
+// serve runs the service on ln until ctx ends, then shuts down gracefully:
+// in-flight requests finish, then the database is closed.
+func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, extra map[string]http.Handler) error {
+	slog.SetDefault(log)
+	st, err := openStore(ctx, cfg.Database)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	met := newMetrics()
+	st.onCreate = met.participantCreated
+	s := newServer(cfg, st, log, met, extra)
+
+	pctx, stopProviders := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopProviders()
+	s.startProviders(pctx)
+
+	servers := []*http.Server{newHTTPServer(s, log)}
+	listeners := []net.Listener{ln}
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			st.Close()
+			return fmt.Errorf("listen on metrics_addr %s: %w", cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", handleMetrics(met))
+		servers = append(servers, newHTTPServer(mux, log))
+		listeners = append(listeners, mln)
+		log.Info("metrics listening", "addr", mln.Addr().String())
+	}
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { errc <- srv.Serve(listeners[i]) }()
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "database", cfg.Database, "tenants", len(cfg.Tenants), "version", version())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	defer cancel()
+	var errs []error
+	for _, srv := range servers {
+		if err := srv.Shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		}
+	}
+	stopProviders()
+	if err := st.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close database: %w", err))
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		errs = append(errs, serveErr)
+	}
+	log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		// Long enough for an IdP call that hits its own timeout.
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 32 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// runCheck fetches every tenant's discovery document and key set and prints
+// one line per tenant. It fails when any tenant fails.
+func runCheck(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writer) error {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	failed := 0
+	for i := range cfg.Tenants {
+		t := &cfg.Tenants[i]
+		p := newProvider(t, quiet, nil)
+		cctx, cancel := context.WithTimeout(ctx, 2*idpRequestTimeout)
+		d, ks, err := p.check(cctx)
+		cancel()
+		if err != nil {
+			failed++
+			fmt.Fprintf(stdout, "FAIL %s issuer=%s: %v\n", t.ID, t.Issuer, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "ok   %s issuer=%s token_endpoint=%s keys=%d\n", t.ID, d.Issuer, d.TokenEndpoint, len(ks.keys))
+	}
+	if failed > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("check: %d of %d tenants failed", failed, len(cfg.Tenants))}
+	}
+	return nil
+}
+
+// version is the module version and VCS revision the binary was built from.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return strings.TrimSpace(v)
+}

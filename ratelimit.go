@@ -1,0 +1,183 @@
+package main
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Failed password-grant attempts allowed per window, per tenant+username and
+// per client address. The per-address limit is the higher one: many people
+// can share an address behind NAT.
+const (
+	userFailLimit  = 10
+	addrFailLimit  = 30
+	failWindow     = 15 * time.Minute
+	maxFailEntries = 100_000
+)
+
+// loginLimiter counts failed sign-ins. Memory is bounded: each table holds
+// at most maxFailEntries counters.
+type loginLimiter struct {
+	users, addrs *failCounter
+	now          func() time.Time
+}
+
+func newLoginLimiter() *loginLimiter {
+	return &loginLimiter{
+		users: newFailCounter(userFailLimit, failWindow, maxFailEntries),
+		addrs: newFailCounter(addrFailLimit, failWindow, maxFailEntries),
+		now:   time.Now,
+	}
+}
+
+// blocked returns how long to wait before another attempt for this user or
+// from this address is allowed, or 0.
+func (l *loginLimiter) blocked(userKey string, addr netip.Addr) time.Duration {
+	now := l.now()
+	return max(l.users.wait(userKey, now), l.addrs.wait(addr.String(), now))
+}
+
+// fail records a failed attempt against the user and the address.
+func (l *loginLimiter) fail(userKey string, addr netip.Addr) {
+	now := l.now()
+	l.users.add(userKey, now)
+	l.addrs.add(addr.String(), now)
+}
+
+// succeed clears the user's count (not the address's: one good password
+// must not reset an attacker's budget for other accounts).
+func (l *loginLimiter) succeed(userKey string) {
+	l.users.reset(userKey)
+}
+
+// failCounter is a fixed-window counter per key.
+type failCounter struct {
+	mu     sync.Mutex
+	m      map[string]failEntry
+	limit  int
+	window time.Duration
+	max    int
+}
+
+type failEntry struct {
+	n     int
+	start time.Time
+}
+
+func newFailCounter(limit int, window time.Duration, max int) *failCounter {
+	return &failCounter{m: make(map[string]failEntry), limit: limit, window: window, max: max}
+}
+
+func (c *failCounter) wait(key string, now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	if !ok || e.n < c.limit {
+		return 0
+	}
+	end := e.start.Add(c.window)
+	if !now.Before(end) {
+		delete(c.m, key)
+		return 0
+	}
+	return end.Sub(now)
+}
+
+func (c *failCounter) add(key string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	if ok && !now.Before(e.start.Add(c.window)) {
+		ok = false
+	}
+	if !ok {
+		if len(c.m) >= c.max {
+			c.pruneLocked(now)
+		}
+		e = failEntry{start: now}
+	}
+	e.n++
+	c.m[key] = e
+}
+
+func (c *failCounter) reset(key string) {
+	c.mu.Lock()
+	delete(c.m, key)
+	c.mu.Unlock()
+}
+
+// pruneLocked drops expired windows, then arbitrary entries below the
+// limit's count if the table is still full: a counter that has not reached
+// its limit is the cheapest to lose.
+func (c *failCounter) pruneLocked(now time.Time) {
+	for k, e := range c.m {
+		if !now.Before(e.start.Add(c.window)) {
+			delete(c.m, k)
+		}
+	}
+	for k, e := range c.m {
+		if len(c.m) < c.max-c.max/10 {
+			return
+		}
+		if e.n < c.limit {
+			delete(c.m, k)
+		}
+	}
+	for k := range c.m {
+		if len(c.m) < c.max {
+			return
+		}
+		delete(c.m, k)
+	}
+}
+
+func (c *failCounter) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
+
+// clientAddr is the address of the connection's peer, or, when that peer is
+// a trusted proxy, the right-most address in X-Forwarded-For that is not a
+// trusted proxy itself.
+func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	peer = peer.Unmap()
+	if !isTrusted(peer, trusted) {
+		return peer
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			// A garbled hop cannot be believed; the last trusted peer is the answer.
+			return peer
+		}
+		a = a.Unmap()
+		if !isTrusted(a, trusted) {
+			return a
+		}
+		peer = a
+	}
+	return peer
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
