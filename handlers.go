@@ -156,6 +156,7 @@ type reqInfo struct {
 	id     string
 	route  string
 	tenant *tenant
+	log    *slog.Logger
 }
 
 type reqInfoKey struct{}
@@ -164,7 +165,7 @@ func info(r *http.Request) *reqInfo {
 	if i, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
 		return i
 	}
-	return &reqInfo{}
+	return &reqInfo{log: slog.Default()}
 }
 
 func tenantOf(r *http.Request) *tenant { return info(r).tenant }
@@ -207,7 +208,7 @@ func setCORS(w http.ResponseWriter, r *http.Request, t *tenant) bool {
 // preflight, the mux, then one log line and the metrics.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	ri := &reqInfo{id: requestID(r.Header.Get("X-Request-Id"))}
+	ri := &reqInfo{id: requestID(r.Header.Get("X-Request-Id")), log: s.log}
 	r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, ri))
 	w.Header().Set("X-Request-Id", ri.id)
 	sw := &statusWriter{ResponseWriter: w}
@@ -369,14 +370,14 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &ae):
 	case errors.Is(err, errIdPUnavailable), errors.Is(err, context.DeadlineExceeded):
-		slog.Default().Warn("identity provider unavailable", "request_id", info(r).id, "err", err)
+		info(r).log.Warn("identity provider unavailable", "request_id", info(r).id, "err", err)
 		w.Header().Set("Retry-After", "5")
 		ae = &apiError{http.StatusServiceUnavailable, "SW_AUTH_IDP_UNAVAILABLE", "the identity provider is unavailable; try again shortly"}
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
 		ae = &apiError{http.StatusServiceUnavailable, "SW_AUTH_IDP_UNAVAILABLE", "request canceled"}
 	default:
-		slog.Default().Error("internal error", "request_id", info(r).id, "err", err)
+		info(r).log.Error("internal error", "request_id", info(r).id, "err", err)
 		ae = &apiError{http.StatusInternalServerError, "SW_INTERNAL", "internal error; the server log has details under request id " + info(r).id}
 	}
 	if ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusServiceUnavailable {
@@ -872,7 +873,7 @@ func handleHealth(st *store) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := st.ping(ctx); err != nil {
-			slog.Default().Error("health check: database does not answer", "err", err)
+			info(r).log.Error("health check: database does not answer", "err", err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": "SW_INTERNAL", "message": "database unavailable"}})
 			return
 		}

@@ -1,0 +1,505 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// Test keys are made once per test binary: RSA generation dominates the run
+// time otherwise. They are never written to disk.
+var (
+	rsaKeysOnce sync.Once
+	rsaKeys     []*rsa.PrivateKey
+)
+
+func testRSAKey(i int) *rsa.PrivateKey {
+	rsaKeysOnce.Do(func() {
+		for range 4 {
+			k, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				panic(err)
+			}
+			rsaKeys = append(rsaKeys, k)
+		}
+	})
+	return rsaKeys[i%len(rsaKeys)]
+}
+
+// testKey is a signing key of the fake IdP.
+type testKey struct {
+	kid    string
+	alg    jose.SignatureAlgorithm
+	priv   crypto.Signer
+	hidden bool // signs, but is not in the published key set
+}
+
+func (k testKey) publicJWK() jose.JSONWebKey {
+	return jose.JSONWebKey{Key: k.priv.Public(), KeyID: k.kid, Algorithm: string(k.alg), Use: "sig"}
+}
+
+// newTestKey makes a key for alg; RSA keys come from the shared pool (n picks one).
+func newTestKey(t testing.TB, alg jose.SignatureAlgorithm, kid string, n int) testKey {
+	t.Helper()
+	var priv crypto.Signer
+	var err error
+	switch alg {
+	case jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512:
+		priv = testRSAKey(n)
+	case jose.ES256:
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case jose.ES384:
+		priv, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case jose.ES512:
+		priv, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	case jose.EdDSA:
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
+	default:
+		t.Fatalf("newTestKey: unsupported alg %s", alg)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testKey{kid: kid, alg: alg, priv: priv}
+}
+
+// Modes make one endpoint of the fake IdP misbehave.
+const (
+	modeOK      = ""
+	modeDown    = "down"    // connection closed without an answer
+	mode500     = "500"     // HTTP 500
+	modeGarbage = "garbage" // 200 with a body that is not JSON
+	modeSlow    = "slow"    // answers after fakeIDP.slow
+	modeHuge    = "huge"    // 200 with a body over every limit
+)
+
+// fakeIDP is an OpenID provider for tests that can be made to misbehave:
+// wrong issuer, extra or hidden keys, down, slow, 500, garbage, and custom
+// token answers. Its keys are made in the test.
+type fakeIDP struct {
+	t      testing.TB
+	srv    *httptest.Server
+	issuer string
+
+	mu          sync.Mutex
+	keys        []testKey
+	extraJWKS   []json.RawMessage // published verbatim beside the keys
+	discIssuer  string            // when set, discovery claims this issuer
+	discMode    string
+	jwksMode    string
+	tokenMode   string
+	slow        time.Duration
+	authMethods []string
+	algs        []string
+	// tokenFn answers the token endpoint; nil uses defaultToken.
+	tokenFn   func(form url.Values, r *http.Request) (int, any)
+	lastForm  url.Values
+	lastBasic [2]string
+
+	discHits, jwksHits, tokenHits atomic.Int64
+}
+
+const (
+	testClientID     = "scaiwave"
+	testClientSecret = "s3cret:&=+ %"
+	testRedirectURI  = "https://app.example.com/v1/auth/login"
+	testSubject      = "user-1"
+)
+
+// newFakeIDP starts a fake IdP on loopback with one RS256 key, kid "k1".
+func newFakeIDP(t testing.TB) *fakeIDP {
+	t.Helper()
+	f := &fakeIDP{t: t, slow: 3 * time.Second}
+	f.keys = []testKey{newTestKey(t, jose.RS256, "k1", 0)}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	f.issuer = f.srv.URL
+	return f
+}
+
+func (f *fakeIDP) set(fn func(f *fakeIDP)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/.well-known/openid-configuration":
+		f.discHits.Add(1)
+		f.mu.Lock()
+		mode, iss, methods, algs := f.discMode, f.discIssuer, f.authMethods, f.algs
+		f.mu.Unlock()
+		if f.misbehave(w, mode) {
+			return
+		}
+		if iss == "" {
+			iss = f.issuer
+		}
+		doc := map[string]any{
+			"issuer":                 iss,
+			"authorization_endpoint": f.issuer + "/authorize",
+			"token_endpoint":         f.issuer + "/token",
+			"jwks_uri":               f.issuer + "/jwks",
+			"userinfo_endpoint":      f.issuer + "/userinfo",
+			"code_challenge_methods_supported": []string{"S256"},
+		}
+		if methods != nil {
+			doc["token_endpoint_auth_methods_supported"] = methods
+		}
+		if algs != nil {
+			doc["id_token_signing_alg_values_supported"] = algs
+		}
+		writeTestJSON(w, 200, doc)
+	case "/jwks":
+		f.jwksHits.Add(1)
+		f.mu.Lock()
+		mode := f.jwksMode
+		f.mu.Unlock()
+		if f.misbehave(w, mode) {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(f.jwksJSON())
+	case "/token":
+		f.tokenHits.Add(1)
+		f.mu.Lock()
+		mode, fn := f.tokenMode, f.tokenFn
+		f.mu.Unlock()
+		if f.misbehave(w, mode) {
+			return
+		}
+		r.ParseForm()
+		f.mu.Lock()
+		f.lastForm = r.PostForm
+		u, p, _ := r.BasicAuth()
+		f.lastBasic = [2]string{u, p}
+		f.mu.Unlock()
+		if fn == nil {
+			fn = f.defaultToken
+		}
+		status, body := fn(r.PostForm, r)
+		w.Header().Set("Cache-Control", "no-store")
+		writeTestJSON(w, status, body)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// misbehave acts out a mode and reports whether it answered.
+func (f *fakeIDP) misbehave(w http.ResponseWriter, mode string) bool {
+	switch mode {
+	case modeDown:
+		hj, ok := w.(http.Hijacker)
+		if !ok {
+			panic("no hijacker")
+		}
+		c, _, _ := hj.Hijack()
+		c.Close()
+	case mode500:
+		http.Error(w, "internal error", 500)
+	case modeGarbage:
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, "<html>this is not json</html>")
+	case modeSlow:
+		time.Sleep(f.slow)
+		return false
+	case modeHuge:
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"keys":[],"pad":"`+strings.Repeat("x", 2<<20)+`"}`)
+	default:
+		return false
+	}
+	return true
+}
+
+func (f *fakeIDP) jwksJSON() []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var keys []json.RawMessage
+	for _, k := range f.keys {
+		if k.hidden {
+			continue
+		}
+		b, err := json.Marshal(k.publicJWK())
+		if err != nil {
+			panic(err)
+		}
+		keys = append(keys, b)
+	}
+	keys = append(keys, f.extraJWKS...)
+	b, _ := json.Marshal(map[string]any{"keys": keys})
+	return b
+}
+
+// key returns the fake IdP's current first signing key.
+func (f *fakeIDP) key() testKey {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.keys[0]
+}
+
+// addKey adds a signing key to the published set (unless hidden) and
+// returns it.
+func (f *fakeIDP) addKey(k testKey) testKey {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys = append(f.keys, k)
+	return k
+}
+
+// signWith signs claims with k; hdr adds protected headers. A kid of "-"
+// leaves the kid out.
+func signWith(t testing.TB, k testKey, claims any, hdr map[jose.HeaderKey]any) string {
+	t.Helper()
+	opts := (&jose.SignerOptions{}).WithType("JWT")
+	if k.kid != "-" {
+		opts = opts.WithHeader("kid", k.kid)
+	}
+	for name, v := range hdr {
+		opts = opts.WithHeader(name, v)
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := s.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := jws.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// accessClaims are valid access token claims for testSubject; mods change
+// them (set a value to nil to delete the claim).
+func (f *fakeIDP) accessClaims(mods ...map[string]any) map[string]any {
+	now := time.Now()
+	c := map[string]any{
+		"iss":                f.issuer,
+		"sub":                testSubject,
+		"aud":                testClientID,
+		"azp":                testClientID,
+		"exp":                now.Add(5 * time.Minute).Unix(),
+		"iat":                now.Unix(),
+		"name":               "Test User",
+		"preferred_username": "tuser",
+		"email":              "test.user@example.com",
+	}
+	return applyMods(c, mods)
+}
+
+// idClaims are valid ID token claims; nonce "" leaves it out.
+func (f *fakeIDP) idClaims(nonce string, mods ...map[string]any) map[string]any {
+	c := f.accessClaims()
+	if nonce != "" {
+		c["nonce"] = nonce
+	}
+	return applyMods(c, mods)
+}
+
+func applyMods(c map[string]any, mods []map[string]any) map[string]any {
+	for _, m := range mods {
+		for k, v := range m {
+			if v == nil {
+				delete(c, k)
+			} else {
+				c[k] = v
+			}
+		}
+	}
+	return c
+}
+
+// accessToken is a valid access token signed with the first key.
+func (f *fakeIDP) accessToken(mods ...map[string]any) string {
+	return signWith(f.t, f.key(), f.accessClaims(mods...), nil)
+}
+
+// idToken is a valid ID token signed with the first key.
+func (f *fakeIDP) idToken(nonce string, mods ...map[string]any) string {
+	return signWith(f.t, f.key(), f.idClaims(nonce, mods...), nil)
+}
+
+// defaultToken answers like a friendly IdP: code "good-code", user
+// alice/alice-pw and refresh token "rt-good" succeed (the refresh rotates to
+// "rt-next"); everything else is invalid_grant.
+func (f *fakeIDP) defaultToken(form url.Values, r *http.Request) (int, any) {
+	ok := false
+	switch form.Get("grant_type") {
+	case "authorization_code":
+		ok = form.Get("code") == "good-code"
+	case "password":
+		ok = form.Get("username") == "alice" && form.Get("password") == "alice-pw"
+	case "refresh_token":
+		ok = form.Get("refresh_token") == "rt-good"
+	default:
+		return 400, map[string]string{"error": "unsupported_grant_type"}
+	}
+	if !ok {
+		return 400, map[string]string{"error": "invalid_grant", "error_description": "nope"}
+	}
+	return 200, map[string]any{
+		"access_token":  f.accessToken(),
+		"token_type":    "Bearer",
+		"expires_in":    300,
+		"refresh_token": "rt-next",
+		"id_token":      f.idToken(form.Get("x-test-nonce")),
+	}
+}
+
+// tenantConfig is a tenant pointed at this IdP with the password grant on.
+func (f *fakeIDP) tenantConfig() tenantConfig {
+	return tenantConfig{
+		ID:           "acme",
+		Issuer:       f.issuer,
+		ClientID:     testClientID,
+		ClientSecret: testClientSecret,
+		RedirectURI:  testRedirectURI,
+		CORSOrigins:  []string{"https://app.example.com"},
+		Features:     tenantFeatures{Auth: authFeatures{PasswordGrantEnabled: true}},
+	}
+}
+
+func writeTestJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// testApp is the service under test, served in-process through its real
+// handler (ServeHTTP), with its store in a temporary directory.
+type testApp struct {
+	t      testing.TB
+	srv    *server
+	store  *store
+	dbPath string
+	cancel context.CancelFunc
+}
+
+// newTestApp builds the service for the tenants, starts their providers
+// and, unless noWait, waits until every tenant is ready.
+func newTestApp(t testing.TB, tenants []tenantConfig, noWait ...bool) *testApp {
+	t.Helper()
+	cfg := &config{Tenants: tenants}
+	if err := cfg.validate(func(string) string { return "" }); err != nil {
+		t.Fatalf("test config: %v", err)
+	}
+	dbPath := t.TempDir() + "/test.db"
+	cfg.Database = dbPath
+	st, err := openStore(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	met := newMetrics()
+	st.onCreate = met.participantCreated
+	s := newServer(cfg, st, log, met, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.startProviders(ctx)
+	a := &testApp{t: t, srv: s, store: st, dbPath: dbPath, cancel: cancel}
+	t.Cleanup(func() {
+		cancel()
+		st.Close()
+	})
+	if len(noWait) == 0 || !noWait[0] {
+		a.waitReady(5 * time.Second)
+	}
+	return a
+}
+
+func (a *testApp) waitReady(d time.Duration) {
+	a.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		ready := true
+		for _, t := range a.srv.tenants {
+			ready = ready && t.prov.ready()
+		}
+		if ready {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	a.t.Fatal("tenants not ready in time")
+}
+
+// do sends a request through the service's handler. hdr is name, value pairs;
+// a body with no Content-Type header given is sent as a form.
+func (a *testApp) do(method, target, body string, hdr ...string) *httptest.ResponseRecorder {
+	a.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	r := httptest.NewRequest(method, target, rd)
+	if body != "" {
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	a.srv.ServeHTTP(w, r)
+	return w
+}
+
+// register calls /v1/auth/register with a bearer token.
+func (a *testApp) register(token string) *httptest.ResponseRecorder {
+	a.t.Helper()
+	return a.do("POST", "/v1/auth/register", "", "Authorization", "Bearer "+token)
+}
+
+// envelope is a decoded response body.
+type envelope struct {
+	Data  map[string]any `json:"data"`
+	Error *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func decode(t testing.TB, w *httptest.ResponseRecorder) envelope {
+	t.Helper()
+	var e envelope
+	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil {
+		t.Fatalf("response is not JSON: %v: %q", err, w.Body.String())
+	}
+	return e
+}
+
+// code returns the error code of a response, or "" for a success.
+func code(t testing.TB, w *httptest.ResponseRecorder) string {
+	t.Helper()
+	e := decode(t, w)
+	if e.Error == nil {
+		return ""
+	}
+	return e.Error.Code
+}
+
+func timeAfter(ns int64) <-chan time.Time { return time.After(time.Duration(ns)) }

@@ -1,0 +1,296 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestRoutingErrors(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	big := "code=" + strings.Repeat("a", maxBodyBytes+1)
+	tests := []struct {
+		name        string
+		method, url string
+		body        string
+		hdr         []string
+		wantStatus  int
+		wantCode    string
+		wantHeader  [2]string
+	}{
+		{"unknown path", "GET", "/nope", "", nil, 404, "SW_NOT_FOUND", [2]string{}},
+		{"unknown api path", "POST", "/v1/auth/nope", "", nil, 404, "SW_NOT_FOUND", [2]string{}},
+		{"GET on a POST route", "GET", "/v1/auth/login", "", nil, 405, "SW_METHOD_NOT_ALLOWED", [2]string{"Allow", "POST"}},
+		{"DELETE on config", "DELETE", "/v1/auth/config", "", nil, 405, "SW_METHOD_NOT_ALLOWED", [2]string{"Allow", "GET, HEAD"}},
+		{"body over 64 KiB", "POST", "/v1/auth/login", big, nil, 413, "SW_REQUEST_TOO_LARGE", [2]string{}},
+		{"text/plain body", "POST", "/v1/auth/login", "code=x", []string{"Content-Type", "text/plain"}, 415, "SW_UNSUPPORTED_MEDIA_TYPE", [2]string{}},
+		{"JSON with a number", "POST", "/v1/auth/login", `{"code": 5}`, []string{"Content-Type", "application/json"}, 400, "SW_BAD_REQUEST", [2]string{}},
+		{"JSON not an object", "POST", "/v1/auth/login", `["code"]`, []string{"Content-Type", "application/json"}, 400, "SW_BAD_REQUEST", [2]string{}},
+		{"repeated parameter", "POST", "/v1/auth/login", "code=a&code=b", nil, 400, "SW_BAD_REQUEST", [2]string{}},
+		{"missing code", "POST", "/v1/auth/login", "redirect_uri=x", nil, 400, "SW_BAD_REQUEST", [2]string{}},
+		{"register without bearer", "POST", "/v1/auth/register", "", nil, 401, "SW_AUTH_UNAUTHENTICATED", [2]string{"WWW-Authenticate", `Bearer realm="scaiwave"`}},
+	}
+	for _, tc := range tests {
+		w := a.do(tc.method, tc.url, tc.body, tc.hdr...)
+		if got := code(t, w); w.Code != tc.wantStatus || got != tc.wantCode {
+			t.Errorf("%s %s (%s) = %d %s; want %d %s", tc.method, tc.url, tc.name, w.Code, got, tc.wantStatus, tc.wantCode)
+		}
+		if tc.wantHeader[0] != "" && w.Header().Get(tc.wantHeader[0]) != tc.wantHeader[1] {
+			t.Errorf("%s %s (%s): %s = %q; want %q", tc.method, tc.url, tc.name, tc.wantHeader[0], w.Header().Get(tc.wantHeader[0]), tc.wantHeader[1])
+		}
+		if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s %s (%s): Content-Type %q", tc.method, tc.url, tc.name, ct)
+		}
+	}
+}
+
+func TestConfigEndpoint(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	w := a.do("GET", "/v1/auth/config", "")
+	if w.Code != 200 {
+		t.Fatalf("GET /v1/auth/config = %d %s", w.Code, w.Body)
+	}
+	d := decode(t, w).Data
+	want := map[string]any{
+		"issuer":                 f.issuer,
+		"authorization_endpoint": f.issuer + "/authorize",
+		"token_endpoint":         f.issuer + "/token",
+		"jwks_uri":               f.issuer + "/jwks",
+		"userinfo_endpoint":      f.issuer + "/userinfo",
+		"redirect_uri":           testRedirectURI,
+		"client_id":              testClientID,
+		"password_grant_enabled": true,
+	}
+	for k, v := range want {
+		if d[k] != v {
+			t.Errorf("config %s = %v; want %v", k, d[k], v)
+		}
+	}
+	if s, _ := d["scopes_supported"].([]any); len(s) != 3 || s[0] != "openid" {
+		t.Errorf("scopes_supported = %v; want the tenant's default scopes", d["scopes_supported"])
+	}
+	if _, ok := d["end_session_endpoint"]; ok {
+		t.Errorf("end_session_endpoint present though the IdP has none")
+	}
+}
+
+func TestConfigBeforeDiscoveryIs503(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	f.set(func(f *fakeIDP) { f.discMode = mode500 })
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()}, true)
+	w := a.do("GET", "/v1/auth/config", "")
+	if w.Code != 503 || code(t, w) != "SW_AUTH_IDP_UNAVAILABLE" || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("GET /v1/auth/config with the IdP down = %d %s (Retry-After %q); want 503 SW_AUTH_IDP_UNAVAILABLE", w.Code, code(t, w), w.Header().Get("Retry-After"))
+	}
+	if w := a.do("GET", "/readyz", ""); w.Code != 503 {
+		t.Errorf("GET /readyz with the IdP down = %d; want 503", w.Code)
+	}
+	if w := a.do("GET", "/healthz", ""); w.Code != 200 {
+		t.Errorf("GET /healthz with the IdP down = %d; want 200", w.Code)
+	}
+	// The IdP comes back: the service becomes ready without a restart.
+	f.set(func(f *fakeIDP) { f.discMode = modeOK })
+	a.waitReady(10e9)
+	if w := a.do("GET", "/v1/auth/config", ""); w.Code != 200 {
+		t.Errorf("GET /v1/auth/config after the IdP recovered = %d", w.Code)
+	}
+}
+
+func TestDiscoveryIssuerMismatchNotReady(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	f.set(func(f *fakeIDP) { f.discIssuer = f.issuer + "/evil" })
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()}, true)
+	for range 50 {
+		if f.discHits.Load() > 0 {
+			break
+		}
+		a.waitFor(10e6)
+	}
+	if w := a.do("GET", "/v1/auth/config", ""); w.Code != 503 {
+		t.Fatalf("GET /v1/auth/config with a wrong discovery issuer = %d; want 503", w.Code)
+	}
+}
+
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	w := a.do("OPTIONS", "/v1/auth/register", "", "Origin", "https://app.example.com", "Access-Control-Request-Method", "POST",
+		"Access-Control-Request-Headers", "authorization")
+	if w.Code != 204 || w.Header().Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
+		!strings.Contains(w.Header().Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Errorf("preflight from a listed origin = %d %v", w.Code, w.Header())
+	}
+	w = a.do("OPTIONS", "/v1/auth/register", "", "Origin", "https://evil.example", "Access-Control-Request-Method", "POST")
+	if w.Header().Get("Access-Control-Allow-Origin") != "" || w.Header().Get("Access-Control-Allow-Methods") != "" {
+		t.Errorf("preflight from an unlisted origin got CORS headers: %v", w.Header())
+	}
+	w = a.do("GET", "/v1/auth/config", "", "Origin", "https://app.example.com")
+	if w.Header().Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+		t.Errorf("GET from a listed origin: Access-Control-Allow-Origin = %q", w.Header().Get("Access-Control-Allow-Origin"))
+	}
+	w = a.do("GET", "/v1/auth/config", "", "Origin", "https://evil.example")
+	if w.Header().Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("GET from an unlisted origin: Access-Control-Allow-Origin = %q", w.Header().Get("Access-Control-Allow-Origin"))
+	}
+}
+
+func TestMultiTenantRoutingByHost(t *testing.T) {
+	t.Parallel()
+	f1, f2 := newFakeIDP(t), newFakeIDP(t)
+	t1, t2 := f1.tenantConfig(), f2.tenantConfig()
+	t1.ID, t1.Hosts = "one", []string{"one.example.com"}
+	t2.ID, t2.Hosts = "two", []string{"Two.Example.com"}
+	a := newTestApp(t, []tenantConfig{t1, t2})
+	for _, tc := range []struct {
+		host       string
+		wantStatus int
+		wantIssuer string
+	}{
+		{"one.example.com", 200, f1.issuer},
+		{"ONE.example.com:8443", 200, f1.issuer},
+		{"two.example.com", 200, f2.issuer},
+		{"three.example.com", 404, ""},
+	} {
+		r := a.do("GET", "http://"+tc.host+"/v1/auth/config", "")
+		if r.Code != tc.wantStatus {
+			t.Errorf("GET /v1/auth/config (Host %s) = %d %s; want %d", tc.host, r.Code, code(t, r), tc.wantStatus)
+			continue
+		}
+		if tc.wantStatus == 404 && code(t, r) != "SW_TENANT_NOT_FOUND" {
+			t.Errorf("unknown host: code %s; want SW_TENANT_NOT_FOUND", code(t, r))
+		}
+		if tc.wantIssuer != "" && decode(t, r).Data["issuer"] != tc.wantIssuer {
+			t.Errorf("Host %s routed to issuer %v; want %s", tc.host, decode(t, r).Data["issuer"], tc.wantIssuer)
+		}
+	}
+	// A token of tenant one is not accepted by tenant two.
+	tok := f1.accessToken()
+	if r := a.do("POST", "http://two.example.com/v1/auth/register", "", "Authorization", "Bearer "+tok); r.Code != 401 {
+		t.Errorf("tenant one's token at tenant two = %d; want 401", r.Code)
+	}
+	if r := a.do("POST", "http://one.example.com/v1/auth/register", "", "Authorization", "Bearer "+tok); r.Code != 200 {
+		t.Errorf("tenant one's token at tenant one = %d %s; want 200", r.Code, r.Body)
+	}
+}
+
+func TestRequestIDEchoed(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	if w := a.do("GET", "/healthz", "", "X-Request-Id", "abc-123"); w.Header().Get("X-Request-Id") != "abc-123" {
+		t.Errorf("X-Request-Id = %q; want the client's abc-123", w.Header().Get("X-Request-Id"))
+	}
+	w := a.do("GET", "/healthz", "", "X-Request-Id", "bad id\twith spaces")
+	if id := w.Header().Get("X-Request-Id"); id == "" || strings.ContainsAny(id, " \t") {
+		t.Errorf("X-Request-Id for an unusable client id = %q; want a generated one", id)
+	}
+}
+
+func TestRegisterCreatesOnceAndUpdates(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	w := a.register(f.accessToken())
+	if w.Code != 200 {
+		t.Fatalf("POST /v1/auth/register = %d %s", w.Code, w.Body)
+	}
+	first := decode(t, w).Data
+	if first["display_name"] != "Test User" || first["email"] != "test.user@example.com" || first["tenant_id"] != "acme" ||
+		!strings.HasPrefix(first["personal_workspace_id"].(string), "ws-") {
+		t.Errorf("register data = %v", first)
+	}
+	// Same principal, new claims: same ids, updated name and email.
+	w = a.register(f.accessToken(map[string]any{"name": "Renamed", "email": "new@example.com"}))
+	second := decode(t, w).Data
+	if second["participant_id"] != first["participant_id"] || second["personal_workspace_id"] != first["personal_workspace_id"] {
+		t.Errorf("second register changed ids: %v then %v", first, second)
+	}
+	if second["display_name"] != "Renamed" || second["email"] != "new@example.com" {
+		t.Errorf("second register did not update claims: %v", second)
+	}
+}
+
+func TestRegisterDisplayNameFallback(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	for i, tc := range []struct {
+		mods map[string]any
+		want string
+	}{
+		{map[string]any{"name": "Full Name"}, "Full Name"},
+		{map[string]any{"name": nil, "preferred_username": "nick"}, "nick"},
+		{map[string]any{"name": "  ", "preferred_username": nil, "email": "local.part@example.com"}, "local.part"},
+		{map[string]any{"name": nil, "preferred_username": nil, "email": nil}, "sub-3"},
+		{map[string]any{"name": 42, "preferred_username": "typed"}, "typed"},
+	} {
+		tc.mods["sub"] = "sub-" + string(rune('0'+i))
+		w := a.register(f.accessToken(tc.mods))
+		if got := decode(t, w).Data["display_name"]; got != tc.want {
+			t.Errorf("display name for %v = %v; want %q", tc.mods, got, tc.want)
+		}
+	}
+}
+
+func TestRegisterConcurrentFirstCalls(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	tok := f.accessToken(map[string]any{"sub": "concurrent"})
+	const n = 50
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := a.register(tok)
+			if w.Code != 200 {
+				t.Errorf("register %d = %d %s", i, w.Code, w.Body)
+				return
+			}
+			ids[i] = decode(t, w).Data["participant_id"].(string)
+		}()
+	}
+	wg.Wait()
+	for i := range ids {
+		if ids[i] != ids[0] {
+			t.Fatalf("concurrent registers gave different ids: %q and %q", ids[0], ids[i])
+		}
+	}
+	var parts, spaces int
+	a.store.r.QueryRow(`SELECT count(*) FROM participants WHERE subject = 'concurrent'`).Scan(&parts)
+	a.store.r.QueryRow(`SELECT count(*) FROM workspaces w JOIN participants p ON p.id = w.owner_participant_id WHERE p.subject = 'concurrent'`).Scan(&spaces)
+	if parts != 1 || spaces != 1 {
+		t.Errorf("after %d concurrent registers: %d participants, %d workspaces; want 1 and 1", n, parts, spaces)
+	}
+}
+
+func TestTokenResponsesAreNotCached(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/auth/login", "code=good-code"},
+		{"/v1/auth/token", "grant_type=password&username=alice&password=alice-pw"},
+		{"/v1/auth/refresh", "refresh_token=rt-good"},
+	} {
+		w := a.do("POST", tc.path, tc.body)
+		if w.Code != http.StatusOK || w.Header().Get("Cache-Control") != "no-store" {
+			t.Errorf("POST %s = %d, Cache-Control %q; want 200 no-store (%s)", tc.path, w.Code, w.Header().Get("Cache-Control"), w.Body)
+		}
+	}
+}
+
+// waitFor sleeps; a method so tests read as steps.
+func (a *testApp) waitFor(ns int64) {
+	<-timeAfter(ns)
+}
