@@ -1,0 +1,1306 @@
+package main
+
+// devidp.go: the embedded development OpenID Connect provider behind -dev and
+// the handler tests. It plays a standards-following IdP (Keycloak-like) for one
+// confidential client and two demo users, with every state in memory.
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"mime"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// devClientID and devClientSecret are the confidential client the dev IdP knows.
+const (
+	devClientID     = "scaiwave-dev"
+	devClientSecret = "scaiwave-dev-secret"
+)
+
+const (
+	devKeyFile      = "scaiwave-dev-idp-key.pem"
+	devKeyBits      = 2048
+	devCodeTTL      = 60 * time.Second
+	devMaxBody      = 64 << 10
+	devMaxTokenLen  = 16 << 10
+	devDefaultScope = "openid profile email"
+	devSweepEvery   = time.Minute
+	devBasicRealm   = `Basic realm="scaiwave-dev-idp", charset="UTF-8"`
+	devUnreserved   = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+	devBase64URL    = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	devAutoSubmitJS = "document.forms[0].submit()"
+)
+
+// devUser is a demo account.
+type devUser struct {
+	Username, Password, Subject, Name, Email string
+}
+
+// devUsers returns the demo accounts, alice (alice-password) and bob
+// (bob-password). Their subjects are fixed so that participants created in a
+// dev database survive a restart.
+func devUsers() []devUser {
+	return []devUser{
+		{Username: "alice", Password: "alice-password", Subject: "2f1c6b8e-4a7d-4e0b-9c35-8d21f0a6b7c4", Name: "Alice Example", Email: "alice@example.com"},
+		{Username: "bob", Password: "bob-password", Subject: "7b9e2d41-c3a8-4f56-a0e7-1d4c9b8f3e62", Name: "Bob Example", Email: "bob@example.com"},
+	}
+}
+
+// devIDP is an OpenID Connect provider for one confidential client
+// (devClientID) and the devUsers accounts: authorization code (with PKCE S256),
+// password and rotating refresh token grants, RS256 tokens signed with one RSA
+// key. Codes and refresh tokens live in memory only.
+type devIDP struct {
+	// Tests may set these before the handler serves its first request.
+	now        func() time.Time
+	accessTTL  time.Duration // access and ID tokens
+	refreshTTL time.Duration
+
+	issuer     string // exactly as configured: the iss of every token
+	base       string // issuer without a trailing slash, prefix of every endpoint URL
+	basePath   string // the issuer's path without a trailing slash, prefix of every route
+	key        *rsa.PrivateKey
+	kid        string
+	atSigner   jose.Signer // typ at+jwt (RFC 9068)
+	idSigner   jose.Signer // typ JWT
+	users      []devUser
+	pages      *template.Template
+	discovery  []byte
+	jwks       []byte
+	tokenCalls atomic.Int64
+
+	mu        sync.Mutex
+	codes     map[string]*devCode
+	refresh   map[string]*devGrant
+	nextSweep time.Time
+}
+
+// devCode is an issued authorization code. A used code is kept until it
+// expires so that a replay can be told apart from a made-up code.
+type devCode struct {
+	req      devAuthRequest
+	user     devUser
+	authTime time.Time
+	expires  time.Time
+	used     bool
+	session  *devSession // set once tokens were issued from the code
+}
+
+// devSession ties together the refresh tokens descending from one sign-in,
+// so a replayed code can revoke them all. Guarded by devIDP.mu.
+type devSession struct{ revoked bool }
+
+// devGrant is what a refresh token stands for.
+type devGrant struct {
+	clientID string
+	user     devUser
+	scope    string // as originally granted; a refresh may narrow the access token's, never this
+	authTime time.Time
+	expires  time.Time
+	session  *devSession
+}
+
+// newDevIDP makes an IdP whose issuer is exactly issuer, an absolute http(s)
+// URL whose path (if any) is made of unreserved characters. With keyDir set,
+// the RSA signing key is read from keyDir/scaiwave-dev-idp-key.pem, or
+// generated and written there (mode 0600) so tokens survive a restart; with
+// keyDir empty the key lives in memory only. Errors name what was wrong with
+// the issuer or the key file.
+func newDevIDP(issuer, keyDir string) (*devIDP, error) {
+	basePath, err := devIssuerPath(issuer)
+	if err != nil {
+		return nil, err
+	}
+	key, err := devLoadOrCreateKey(keyDir)
+	if err != nil {
+		return nil, err
+	}
+	kid, err := devKeyID(&key.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	d := &devIDP{
+		now:        time.Now,
+		accessTTL:  5 * time.Minute,
+		refreshTTL: 8 * time.Hour,
+		issuer:     issuer,
+		base:       strings.TrimSuffix(issuer, "/"),
+		basePath:   basePath,
+		key:        key,
+		kid:        kid,
+		users:      devUsers(),
+		codes:      map[string]*devCode{},
+		refresh:    map[string]*devGrant{},
+	}
+	if d.atSigner, err = devNewSigner(key, kid, "at+jwt"); err != nil {
+		return nil, err
+	}
+	if d.idSigner, err = devNewSigner(key, kid, "JWT"); err != nil {
+		return nil, err
+	}
+	if d.pages, err = template.New("pages").Parse(devPagesHTML); err != nil {
+		return nil, fmt.Errorf("parse dev idp pages: %w", err)
+	}
+	if d.discovery, err = json.Marshal(d.discoveryDocument()); err != nil {
+		return nil, fmt.Errorf("encode dev idp discovery: %w", err)
+	}
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: kid, Algorithm: string(jose.RS256), Use: "sig"}}}
+	if d.jwks, err = json.Marshal(set); err != nil {
+		return nil, fmt.Errorf("encode dev idp jwks: %w", err)
+	}
+	return d, nil
+}
+
+// devIssuerPath checks that issuer is an absolute http(s) URL without user
+// info, query or fragment and returns its path without a trailing slash, the
+// prefix of every route. The path may hold only unreserved characters so it
+// can go into ServeMux patterns as it is.
+func devIssuerPath(issuer string) (string, error) {
+	u, err := url.Parse(issuer)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", fmt.Errorf("dev idp issuer %q: must be an absolute http(s) URL without user info, query or fragment", issuer)
+	}
+	p := strings.TrimSuffix(u.EscapedPath(), "/")
+	for _, seg := range strings.Split(p, "/")[1:] {
+		if seg == "" || seg == "." || seg == ".." || strings.Trim(seg, devUnreserved) != "" {
+			return "", fmt.Errorf("dev idp issuer %q: path segments must be non-empty and hold only letters, digits and -._~", issuer)
+		}
+	}
+	return p, nil
+}
+
+// devLoadOrCreateKey returns the signing key kept in dir, creating it on first
+// use; with dir empty it returns a fresh in-memory key.
+func devLoadOrCreateKey(dir string) (*rsa.PrivateKey, error) {
+	if dir == "" {
+		return rsa.GenerateKey(rand.Reader, devKeyBits)
+	}
+	path := filepath.Join(dir, devKeyFile)
+	key, err := devReadKey(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return key, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create dev idp key dir: %w", err)
+	}
+	if key, err = rsa.GenerateKey(rand.Reader, devKeyBits); err != nil {
+		return nil, fmt.Errorf("generate dev idp key: %w", err)
+	}
+	err = devWriteKey(path, key)
+	if errors.Is(err, fs.ErrExist) {
+		// Another process created the key meanwhile: sign with the one on disk.
+		return devReadKey(path)
+	}
+	return key, err
+}
+
+// devReadKey reads an RSA private key of at least 2048 bits from a PEM file
+// (PKCS #8 or PKCS #1). A missing file gives an error matching fs.ErrNotExist.
+func devReadKey(path string) (*rsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read dev idp key: %w", err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("dev idp key %s: no PEM block", path)
+	}
+	var parsed any
+	switch block.Type {
+	case "PRIVATE KEY":
+		parsed, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		parsed, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("dev idp key %s: unexpected PEM block %q", path, block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dev idp key %s: %w", path, err)
+	}
+	key, ok := parsed.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("dev idp key %s: not an RSA key", path)
+	}
+	if key.N.BitLen() < devKeyBits {
+		return nil, fmt.Errorf("dev idp key %s: RSA key has %d bits, want at least %d", path, key.N.BitLen(), devKeyBits)
+	}
+	return key, nil
+}
+
+// devWriteKey writes key to path with mode 0600, failing with an error
+// matching fs.ErrExist when path already exists. The file appears complete
+// or not at all.
+func devWriteKey(path string, key *rsa.PrivateKey) error {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encode dev idp key: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".scaiwave-dev-idp-key-*") // mode 0600
+	if err != nil {
+		return fmt.Errorf("write dev idp key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write dev idp key: %w", err)
+	}
+	// Link, unlike Rename, refuses to replace a key another process already uses.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write dev idp key: %w", err)
+	}
+	return nil
+}
+
+// devKeyID is the RFC 7638 thumbprint of pub: stable for a key, so a restart
+// with the same key file keeps the same kid.
+func devKeyID(pub *rsa.PublicKey) (string, error) {
+	tp, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", fmt.Errorf("dev idp key thumbprint: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(tp), nil
+}
+
+func devNewSigner(key *rsa.PrivateKey, kid, typ string) (jose.Signer, error) {
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("dev idp signer: %w", err)
+	}
+	return s, nil
+}
+
+// Handler serves every endpoint at the issuer's path plus its suffix, so it
+// can be mounted under that path on a bigger mux or be a whole server. Unknown
+// paths get 404, known paths with another method 405.
+func (d *devIDP) Handler() http.Handler {
+	p := d.basePath
+	mux := http.NewServeMux()
+	mux.Handle("GET "+p+"/.well-known/openid-configuration", devServeCached(d.discovery))
+	mux.Handle("GET "+p+"/jwks", devServeCached(d.jwks))
+	mux.Handle("GET "+p+"/authorize", d.handleAuthorize())
+	mux.Handle("POST "+p+"/authorize", d.handleLogin())
+	mux.Handle("POST "+p+"/token", d.handleToken())
+	userinfo := d.handleUserinfo()
+	mux.Handle("GET "+p+"/userinfo", userinfo)
+	mux.Handle("POST "+p+"/userinfo", userinfo)
+	logout := d.handleLogout()
+	mux.Handle("GET "+p+"/logout", logout)
+	mux.Handle("POST "+p+"/logout", logout)
+	return mux
+}
+
+// signingKey returns the private key and its kid, for tests that forge tokens.
+func (d *devIDP) signingKey() (*rsa.PrivateKey, string) { return d.key, d.kid }
+
+// tokenRequests reports how many requests the token endpoint has served.
+func (d *devIDP) tokenRequests() int64 { return d.tokenCalls.Load() }
+
+// mintAccessToken returns a valid access token for u with the default scope,
+// valid for ttl from now (a negative ttl makes an expired one). It panics if
+// signing fails, which only a broken key can cause.
+func (d *devIDP) mintAccessToken(u devUser, ttl time.Duration) string {
+	now := d.now()
+	tok, err := d.signAccessToken(u, devDefaultScope, now, now, ttl)
+	if err != nil {
+		panic("dev idp: " + err.Error())
+	}
+	return tok
+}
+
+// mintIDToken returns a valid ID token for u with the default scope's claims,
+// carrying nonce when it is not empty, valid for ttl from now. It panics if
+// signing fails, which only a broken key can cause.
+func (d *devIDP) mintIDToken(u devUser, nonce string, ttl time.Duration) string {
+	now := d.now()
+	tok, err := d.signIDToken(u, devDefaultScope, nonce, "", now, now, ttl)
+	if err != nil {
+		panic("dev idp: " + err.Error())
+	}
+	return tok
+}
+
+func (d *devIDP) discoveryDocument() map[string]any {
+	return map[string]any{
+		"issuer":                                d.issuer,
+		"authorization_endpoint":                d.base + "/authorize",
+		"token_endpoint":                        d.base + "/token",
+		"userinfo_endpoint":                     d.base + "/userinfo",
+		"jwks_uri":                              d.base + "/jwks",
+		"end_session_endpoint":                  d.base + "/logout",
+		"response_types_supported":              []string{"code"},
+		"response_modes_supported":              []string{"query", "form_post"},
+		"grant_types_supported":                 []string{"authorization_code", "password", "refresh_token"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": []string{string(jose.RS256)},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"code_challenge_methods_supported":      []string{"S256"},
+		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
+		"claims_supported": []string{"iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash",
+			"name", "preferred_username", "email", "email_verified"},
+		"authorization_response_iss_parameter_supported": true,
+		// Discovery defaults request_uri_parameter_supported to true: say no.
+		"request_parameter_supported":     false,
+		"request_uri_parameter_supported": false,
+		"claims_parameter_supported":      false,
+	}
+}
+
+// devServeCached serves a fixed, public JSON document that clients may cache.
+func devServeCached(body []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Write(body)
+	})
+}
+
+// --- authorization endpoint ---
+
+// devAuthRequest is an authorization request, as received by GET /authorize
+// and carried through the login form's hidden fields.
+type devAuthRequest struct {
+	ClientID, RedirectURI, ResponseType, ResponseMode, Scope string
+	State, Nonce, CodeChallenge, CodeChallengeMethod         string
+}
+
+// devField is one hidden form field.
+type devField struct{ Name, Value string }
+
+// fields lists the request's non-empty parameters, in a fixed order.
+func (a devAuthRequest) fields() []devField {
+	all := []devField{
+		{"client_id", a.ClientID}, {"redirect_uri", a.RedirectURI}, {"response_type", a.ResponseType},
+		{"response_mode", a.ResponseMode}, {"scope", a.Scope}, {"state", a.State}, {"nonce", a.Nonce},
+		{"code_challenge", a.CodeChallenge}, {"code_challenge_method", a.CodeChallengeMethod},
+	}
+	var out []devField
+	for _, f := range all {
+		if f.Value != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// devPageError refuses an authorization request on an error page: the
+// client or redirect URI is not trusted, and redirecting to it would make the
+// IdP an open redirector.
+type devPageError struct{ msg string }
+
+func (e *devPageError) Error() string { return e.msg }
+
+// devOAuthError is an OAuth 2.0 error answer. Descriptions are fixed text,
+// never an echo of the request, so they stay within RFC 6749's character set.
+type devOAuthError struct {
+	status int
+	code   string
+	desc   string
+}
+
+func (e *devOAuthError) Error() string { return e.code + ": " + e.desc }
+
+func devInvalidRequest(desc string) error {
+	return &devOAuthError{http.StatusBadRequest, "invalid_request", desc}
+}
+
+func devInvalidGrant(desc string) error {
+	return &devOAuthError{http.StatusBadRequest, "invalid_grant", desc}
+}
+
+func devInvalidScope(desc string) error {
+	return &devOAuthError{http.StatusBadRequest, "invalid_scope", desc}
+}
+
+// devParseAuthRequest reads and checks an authorization request. It returns
+// the request even on error, so a redirectable error can reach the client: a
+// *devPageError when the client or redirect URI is bad, else a *devOAuthError.
+func devParseAuthRequest(v url.Values) (devAuthRequest, error) {
+	req := devAuthRequest{
+		ClientID: v.Get("client_id"), RedirectURI: v.Get("redirect_uri"),
+		ResponseType: v.Get("response_type"), ResponseMode: v.Get("response_mode"),
+		Scope: v.Get("scope"), State: v.Get("state"), Nonce: v.Get("nonce"),
+		CodeChallenge: v.Get("code_challenge"), CodeChallengeMethod: v.Get("code_challenge_method"),
+	}
+	if len(v["client_id"]) > 1 || req.ClientID != devClientID {
+		return req, &devPageError{"unknown client_id"}
+	}
+	if len(v["redirect_uri"]) > 1 || !devLoopbackURL(req.RedirectURI) {
+		return req, &devPageError{"redirect_uri must be an absolute http(s) URL on a loopback host (127.0.0.0/8, ::1 or localhost)"}
+	}
+	// From here on the redirect URI is trusted, and errors go back to it.
+	for _, vals := range v {
+		if len(vals) > 1 {
+			return req, devInvalidRequest("a parameter is repeated")
+		}
+	}
+	if v.Get("request") != "" {
+		return req, &devOAuthError{code: "request_not_supported", desc: "request objects are not supported"}
+	}
+	if v.Get("request_uri") != "" {
+		return req, &devOAuthError{code: "request_uri_not_supported", desc: "request_uri is not supported"}
+	}
+	switch req.ResponseType {
+	case "code":
+	case "":
+		return req, devInvalidRequest("response_type is required")
+	default:
+		return req, &devOAuthError{code: "unsupported_response_type", desc: "only response_type code is supported"}
+	}
+	if m := req.ResponseMode; m != "" && m != "query" && m != "form_post" {
+		return req, devInvalidRequest("response_mode must be query or form_post")
+	}
+	scope, err := devParseScope(req.Scope)
+	if err != nil {
+		return req, err
+	}
+	if !devHasWord(scope, "openid") {
+		return req, devInvalidScope("scope must contain openid")
+	}
+	req.Scope = scope
+	return req, devCheckChallenge(req.CodeChallenge, req.CodeChallengeMethod)
+}
+
+// devCheckChallenge checks the PKCE parameters of an authorization request
+// (RFC 7636): optional, but S256 only, since plain protects nothing.
+func devCheckChallenge(challenge, method string) error {
+	switch {
+	case challenge == "" && method != "":
+		return devInvalidRequest("code_challenge_method without code_challenge")
+	case challenge == "":
+		return nil
+	case method != "S256": // an absent method means plain
+		return devInvalidRequest("code_challenge_method must be S256")
+	case len(challenge) != 43 || strings.Trim(challenge, devBase64URL) != "":
+		return devInvalidRequest("code_challenge must be a base64url SHA-256 digest")
+	}
+	return nil
+}
+
+// devLoopbackURL reports whether raw is an absolute http(s) URL without user
+// info or fragment on a loopback host, as RFC 8252 allows native apps (any
+// port, any path).
+func devLoopbackURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || u.Fragment != "" || strings.Contains(raw, "#") {
+		return false
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.IsLoopback()
+}
+
+// devParseScope normalises a space-delimited scope (duplicates dropped, order
+// kept) and refuses values the IdP does not offer with invalid_scope.
+func devParseScope(s string) (string, error) {
+	var out []string
+	for _, w := range strings.Fields(s) {
+		switch w {
+		case "openid", "profile", "email", "offline_access":
+		default:
+			return "", devInvalidScope("unsupported scope value")
+		}
+		if !devHasWord(strings.Join(out, " "), w) {
+			out = append(out, w)
+		}
+	}
+	return strings.Join(out, " "), nil
+}
+
+// devHasWord reports whether the space-delimited list holds word.
+func devHasWord(list, word string) bool {
+	for _, w := range strings.Fields(list) {
+		if w == word {
+			return true
+		}
+	}
+	return false
+}
+
+// handleAuthorize shows the login form for a valid authorization request.
+func (d *devIDP) handleAuthorize() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		req, err := devParseAuthRequest(q)
+		if err == nil && devHasWord(q.Get("prompt"), "none") {
+			// No browser session is kept, so a silent sign-in can never succeed.
+			err = &devOAuthError{code: "login_required", desc: "the user must sign in"}
+		}
+		if err != nil {
+			d.refuse(w, r, req, err, http.StatusFound)
+			return
+		}
+		d.renderLogin(w, req, q.Get("login_hint"), "")
+	})
+}
+
+// handleLogin checks the login form's credentials and, when they are right,
+// sends a fresh code back to the client. The request is checked again: the
+// hidden fields are as untrusted as the original query.
+func (d *devIDP) handleLogin() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, devMaxBody)
+		if err := r.ParseForm(); err != nil {
+			d.renderHTML(w, http.StatusBadRequest, "error", "the sign-in form could not be read")
+			return
+		}
+		form := r.PostForm
+		req, err := devParseAuthRequest(form)
+		if err != nil {
+			d.refuse(w, r, req, err, http.StatusSeeOther)
+			return
+		}
+		u, ok := d.checkPassword(form.Get("username"), form.Get("password"))
+		if !ok {
+			d.renderLogin(w, req, form.Get("username"), "invalid username or password")
+			return
+		}
+		code := devRandom(32)
+		now := d.now()
+		d.mu.Lock()
+		d.sweepLocked(now)
+		d.codes[code] = &devCode{req: req, user: u, authTime: now, expires: now.Add(devCodeTTL)}
+		d.mu.Unlock()
+		d.respond(w, r, req, url.Values{"code": {code}}, http.StatusSeeOther)
+	})
+}
+
+// refuse answers a failed authorization request: on an error page when the
+// client or redirect URI is not trusted, else at the redirect URI.
+func (d *devIDP) refuse(w http.ResponseWriter, r *http.Request, req devAuthRequest, err error, status int) {
+	var pe *devPageError
+	if errors.As(err, &pe) {
+		d.renderHTML(w, http.StatusBadRequest, "error", pe.msg)
+		return
+	}
+	var oe *devOAuthError
+	if !errors.As(err, &oe) {
+		oe = &devOAuthError{code: "server_error", desc: "internal error"}
+	}
+	d.respond(w, r, req, url.Values{"error": {oe.code}, "error_description": {oe.desc}}, status)
+}
+
+// respond sends an authorization response to the client's redirect URI, in
+// its query or, with response_mode=form_post, as an auto-submitted form.
+func (d *devIDP) respond(w http.ResponseWriter, r *http.Request, req devAuthRequest, params url.Values, status int) {
+	params.Set("iss", d.issuer) // RFC 9207: lets a client talking to several IdPs spot a mix-up
+	if req.State != "" {
+		params.Set("state", req.State)
+	}
+	if req.ResponseMode == "form_post" {
+		d.renderHTML(w, http.StatusOK, "autopost", devAutoPost{Action: req.RedirectURI, Fields: devSortedFields(params)})
+		return
+	}
+	u, err := url.Parse(req.RedirectURI)
+	if err != nil { // checked by devParseAuthRequest
+		d.renderHTML(w, http.StatusBadRequest, "error", "invalid redirect_uri")
+		return
+	}
+	q := u.Query()
+	for k, v := range params {
+		q[k] = v
+	}
+	u.RawQuery = q.Encode()
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	http.Redirect(w, r, u.String(), status)
+}
+
+func devSortedFields(v url.Values) []devField {
+	var out []devField
+	for k, vals := range v {
+		for _, val := range vals {
+			out = append(out, devField{k, val})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// checkPassword returns the user with these credentials. Both comparisons are
+// constant-time and always made.
+func (d *devIDP) checkPassword(username, password string) (devUser, bool) {
+	for _, u := range d.users {
+		nameOK := devEqual(u.Username, username)
+		passOK := devEqual(u.Password, password)
+		if nameOK && passOK {
+			return u, true
+		}
+	}
+	return devUser{}, false
+}
+
+func (d *devIDP) userBySubject(sub string) (devUser, bool) {
+	for _, u := range d.users {
+		if u.Subject == sub {
+			return u, true
+		}
+	}
+	return devUser{}, false
+}
+
+func devEqual(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// devRandom returns n random bytes, base64url-encoded.
+func devRandom(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails since Go 1.24
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// sweepLocked drops expired codes and dead refresh tokens so memory stays
+// bounded, at most once a minute so a busy endpoint doesn't scan per request.
+func (d *devIDP) sweepLocked(now time.Time) {
+	if now.Before(d.nextSweep) {
+		return
+	}
+	d.nextSweep = now.Add(devSweepEvery)
+	for k, c := range d.codes {
+		if !now.Before(c.expires) {
+			delete(d.codes, k)
+		}
+	}
+	for k, g := range d.refresh {
+		if !now.Before(g.expires) || g.session.revoked {
+			delete(d.refresh, k)
+		}
+	}
+}
+
+// --- token endpoint ---
+
+// devTokenResponse is a successful token endpoint answer.
+type devTokenResponse struct {
+	AccessToken      string `json:"access_token"`
+	TokenType        string `json:"token_type"`
+	ExpiresIn        int64  `json:"expires_in"`
+	RefreshToken     string `json:"refresh_token,omitempty"`
+	RefreshExpiresIn int64  `json:"refresh_expires_in,omitempty"`
+	IDToken          string `json:"id_token,omitempty"`
+	Scope            string `json:"scope"`
+}
+
+// handleToken serves the token endpoint: client authentication, then the
+// authorization_code, password or refresh_token grant.
+func (d *devIDP) handleToken() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d.tokenCalls.Add(1)
+		form, err := devParseForm(w, r)
+		if err == nil {
+			err = devAuthenticateClient(r, form)
+		}
+		var resp *devTokenResponse
+		if err == nil {
+			switch form.Get("grant_type") {
+			case "authorization_code":
+				resp, err = d.grantCode(form)
+			case "password":
+				resp, err = d.grantPassword(form)
+			case "refresh_token":
+				resp, err = d.grantRefresh(form)
+			case "":
+				err = devInvalidRequest("grant_type is required")
+			default:
+				err = &devOAuthError{http.StatusBadRequest, "unsupported_grant_type", "unsupported grant_type"}
+			}
+		}
+		if err != nil {
+			devWriteOAuthError(w, err)
+			return
+		}
+		devWriteJSON(w, http.StatusOK, resp)
+	})
+}
+
+// devParseForm reads a form-encoded POST body of at most 64 KiB. Query
+// parameters are ignored: credentials do not belong in URLs.
+func devParseForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, devInvalidRequest("content type must be application/x-www-form-urlencoded")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, devMaxBody)
+	if err := r.ParseForm(); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, &devOAuthError{http.StatusRequestEntityTooLarge, "invalid_request", "request body too large"}
+		}
+		return nil, devInvalidRequest("malformed request body")
+	}
+	for _, vals := range r.PostForm {
+		if len(vals) > 1 { // RFC 6749 §3.2
+			return nil, devInvalidRequest("a parameter is repeated")
+		}
+	}
+	return r.PostForm, nil
+}
+
+// devAuthenticateClient checks the client's credentials, sent either with
+// HTTP Basic (each part form-urlencoded first, RFC 6749 §2.3.1) or as
+// client_id and client_secret in the body, never both.
+func devAuthenticateClient(r *http.Request, form url.Values) error {
+	fail := &devOAuthError{http.StatusUnauthorized, "invalid_client", "client authentication failed"}
+	id, secret, basic := r.BasicAuth()
+	switch {
+	case basic:
+		if form.Has("client_secret") {
+			return devInvalidRequest("client credentials sent both in the header and in the body")
+		}
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(id)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			return fail
+		}
+		if form.Has("client_id") && form.Get("client_id") != id {
+			return devInvalidRequest("client_id differs from the authenticated client")
+		}
+	case r.Header.Get("Authorization") != "":
+		return fail
+	default:
+		id, secret = form.Get("client_id"), form.Get("client_secret")
+	}
+	if id != devClientID || !devEqual(secret, devClientSecret) {
+		return fail
+	}
+	return nil
+}
+
+// grantCode redeems an authorization code. Any attempt uses the code up, as
+// Keycloak does; a replay also revokes the refresh tokens issued from it
+// (RFC 6749 §4.1.2).
+func (d *devIDP) grantCode(form url.Values) (*devTokenResponse, error) {
+	code, redirectURI := form.Get("code"), form.Get("redirect_uri")
+	if code == "" {
+		return nil, devInvalidRequest("code is required")
+	}
+	if redirectURI == "" { // always bound: the authorization endpoint requires it
+		return nil, devInvalidRequest("redirect_uri is required")
+	}
+	now := d.now()
+	d.mu.Lock()
+	c, ok := d.codes[code]
+	if !ok || !now.Before(c.expires) {
+		d.mu.Unlock()
+		return nil, devInvalidGrant("authorization code is invalid or expired")
+	}
+	if c.used {
+		if c.session != nil {
+			c.session.revoked = true
+		}
+		d.mu.Unlock()
+		return nil, devInvalidGrant("authorization code was already used")
+	}
+	c.used = true
+	err := devCheckCode(c, redirectURI, form.Get("code_verifier"))
+	var refresh string
+	if err == nil {
+		c.session = &devSession{}
+		refresh = d.newRefreshLocked(now, devGrant{clientID: devClientID, user: c.user, scope: c.req.Scope, authTime: c.authTime, session: c.session})
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return d.issue(c.user, c.req.Scope, c.req.Nonce, c.authTime, refresh)
+}
+
+// devCheckCode checks a code's bindings against the token request.
+func devCheckCode(c *devCode, redirectURI, verifier string) error {
+	if c.req.ClientID != devClientID {
+		return devInvalidGrant("authorization code was issued to another client")
+	}
+	if redirectURI != c.req.RedirectURI {
+		return devInvalidGrant("redirect_uri differs from the authorization request")
+	}
+	if c.req.CodeChallenge == "" {
+		if verifier != "" {
+			return devInvalidGrant("code_verifier sent but no code_challenge was bound")
+		}
+		return nil
+	}
+	if verifier == "" {
+		return devInvalidGrant("code_verifier is required")
+	}
+	if len(verifier) < 43 || len(verifier) > 128 || strings.Trim(verifier, devUnreserved) != "" {
+		return devInvalidGrant("code_verifier is malformed")
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	if !devEqual(base64.RawURLEncoding.EncodeToString(sum[:]), c.req.CodeChallenge) {
+		return devInvalidGrant("code_verifier does not match code_challenge")
+	}
+	return nil
+}
+
+// grantPassword is the resource owner password credentials grant.
+func (d *devIDP) grantPassword(form url.Values) (*devTokenResponse, error) {
+	username, password := form.Get("username"), form.Get("password")
+	if username == "" || password == "" {
+		return nil, devInvalidRequest("username and password are required")
+	}
+	scope := devDefaultScope
+	if s := form.Get("scope"); s != "" {
+		var err error
+		if scope, err = devParseScope(s); err != nil {
+			return nil, err
+		}
+	}
+	u, ok := d.checkPassword(username, password)
+	if !ok {
+		return nil, devInvalidGrant("invalid user credentials")
+	}
+	now := d.now()
+	d.mu.Lock()
+	refresh := d.newRefreshLocked(now, devGrant{clientID: devClientID, user: u, scope: scope, authTime: now, session: &devSession{}})
+	d.mu.Unlock()
+	return d.issue(u, scope, "", now, refresh)
+}
+
+// grantRefresh rotates a refresh token: the old one stops working and a new
+// one, with the original scope, comes back. A narrower scope applies to the
+// new access token only (RFC 6749 §6).
+func (d *devIDP) grantRefresh(form url.Values) (*devTokenResponse, error) {
+	old := form.Get("refresh_token")
+	if old == "" {
+		return nil, devInvalidRequest("refresh_token is required")
+	}
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g, ok := d.refresh[old]
+	if !ok || g.clientID != devClientID {
+		return nil, devInvalidGrant("refresh token is invalid, expired or already used")
+	}
+	if !now.Before(g.expires) || g.session.revoked {
+		delete(d.refresh, old)
+		return nil, devInvalidGrant("refresh token is invalid, expired or already used")
+	}
+	scope := g.scope
+	if s := form.Get("scope"); s != "" {
+		narrowed, err := devParseScope(s)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range strings.Fields(narrowed) {
+			if !devHasWord(g.scope, w) {
+				return nil, devInvalidScope("scope exceeds the one originally granted")
+			}
+		}
+		scope = narrowed
+	}
+	delete(d.refresh, old)
+	refresh := d.newRefreshLocked(now, *g)
+	// Signing under the lock is a few milliseconds; the dev IdP serves one person.
+	return d.issue(g.user, scope, "", g.authTime, refresh)
+}
+
+// newRefreshLocked stores g under a new refresh token, valid for refreshTTL.
+func (d *devIDP) newRefreshLocked(now time.Time, g devGrant) string {
+	d.sweepLocked(now)
+	g.expires = now.Add(d.refreshTTL)
+	tok := devRandom(32)
+	d.refresh[tok] = &g
+	return tok
+}
+
+// issue mints the access token, and an ID token when scope has openid.
+func (d *devIDP) issue(u devUser, scope, nonce string, authTime time.Time, refresh string) (*devTokenResponse, error) {
+	now := d.now()
+	at, err := d.signAccessToken(u, scope, now, authTime, d.accessTTL)
+	if err != nil {
+		return nil, err
+	}
+	resp := &devTokenResponse{
+		AccessToken:      at,
+		TokenType:        "Bearer",
+		ExpiresIn:        int64(d.accessTTL / time.Second),
+		RefreshToken:     refresh,
+		RefreshExpiresIn: int64(d.refreshTTL / time.Second),
+		Scope:            scope,
+	}
+	if devHasWord(scope, "openid") {
+		if resp.IDToken, err = d.signIDToken(u, scope, nonce, at, now, authTime, d.accessTTL); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+func devWriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// devWriteOAuthError answers with RFC 6749 §5.2 JSON; an error that is not a
+// *devOAuthError becomes a bare server_error.
+func devWriteOAuthError(w http.ResponseWriter, err error) {
+	var oe *devOAuthError
+	if !errors.As(err, &oe) {
+		oe = &devOAuthError{http.StatusInternalServerError, "server_error", "internal error"}
+	}
+	if oe.code == "invalid_client" {
+		w.Header().Set("WWW-Authenticate", devBasicRealm)
+	}
+	devWriteJSON(w, oe.status, struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}{oe.code, oe.desc})
+}
+
+// --- tokens ---
+
+// devProfileClaims are the user claims the profile and email scopes release.
+type devProfileClaims struct {
+	Name              string `json:"name,omitempty"`
+	PreferredUsername string `json:"preferred_username,omitempty"`
+	Email             string `json:"email,omitempty"`
+	EmailVerified     *bool  `json:"email_verified,omitempty"`
+}
+
+// devProfile releases u's claims as far as scope allows, as OIDC Core §5.4 says.
+func devProfile(u devUser, scope string) devProfileClaims {
+	var p devProfileClaims
+	if devHasWord(scope, "profile") {
+		p.Name, p.PreferredUsername = u.Name, u.Username
+	}
+	if devHasWord(scope, "email") {
+		verified := true
+		p.Email, p.EmailVerified = u.Email, &verified
+	}
+	return p
+}
+
+// devAccessClaims is the payload of an access token (RFC 9068).
+type devAccessClaims struct {
+	Issuer          string           `json:"iss"`
+	Subject         string           `json:"sub"`
+	Audience        jwt.Audience     `json:"aud"`
+	AuthorizedParty string           `json:"azp"`
+	ClientID        string           `json:"client_id"`
+	Expiry          *jwt.NumericDate `json:"exp"`
+	IssuedAt        *jwt.NumericDate `json:"iat"`
+	AuthTime        *jwt.NumericDate `json:"auth_time,omitempty"`
+	ID              string           `json:"jti"`
+	Scope           string           `json:"scope"`
+	devProfileClaims
+}
+
+// devIDClaims is the payload of an ID token (OIDC Core §2).
+type devIDClaims struct {
+	Issuer          string           `json:"iss"`
+	Subject         string           `json:"sub"`
+	Audience        jwt.Audience     `json:"aud"`
+	AuthorizedParty string           `json:"azp"`
+	Expiry          *jwt.NumericDate `json:"exp"`
+	IssuedAt        *jwt.NumericDate `json:"iat"`
+	AuthTime        *jwt.NumericDate `json:"auth_time"`
+	Nonce           string           `json:"nonce,omitempty"`
+	AccessTokenHash string           `json:"at_hash,omitempty"`
+	devProfileClaims
+}
+
+func (d *devIDP) signAccessToken(u devUser, scope string, now, authTime time.Time, ttl time.Duration) (string, error) {
+	c := devAccessClaims{
+		Issuer:           d.issuer,
+		Subject:          u.Subject,
+		Audience:         jwt.Audience{devClientID},
+		AuthorizedParty:  devClientID,
+		ClientID:         devClientID,
+		Expiry:           jwt.NewNumericDate(now.Add(ttl)),
+		IssuedAt:         jwt.NewNumericDate(now),
+		AuthTime:         jwt.NewNumericDate(authTime),
+		ID:               devRandom(16),
+		Scope:            scope,
+		devProfileClaims: devProfile(u, scope),
+	}
+	tok, err := jwt.Signed(d.atSigner).Claims(c).Serialize()
+	if err != nil {
+		return "", fmt.Errorf("sign access token: %w", err)
+	}
+	return tok, nil
+}
+
+// signIDToken signs an ID token; with accessToken set it carries at_hash.
+func (d *devIDP) signIDToken(u devUser, scope, nonce, accessToken string, now, authTime time.Time, ttl time.Duration) (string, error) {
+	c := devIDClaims{
+		Issuer:           d.issuer,
+		Subject:          u.Subject,
+		Audience:         jwt.Audience{devClientID},
+		AuthorizedParty:  devClientID,
+		Expiry:           jwt.NewNumericDate(now.Add(ttl)),
+		IssuedAt:         jwt.NewNumericDate(now),
+		AuthTime:         jwt.NewNumericDate(authTime),
+		Nonce:            nonce,
+		devProfileClaims: devProfile(u, scope),
+	}
+	if accessToken != "" {
+		sum := sha256.Sum256([]byte(accessToken))
+		c.AccessTokenHash = base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
+	}
+	tok, err := jwt.Signed(d.idSigner).Claims(c).Serialize()
+	if err != nil {
+		return "", fmt.Errorf("sign id token: %w", err)
+	}
+	return tok, nil
+}
+
+// verifyAccessToken checks that raw is an unexpired access token this IdP
+// signed, and returns its claims; the error says why not.
+func (d *devIDP) verifyAccessToken(raw string) (*devAccessClaims, error) {
+	if len(raw) > devMaxTokenLen {
+		return nil, errors.New("token too large")
+	}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil {
+		return nil, fmt.Errorf("parse token: %w", err)
+	}
+	h := tok.Headers[0]
+	if h.KeyID != d.kid {
+		return nil, errors.New("unknown kid")
+	}
+	// RFC 9068 §4: the typ keeps an ID token from passing as an access token.
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
+		return nil, errors.New("not an access token")
+	}
+	var c devAccessClaims
+	if err := tok.Claims(&d.key.PublicKey, &c); err != nil {
+		return nil, fmt.Errorf("verify token: %w", err)
+	}
+	switch {
+	case c.Issuer != d.issuer:
+		return nil, fmt.Errorf("issuer mismatch: want %q got %q", d.issuer, c.Issuer)
+	case c.Expiry == nil || !d.now().Before(c.Expiry.Time()):
+		return nil, errors.New("token expired")
+	case c.Subject == "":
+		return nil, errors.New("no sub")
+	}
+	return &c, nil
+}
+
+// --- userinfo and logout ---
+
+// handleUserinfo answers the claims the bearer access token's scope releases.
+func (d *devIDP) handleUserinfo() http.Handler {
+	type userinfo struct {
+		Subject string `json:"sub"`
+		devProfileClaims
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, ok := devBearer(r)
+		if !ok {
+			// RFC 6750 §3.1: no error code when no credentials were sent.
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			devWriteJSON(w, http.StatusUnauthorized, struct{}{})
+			return
+		}
+		c, err := d.verifyAccessToken(raw)
+		var u devUser
+		if err == nil {
+			if u, ok = d.userBySubject(c.Subject); !ok {
+				err = errors.New("unknown subject")
+			}
+		}
+		if err != nil {
+			devBearerError(w, http.StatusUnauthorized, "invalid_token", "the access token is invalid or expired")
+			return
+		}
+		if !devHasWord(c.Scope, "openid") {
+			devBearerError(w, http.StatusForbidden, "insufficient_scope", "the access token lacks the openid scope")
+			return
+		}
+		devWriteJSON(w, http.StatusOK, userinfo{u.Subject, devProfile(u, c.Scope)})
+	})
+}
+
+// devBearer returns the token of an "Authorization: Bearer" header.
+func devBearer(r *http.Request) (string, bool) {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	tok = strings.TrimSpace(tok)
+	return tok, ok && strings.EqualFold(scheme, "Bearer") && tok != ""
+}
+
+func devBearerError(w http.ResponseWriter, status int, code, desc string) {
+	w.Header().Set("WWW-Authenticate", `Bearer error="`+code+`"`)
+	devWriteJSON(w, status, struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}{code, desc})
+}
+
+// handleLogout is the RP-initiated logout endpoint. No browser session is
+// kept, so there is nothing to end: it returns to post_logout_redirect_uri
+// when that is a loopback URL, else shows a signed-out page.
+func (d *devIDP) handleLogout() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, devMaxBody)
+		if err := r.ParseForm(); err != nil {
+			d.renderHTML(w, http.StatusBadRequest, "error", "the sign-out request could not be read")
+			return
+		}
+		target := r.Form.Get("post_logout_redirect_uri")
+		u, err := url.Parse(target)
+		if target == "" || err != nil || !devLoopbackURL(target) {
+			d.renderHTML(w, http.StatusOK, "signedout", nil)
+			return
+		}
+		if s := r.Form.Get("state"); s != "" {
+			q := u.Query()
+			q.Set("state", s)
+			u.RawQuery = q.Encode()
+		}
+		http.Redirect(w, r, u.String(), http.StatusSeeOther)
+	})
+}
+
+// --- pages ---
+
+// devLoginPage is the data of the login form.
+type devLoginPage struct {
+	Action, Error, Username string
+	Hidden                  []devField
+	Users                   []devUser
+}
+
+// devAutoPost is the data of the form_post response page.
+type devAutoPost struct {
+	Action string
+	Fields []devField
+}
+
+func (d *devIDP) renderLogin(w http.ResponseWriter, req devAuthRequest, username, problem string) {
+	d.renderHTML(w, http.StatusOK, "login", devLoginPage{
+		Action: d.basePath + "/authorize", Error: problem, Username: username,
+		Hidden: req.fields(), Users: d.users,
+	})
+}
+
+// renderHTML renders a page whole before writing, so a template failure
+// cannot leave half a page behind a 200.
+func (d *devIDP) renderHTML(w http.ResponseWriter, status int, name string, data any) {
+	var buf bytes.Buffer
+	if err := d.pages.ExecuteTemplate(&buf, name, data); err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	sum := sha256.Sum256([]byte(devAutoSubmitJS))
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-"+
+		base64.StdEncoding.EncodeToString(sum[:])+"'; frame-ancestors 'none'; base-uri 'none'")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+const devPagesHTML = `
+{{define "head"}}<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.}} · scaiwave dev IdP</title>
+<style>
+body{font-family:system-ui,-apple-system,sans-serif;background:#f3f4f6;color:#111827;margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center}
+main{background:#fff;padding:2rem;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.12);width:min(22rem,90vw)}
+h1{font-size:1.2rem;margin:0 0 1.25rem}
+label{display:block;margin:.8rem 0 .3rem;font-size:.9rem}
+input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.55rem;border:1px solid #d1d5db;border-radius:6px;font-size:1rem}
+button{margin-top:1.4rem;width:100%;padding:.65rem;border:0;border-radius:6px;background:#1d4ed8;color:#fff;font-size:1rem;cursor:pointer}
+.error{background:#fee2e2;color:#991b1b;padding:.6rem;border-radius:6px;margin:0 0 .5rem}
+.hint{color:#6b7280;font-size:.8rem;margin:1.25rem 0 0}
+</style>
+</head>
+{{end}}
+
+{{define "login"}}{{template "head" "Sign in"}}<body>
+<main>
+<h1>Sign in to scaiwave (development)</h1>
+{{if .Error}}<p class="error" role="alert">{{.Error}}</p>
+{{end}}<form method="post" action="{{.Action}}">
+{{range .Hidden}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
+{{end}}<label for="username">Username</label>
+<input id="username" name="username" type="text" value="{{.Username}}" autocomplete="username" autocapitalize="none" required autofocus>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>
+<p class="hint">Demo accounts: {{range $i, $u := .Users}}{{if $i}}, {{end}}<code>{{$u.Username}}</code> / <code>{{$u.Password}}</code>{{end}}</p>
+</main>
+</body>
+</html>
+{{end}}
+
+{{define "error"}}{{template "head" "Request refused"}}<body>
+<main>
+<h1>Request refused</h1>
+<p class="error" role="alert">{{.}}</p>
+<p class="hint">The application that sent you here made an invalid sign-in request.</p>
+</main>
+</body>
+</html>
+{{end}}
+
+{{define "signedout"}}{{template "head" "Signed out"}}<body>
+<main>
+<h1>Signed out</h1>
+<p>You are signed out of the scaiwave development IdP.</p>
+</main>
+</body>
+</html>
+{{end}}
+
+{{define "autopost"}}{{template "head" "Signing in"}}<body>
+<main>
+<form method="post" action="{{.Action}}">
+{{range .Fields}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
+{{end}}<noscript><p>JavaScript is off: press the button to continue.</p><button type="submit">Continue</button></noscript>
+</form>
+</main>
+<script>` + devAutoSubmitJS + `</script>
+</body>
+</html>
+{{end}}
+`

@@ -1,0 +1,753 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// devTestClock is a clock tests can move forward while the IdP serves.
+type devTestClock struct{ offset atomic.Int64 }
+
+func (c *devTestClock) now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+func (c *devTestClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// devTestEnv is a dev IdP served over real HTTP, with a client that does not
+// follow redirects.
+type devTestEnv struct {
+	idp    *devIDP
+	srv    *httptest.Server
+	client *http.Client
+	clock  *devTestClock
+}
+
+// newDevTestEnv serves a dev IdP whose issuer is the server URL plus path.
+func newDevTestEnv(t *testing.T, path string) *devTestEnv {
+	t.Helper()
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	idp, err := newDevIDP(srv.URL+path, "")
+	if err != nil {
+		t.Fatalf("newDevIDP: %v", err)
+	}
+	clock := &devTestClock{}
+	idp.now = clock.now
+	mux.Handle(path+"/", idp.Handler())
+	client := srv.Client()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &devTestEnv{idp: idp, srv: srv, client: client, clock: clock}
+}
+
+func (e *devTestEnv) get(t *testing.T, rawURL string, header http.Header) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	return e.do(t, req)
+}
+
+func (e *devTestEnv) postForm(t *testing.T, rawURL string, form url.Values, header http.Header) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, rawURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	return e.do(t, req)
+}
+
+func (e *devTestEnv) do(t *testing.T, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+// token posts to the token endpoint with client_secret_basic and decodes the JSON answer.
+func (e *devTestEnv) token(t *testing.T, form url.Values) (int, map[string]any) {
+	t.Helper()
+	h := http.Header{}
+	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(devClientID+":"+devClientSecret)))
+	return e.tokenWith(t, form, h)
+}
+
+func (e *devTestEnv) tokenWith(t *testing.T, form url.Values, h http.Header) (int, map[string]any) {
+	t.Helper()
+	resp, body := e.postForm(t, e.idp.issuer+"/token", form, h)
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("POST /token Cache-Control = %q; want no-store", cc)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("POST /token Content-Type = %q; want application/json", ct)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		t.Fatalf("POST /token: %v in %q", err, body)
+	}
+	return resp.StatusCode, m
+}
+
+func devWantOAuthError(t *testing.T, what string, status int, m map[string]any, wantStatus int, wantErr string) {
+	t.Helper()
+	if status != wantStatus || m["error"] != wantErr {
+		t.Errorf("%s = %d %v; want %d %s", what, status, m["error"], wantStatus, wantErr)
+	}
+}
+
+// authorizeParams is a valid authorization request with PKCE S256 for verifier.
+func (e *devTestEnv) authorizeParams(verifier string) url.Values {
+	sum := sha256.Sum256([]byte(verifier))
+	return url.Values{
+		"client_id":             {devClientID},
+		"redirect_uri":          {"http://127.0.0.1:9999/callback?app=1"},
+		"response_type":         {"code"},
+		"scope":                 {"openid profile email offline_access"},
+		"state":                 {"st-123"},
+		"nonce":                 {"n-456"},
+		"code_challenge":        {base64.RawURLEncoding.EncodeToString(sum[:])},
+		"code_challenge_method": {"S256"},
+	}
+}
+
+// login posts credentials with the authorization request and returns the Location.
+func (e *devTestEnv) login(t *testing.T, params url.Values, username, password string) *url.URL {
+	t.Helper()
+	form := url.Values{"username": {username}, "password": {password}}
+	for k, v := range params {
+		form[k] = v
+	}
+	resp, body := e.postForm(t, e.idp.issuer+"/authorize", form, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("POST /authorize = %d; want 303: %s", resp.StatusCode, body)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+// code runs the browser part of the code flow for alice and returns the code.
+func (e *devTestEnv) code(t *testing.T, params url.Values) string {
+	t.Helper()
+	code := e.login(t, params, "alice", "alice-password").Query().Get("code")
+	if code == "" {
+		t.Fatal("no code in the redirect")
+	}
+	return code
+}
+
+const devTestVerifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-with-more-entropy"
+
+func devAlice(t *testing.T) devUser {
+	t.Helper()
+	for _, u := range devUsers() {
+		if u.Username == "alice" {
+			return u
+		}
+	}
+	t.Fatal("no alice")
+	return devUser{}
+}
+
+// devVerify checks a token's signature with the IdP's published JWKS and its typ.
+func devVerify(t *testing.T, e *devTestEnv, raw, wantTyp string, claims any) {
+	t.Helper()
+	_, body := e.get(t, e.idp.issuer+"/jwks", nil)
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal([]byte(body), &set); err != nil {
+		t.Fatalf("jwks: %v", err)
+	}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil {
+		t.Fatalf("parse token: %v", err)
+	}
+	h := tok.Headers[0]
+	keys := set.Key(h.KeyID)
+	if len(keys) != 1 {
+		t.Fatalf("kid %q: %d keys in the JWKS", h.KeyID, len(keys))
+	}
+	if typ := h.ExtraHeaders[jose.HeaderType]; typ != wantTyp {
+		t.Errorf("typ = %v; want %s", typ, wantTyp)
+	}
+	if err := tok.Claims(keys[0].Key, claims); err != nil {
+		t.Fatalf("verify token: %v", err)
+	}
+}
+
+func TestDevIDPDiscovery(t *testing.T) {
+	t.Parallel()
+	for _, path := range []string{"", "/dev/idp"} {
+		e := newDevTestEnv(t, path)
+		resp, body := e.get(t, e.idp.issuer+"/.well-known/openid-configuration", nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET discovery (%q) = %d", path, resp.StatusCode)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(body), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if doc["issuer"] != e.srv.URL+path {
+			t.Errorf("issuer = %v; want %s", doc["issuer"], e.srv.URL+path)
+		}
+		for field, suffix := range map[string]string{
+			"authorization_endpoint": "/authorize", "token_endpoint": "/token", "userinfo_endpoint": "/userinfo",
+			"jwks_uri": "/jwks", "end_session_endpoint": "/logout",
+		} {
+			if doc[field] != e.srv.URL+path+suffix {
+				t.Errorf("%s = %v; want %s", field, doc[field], e.srv.URL+path+suffix)
+			}
+		}
+		for field, want := range map[string]string{
+			"response_types_supported":              "code",
+			"response_modes_supported":              "query form_post",
+			"grant_types_supported":                 "authorization_code password refresh_token",
+			"subject_types_supported":               "public",
+			"id_token_signing_alg_values_supported": "RS256",
+			"token_endpoint_auth_methods_supported": "client_secret_basic client_secret_post",
+			"code_challenge_methods_supported":      "S256",
+			"scopes_supported":                      "openid profile email offline_access",
+		} {
+			var got []string
+			list, _ := doc[field].([]any)
+			for _, v := range list {
+				got = append(got, v.(string))
+			}
+			if strings.Join(got, " ") != want {
+				t.Errorf("%s = %v; want %s", field, doc[field], want)
+			}
+		}
+		if _, ok := doc["claims_supported"].([]any); !ok {
+			t.Errorf("claims_supported missing")
+		}
+		// Every advertised GET endpoint is routed under the issuer path.
+		if resp, _ := e.get(t, doc["jwks_uri"].(string), nil); resp.StatusCode != http.StatusOK {
+			t.Errorf("GET jwks_uri = %d", resp.StatusCode)
+		}
+	}
+}
+
+func TestDevIDPNewRejectsBadIssuer(t *testing.T) {
+	t.Parallel()
+	for _, issuer := range []string{"", "/dev/idp", "ftp://x/", "http://x/a?b", "http://x/a#f", "http://x/{a}", "http://x//a", "http://x/a/../b"} {
+		if _, err := newDevIDP(issuer, ""); err == nil {
+			t.Errorf("newDevIDP(%q) succeeded; want an error", issuer)
+		}
+	}
+}
+
+func TestDevIDPJWKSVerifiesMintedToken(t *testing.T) {
+	t.Parallel()
+	e := newDevTestEnv(t, "")
+	resp, body := e.get(t, e.srv.URL+"/jwks", nil)
+	if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "max-age=300") {
+		t.Errorf("GET /jwks Cache-Control = %q; want max-age=300", cc)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal([]byte(body), &set); err != nil {
+		t.Fatal(err)
+	}
+	_, kid := e.idp.signingKey()
+	if len(set.Keys) != 1 {
+		t.Fatalf("jwks has %d keys; want 1", len(set.Keys))
+	}
+	k := set.Keys[0]
+	if _, ok := k.Key.(*rsa.PublicKey); !ok || k.KeyID != kid || k.Use != "sig" || k.Algorithm != "RS256" {
+		t.Errorf("jwk = %T kid %q use %q alg %q; want RSA public, %q, sig, RS256", k.Key, k.KeyID, k.Use, k.Algorithm, kid)
+	}
+	if !strings.Contains(body, `"kty":"RSA"`) {
+		t.Errorf("jwks lacks kty RSA: %s", body)
+	}
+
+	alice := devAlice(t)
+	var c map[string]any
+	devVerify(t, e, e.idp.mintAccessToken(alice, time.Minute), "at+jwt", &c)
+	for k, want := range map[string]any{
+		"iss": e.srv.URL, "sub": alice.Subject, "aud": devClientID, "azp": devClientID, "scope": devDefaultScope,
+		"name": "Alice Example", "preferred_username": "alice", "email": "alice@example.com", "email_verified": true,
+	} {
+		if c[k] != want {
+			t.Errorf("access token %s = %v; want %v", k, c[k], want)
+		}
+	}
+	if c["jti"] == "" || c["nbf"] != nil || c["exp"].(float64)-c["iat"].(float64) != 60 {
+		t.Errorf("access token jti/nbf/exp/iat = %v/%v/%v/%v", c["jti"], c["nbf"], c["exp"], c["iat"])
+	}
+
+	var id map[string]any
+	devVerify(t, e, e.idp.mintIDToken(alice, "n1", time.Minute), "JWT", &id)
+	if id["nonce"] != "n1" || id["aud"] != devClientID || id["auth_time"] == nil {
+		t.Errorf("id token claims = %v", id)
+	}
+}
+
+func TestDevIDPAuthorizationCodeFlow(t *testing.T) {
+	t.Parallel()
+	e := newDevTestEnv(t, "/dev/idp")
+	params := e.authorizeParams(devTestVerifier)
+	params.Set("state", `"><script>alert(1)</script>`)
+
+	resp, body := e.get(t, e.idp.issuer+"/authorize?"+params.Encode(), nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `action="/dev/idp/authorize"`) {
+		t.Fatalf("GET /authorize = %d; want 200 with the login form: %s", resp.StatusCode, body)
+	}
+	if strings.Contains(body, "<script>alert") {
+		t.Errorf("GET /authorize echoes the state unescaped")
+	}
+
+	// Wrong credentials re-render the form, without a redirect.
+	form := url.Values{"username": {"alice"}, "password": {"nope"}}
+	for k, v := range params {
+		form[k] = v
+	}
+	resp, body = e.postForm(t, e.idp.issuer+"/authorize", form, nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" || !strings.Contains(body, "invalid username or password") {
+		t.Errorf("POST /authorize (bad password) = %d Location %q; want 200 with an error", resp.StatusCode, resp.Header.Get("Location"))
+	}
+
+	loc := e.login(t, params, "alice", "alice-password")
+	q := loc.Query()
+	if loc.Host != "127.0.0.1:9999" || loc.Path != "/callback" || q.Get("app") != "1" {
+		t.Errorf("redirect = %s; want the redirect_uri with its query kept", loc)
+	}
+	if q.Get("state") != params.Get("state") || q.Get("iss") != e.idp.issuer || q.Get("code") == "" {
+		t.Errorf("redirect query = %v; want code, state and iss", q)
+	}
+
+	before := e.idp.tokenRequests()
+	// client_secret_basic with each part form-urlencoded: "%2D" must decode to "-".
+	h := http.Header{}
+	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("scaiwave%2Ddev:scaiwave-dev%2Dsecret")))
+	exchange := url.Values{
+		"grant_type": {"authorization_code"}, "code": {q.Get("code")},
+		"redirect_uri": {params.Get("redirect_uri")}, "code_verifier": {devTestVerifier},
+	}
+	status, tok := e.tokenWith(t, exchange, h)
+	if status != http.StatusOK {
+		t.Fatalf("POST /token (code) = %d %v", status, tok)
+	}
+	if tok["token_type"] != "Bearer" || tok["expires_in"] != float64(300) || tok["refresh_token"] == "" ||
+		tok["scope"] != "openid profile email offline_access" {
+		t.Errorf("token response = %v", tok)
+	}
+	if got := e.idp.tokenRequests() - before; got != 1 {
+		t.Errorf("tokenRequests grew by %d; want 1", got)
+	}
+
+	var id map[string]any
+	devVerify(t, e, tok["id_token"].(string), "JWT", &id)
+	sum := sha256.Sum256([]byte(tok["access_token"].(string)))
+	if id["nonce"] != "n-456" || id["iss"] != e.idp.issuer || id["sub"] != devAlice(t).Subject ||
+		id["at_hash"] != base64.RawURLEncoding.EncodeToString(sum[:16]) {
+		t.Errorf("id token claims = %v", id)
+	}
+
+	// The access token works at userinfo.
+	h = http.Header{}
+	h.Set("Authorization", "Bearer "+tok["access_token"].(string))
+	resp, body = e.get(t, e.idp.issuer+"/userinfo", h)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"preferred_username":"alice"`) {
+		t.Errorf("GET /userinfo = %d %s", resp.StatusCode, body)
+	}
+
+	// A replayed code fails and revokes the refresh token issued from it.
+	status, m := e.token(t, exchange)
+	devWantOAuthError(t, "POST /token (code reuse)", status, m, http.StatusBadRequest, "invalid_grant")
+	status, m = e.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}})
+	devWantOAuthError(t, "POST /token (refresh after code reuse)", status, m, http.StatusBadRequest, "invalid_grant")
+}
+
+func TestDevIDPCodeExchangeErrors(t *testing.T) {
+	t.Parallel()
+	e := newDevTestEnv(t, "")
+	withPKCE := e.authorizeParams(devTestVerifier)
+	noPKCE := e.authorizeParams(devTestVerifier)
+	noPKCE.Del("code_challenge")
+	noPKCE.Del("code_challenge_method")
+
+	tests := []struct {
+		name     string
+		params   url.Values
+		edit     func(url.Values)
+		advance  time.Duration
+		wantCode string
+	}{
+		{"wrong verifier", withPKCE, func(v url.Values) { v.Set("code_verifier", strings.Repeat("a", 43)) }, 0, "invalid_grant"},
+		{"missing verifier", withPKCE, func(v url.Values) { v.Del("code_verifier") }, 0, "invalid_grant"},
+		{"verifier without challenge", noPKCE, func(url.Values) {}, 0, "invalid_grant"},
+		{"redirect_uri differs", withPKCE, func(v url.Values) { v.Set("redirect_uri", "http://127.0.0.1:9999/callback") }, 0, "invalid_grant"},
+		{"redirect_uri missing", withPKCE, func(v url.Values) { v.Del("redirect_uri") }, 0, "invalid_request"},
+		{"unknown code", withPKCE, func(v url.Values) { v.Set("code", "made-up") }, 0, "invalid_grant"},
+		{"expired code", withPKCE, func(url.Values) {}, 61 * time.Second, "invalid_grant"},
+	}
+	for _, tt := range tests {
+		code := e.code(t, tt.params)
+		e.clock.advance(tt.advance)
+		form := url.Values{
+			"grant_type": {"authorization_code"}, "code": {code},
+			"redirect_uri": {tt.params.Get("redirect_uri")}, "code_verifier": {devTestVerifier},
+		}
+		tt.edit(form)
+		status, m := e.token(t, form)
+		devWantOAuthError(t, "POST /token ("+tt.name+")", status, m, http.StatusBadRequest, tt.wantCode)
+	}
+
+	// Without PKCE and without a verifier the exchange succeeds.
+	code := e.code(t, noPKCE)
+	status, m := e.token(t, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {noPKCE.Get("redirect_uri")}})
+	if status != http.StatusOK {
+		t.Errorf("POST /token (no PKCE) = %d %v; want 200", status, m)
+	}
+}
+
+func TestDevIDPAuthorizeRefusals(t *testing.T) {
+	t.Parallel()
+	e := newDevTestEnv(t, "")
+	tests := []struct {
+		name      string
+		edit      func(url.Values)
+		wantPage  bool   // an error page, never a redirect
+		wantError string // else the error sent to the redirect URI
+	}{
+		{"unknown client", func(v url.Values) { v.Set("client_id", "other") }, true, ""},
+		{"non-loopback redirect", func(v url.Values) { v.Set("redirect_uri", "https://evil.example/cb") }, true, ""},
+		{"loopback lookalike", func(v url.Values) { v.Set("redirect_uri", "http://127.0.0.1.evil.example/cb") }, true, ""},
+		{"relative redirect", func(v url.Values) { v.Set("redirect_uri", "/cb") }, true, ""},
+		{"missing redirect", func(v url.Values) { v.Del("redirect_uri") }, true, ""},
+		{"no openid", func(v url.Values) { v.Set("scope", "profile") }, false, "invalid_scope"},
+		{"plain PKCE", func(v url.Values) { v.Set("code_challenge_method", "plain") }, false, "invalid_request"},
+		{"PKCE without method", func(v url.Values) { v.Del("code_challenge_method") }, false, "invalid_request"},
+		{"token response type", func(v url.Values) { v.Set("response_type", "token") }, false, "unsupported_response_type"},
+		{"prompt none", func(v url.Values) { v.Set("prompt", "none") }, false, "login_required"},
+		{"repeated parameter", func(v url.Values) { v.Add("state", "again") }, false, "invalid_request"},
+	}
+	for _, tt := range tests {
+		params := e.authorizeParams(devTestVerifier)
+		tt.edit(params)
+		resp, _ := e.get(t, e.srv.URL+"/authorize?"+params.Encode(), nil)
+		loc := resp.Header.Get("Location")
+		if tt.wantPage {
+			if resp.StatusCode != http.StatusBadRequest || loc != "" {
+				t.Errorf("GET /authorize (%s) = %d Location %q; want 400 without redirect", tt.name, resp.StatusCode, loc)
+			}
+			continue
+		}
+		u, _ := url.Parse(loc)
+		if resp.StatusCode != http.StatusFound || u.Query().Get("error") != tt.wantError || u.Query().Get("state") != params.Get("state") {
+			t.Errorf("GET /authorize (%s) = %d Location %q; want 302 with error %s", tt.name, resp.StatusCode, loc, tt.wantError)
+		}
+	}
+}
+
+func TestDevIDPFormPost(t *testing.T) {
+	t.Parallel()
+	e := newDevTestEnv(t, "")
+	params := e.authorizeParams(devTestVerifier)
+	params.Set("response_mode", "form_post")
+	form := url.Values{"username": {"bob"}, "password": {"bob-password"}}
+	for k, v := range params {
+		form[k] = v
+	}
+	resp, body := e.postForm(t, e.srv.URL+"/authorize", form, nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" {
+		t.Fatalf("POST /authorize (form_post) = %d; want 200 without redirect", resp.StatusCode)
+	}
+	for _, want := range []string{`action="http://127.0.0.1:9999/callback?app=1"`, `name="code"`, `name="state" value="st-123"`, "document.forms[0].submit()"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("form_post page lacks %s:\n%s", want, body)
+		}
+	}
+}
+
+func TestDevIDPPasswordGrant(t *testing.T) {
+	t.Parallel()
+	e := newDevTestEnv(t, "")
+	// client_secret_post.
+	form := url.Values{"grant_type": {"password"}, "username": {"bob"}, "password": {"bob-password"},
+		"client_id": {devClientID}, "client_secret": {devClientSecret}}
+	status, tok := e.tokenWith(t, form, nil)
+	if status != http.StatusOK || tok["scope"] != devDefaultScope || tok["id_token"] == nil || tok["refresh_token"] == nil {
+		t.Fatalf("POST /token (password) = %d %v", status, tok)
+	}
+	var c map[string]any
+	devVerify(t, e, tok["access_token"].(string), "at+jwt", &c)
+	if c["preferred_username"] != "bob" || c["email"] != "bob@example.com" {
+		t.Errorf("access token claims = %v", c)
+	}
+
+	// Without openid there is no ID token, and only the scope's claims.
+	status, tok = e.token(t, url.Values{"grant_type": {"password"}, "username": {"bob"}, "password": {"bob-password"}, "scope": {"profile"}})
+	if status != http.StatusOK || tok["id_token"] != nil || tok["scope"] != "profile" {
+		t.Errorf("POST /token (password, scope profile) = %d %v", status, tok)
+	}
+
+	status, m := e.token(t, url.Values{"grant_type": {"password"}, "username": {"bob"}, "password": {"alice-password"}})
+	devWantOAuthError(t, "POST /token (bad password)", status, m, http.StatusBadRequest, "invalid_grant")
+	if m["error_description"] != "invalid user credentials" {
+		t.Errorf("error_description = %v", m["error_description"])
+	}
+	status, m = e.token(t, url.Values{"grant_type": {"password"}, "username": {"bob"}})
+	devWantOAuthError(t, "POST /token (no password)", status, m, http.StatusBadRequest, "invalid_request")
+	status, m = e.token(t, url.Values{"grant_type": {"password"}, "username": {"bob"}, "password": {"bob-password"}, "scope": {"openid admin"}})
+	devWantOAuthError(t, "POST /token (unknown scope)", status, m, http.StatusBadRequest, "invalid_scope")
+}
+
+func TestDevIDPRefreshRotation(t *testing.T) {
+	t.Parallel()
+	e := newDevTestEnv(t, "")
+	_, tok := e.token(t, url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"alice-password"}})
+	rt1 := tok["refresh_token"].(string)
+
+	status, tok := e.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt1}})
+	if status != http.StatusOK {
+		t.Fatalf("POST /token (refresh) = %d %v", status, tok)
+	}
+	rt2 := tok["refresh_token"].(string)
+	if rt2 == "" || rt2 == rt1 {
+		t.Errorf("refresh token not rotated")
+	}
+	var id map[string]any
+	devVerify(t, e, tok["id_token"].(string), "JWT", &id)
+	if _, ok := id["nonce"]; ok {
+		t.Errorf("refreshed id token has a nonce")
+	}
+
+	status, m := e.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt1}})
+	devWantOAuthError(t, "POST /token (old refresh token)", status, m, http.StatusBadRequest, "invalid_grant")
+
+	status, m = e.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt2}, "scope": {"openid offline_access"}})
+	devWantOAuthError(t, "POST /token (wider scope)", status, m, http.StatusBadRequest, "invalid_scope")
+
+	// A narrower scope applies to the access token; the new refresh token keeps the original.
+	status, tok = e.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt2}, "scope": {"openid"}})
+	if status != http.StatusOK || tok["scope"] != "openid" {
+		t.Fatalf("POST /token (narrower scope) = %d %v", status, tok)
+	}
+	rt3 := tok["refresh_token"].(string)
+	status, tok = e.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt3}, "scope": {"openid email"}})
+	if status != http.StatusOK {
+		t.Fatalf("POST /token (back to original scope) = %d %v", status, tok)
+	}
+
+	e.clock.advance(e.idp.refreshTTL + time.Second)
+	status, m = e.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}})
+	devWantOAuthError(t, "POST /token (expired refresh token)", status, m, http.StatusBadRequest, "invalid_grant")
+}
+
+func TestDevIDPTokenEndpointErrors(t *testing.T) {
+	t.Parallel()
+	e := newDevTestEnv(t, "")
+	basic := func(id, secret string) http.Header {
+		h := http.Header{}
+		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(id+":"+secret)))
+		return h
+	}
+	good := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"alice-password"}}
+	with := func(extra url.Values) url.Values {
+		v := url.Values{}
+		for k, vals := range good {
+			v[k] = vals
+		}
+		for k, vals := range extra {
+			v[k] = vals
+		}
+		return v
+	}
+	tests := []struct {
+		name       string
+		form       url.Values
+		header     http.Header
+		wantStatus int
+		wantError  string
+	}{
+		{"wrong basic secret", good, basic(devClientID, "wrong"), 401, "invalid_client"},
+		{"wrong client id", good, basic("other", devClientSecret), 401, "invalid_client"},
+		{"wrong post secret", with(url.Values{"client_id": {devClientID}, "client_secret": {"wrong"}}), nil, 401, "invalid_client"},
+		{"no client auth", good, nil, 401, "invalid_client"},
+		{"public client", with(url.Values{"client_id": {devClientID}}), nil, 401, "invalid_client"},
+		{"bearer instead of basic", good, http.Header{"Authorization": {"Bearer x"}}, 401, "invalid_client"},
+		{"basic and post", with(url.Values{"client_secret": {devClientSecret}}), basic(devClientID, devClientSecret), 400, "invalid_request"},
+		{"unknown grant", url.Values{"grant_type": {"client_credentials"}}, basic(devClientID, devClientSecret), 400, "unsupported_grant_type"},
+		{"no grant", url.Values{}, basic(devClientID, devClientSecret), 400, "invalid_request"},
+		{"no code", url.Values{"grant_type": {"authorization_code"}}, basic(devClientID, devClientSecret), 400, "invalid_request"},
+		{"no refresh token", url.Values{"grant_type": {"refresh_token"}}, basic(devClientID, devClientSecret), 400, "invalid_request"},
+	}
+	for _, tt := range tests {
+		status, m := e.tokenWith(t, tt.form, tt.header)
+		devWantOAuthError(t, "POST /token ("+tt.name+")", status, m, tt.wantStatus, tt.wantError)
+	}
+
+	// invalid_client carries a Basic challenge.
+	resp, _ := e.postForm(t, e.srv.URL+"/token", good, basic(devClientID, "wrong"))
+	if !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") {
+		t.Errorf("invalid_client WWW-Authenticate = %q", resp.Header.Get("WWW-Authenticate"))
+	}
+
+	// Wrong content type and an oversized body.
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/token", strings.NewReader(`{"grant_type":"password"}`))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, body := e.do(t, req); resp.StatusCode != 400 || !strings.Contains(body, "invalid_request") {
+		t.Errorf("POST /token (json) = %d %s; want 400 invalid_request", resp.StatusCode, body)
+	}
+	big := with(url.Values{"pad": {strings.Repeat("x", 70<<10)}})
+	if resp, _ := e.postForm(t, e.srv.URL+"/token", big, basic(devClientID, devClientSecret)); resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("POST /token (70 KiB) = %d; want 413", resp.StatusCode)
+	}
+}
+
+func TestDevIDPUserinfo(t *testing.T) {
+	t.Parallel()
+	e := newDevTestEnv(t, "")
+	alice := devAlice(t)
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, kid := e.idp.signingKey()
+	forged := func() string {
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: other, KeyID: kid}},
+			(&jose.SignerOptions{}).WithType("at+jwt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		raw, err := jwt.Signed(s).Claims(map[string]any{"iss": e.idp.issuer, "sub": alice.Subject, "scope": "openid",
+			"exp": now.Add(time.Minute).Unix(), "iat": now.Unix()}).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+
+	resp, body := e.get(t, e.srv.URL+"/userinfo", http.Header{"Authorization": {"Bearer " + e.idp.mintAccessToken(alice, time.Minute)}})
+	var info map[string]any
+	json.Unmarshal([]byte(body), &info)
+	if resp.StatusCode != http.StatusOK || info["sub"] != alice.Subject || info["name"] != "Alice Example" ||
+		info["email"] != "alice@example.com" || info["email_verified"] != true || info["preferred_username"] != "alice" {
+		t.Errorf("GET /userinfo = %d %s", resp.StatusCode, body)
+	}
+	// POST works too.
+	if resp, _ := e.postForm(t, e.srv.URL+"/userinfo", url.Values{}, http.Header{"Authorization": {"Bearer " + e.idp.mintAccessToken(alice, time.Minute)}}); resp.StatusCode != http.StatusOK {
+		t.Errorf("POST /userinfo = %d; want 200", resp.StatusCode)
+	}
+
+	for name, tok := range map[string]string{
+		"garbage":       "not-a-jwt",
+		"expired":       e.idp.mintAccessToken(alice, -time.Minute),
+		"id token":      e.idp.mintIDToken(alice, "", time.Minute),
+		"other key":     forged(),
+		"truncated sig": e.idp.mintAccessToken(alice, time.Minute) + "x",
+	} {
+		resp, _ := e.get(t, e.srv.URL+"/userinfo", http.Header{"Authorization": {"Bearer " + tok}})
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != `Bearer error="invalid_token"` {
+			t.Errorf("GET /userinfo (%s) = %d %q; want 401 invalid_token", name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	resp, _ = e.get(t, e.srv.URL+"/userinfo", nil)
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != "Bearer" {
+		t.Errorf("GET /userinfo (no token) = %d %q; want 401 Bearer", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+}
+
+func TestDevIDPKeyPersistence(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "state")
+	a, err := newDevIDP("http://127.0.0.1:8080/dev/idp", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newDevIDP("http://127.0.0.1:8080/dev/idp", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, kidA := a.signingKey()
+	_, kidB := b.signingKey()
+	if kidA != kidB {
+		t.Errorf("kid after restart = %q; want %q", kidB, kidA)
+	}
+	if _, err := b.verifyAccessToken(a.mintAccessToken(devAlice(t), time.Minute)); err != nil {
+		t.Errorf("token from before the restart: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, devKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode = %v; want 0600", fi.Mode().Perm())
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("key dir holds %d entries; want only the key file", len(entries))
+	}
+
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, devKeyFile), []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newDevIDP("http://127.0.0.1:8080", bad); err == nil {
+		t.Errorf("newDevIDP with a garbage key file succeeded; want an error")
+	}
+}
+
+func TestDevIDPRoutes(t *testing.T) {
+	t.Parallel()
+	e := newDevTestEnv(t, "/dev/idp")
+	tests := []struct {
+		method, path string
+		wantStatus   int
+	}{
+		{"GET", "/dev/idp/nope", 404},
+		{"GET", "/dev/idp/token", 405},
+		{"DELETE", "/dev/idp/jwks", 405},
+		{"GET", "/dev/idp/logout", 200},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest(tt.method, e.srv.URL+tt.path, nil)
+		if resp, _ := e.do(t, req); resp.StatusCode != tt.wantStatus {
+			t.Errorf("%s %s = %d; want %d", tt.method, tt.path, resp.StatusCode, tt.wantStatus)
+		}
+	}
+
+	// Logout returns to a loopback post_logout_redirect_uri, never elsewhere.
+	q := url.Values{"post_logout_redirect_uri": {"http://localhost:3000/bye"}, "state": {"s1"}}
+	resp, _ := e.get(t, e.idp.issuer+"/logout?"+q.Encode(), nil)
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "http://localhost:3000/bye?state=s1" {
+		t.Errorf("GET /logout (loopback) = %d %q", resp.StatusCode, loc)
+	}
+	q.Set("post_logout_redirect_uri", "https://evil.example/")
+	resp, body := e.get(t, e.idp.issuer+"/logout?"+q.Encode(), nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" || !strings.Contains(body, "signed out") {
+		t.Errorf("GET /logout (remote) = %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
