@@ -154,11 +154,11 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 			iss = f.issuer
 		}
 		doc := map[string]any{
-			"issuer":                 iss,
-			"authorization_endpoint": f.issuer + "/authorize",
-			"token_endpoint":         f.issuer + "/token",
-			"jwks_uri":               f.issuer + "/jwks",
-			"userinfo_endpoint":      f.issuer + "/userinfo",
+			"issuer":                           iss,
+			"authorization_endpoint":           f.issuer + "/authorize",
+			"token_endpoint":                   f.issuer + "/token",
+			"jwks_uri":                         f.issuer + "/jwks",
+			"userinfo_endpoint":                f.issuer + "/userinfo",
 			"code_challenge_methods_supported": []string{"S256"},
 		}
 		if methods != nil {

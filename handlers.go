@@ -403,9 +403,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
+// dataEnvelope is the success envelope; a struct, not a map, because it is
+// encoded on every request.
+type dataEnvelope[T any] struct {
+	Data T `json:"data"`
+}
+
 // writeData writes the success envelope.
-func writeData(w http.ResponseWriter, v any) {
-	writeJSON(w, http.StatusOK, map[string]any{"data": v})
+func writeData[T any](w http.ResponseWriter, v T) {
+	writeJSON(w, http.StatusOK, dataEnvelope[T]{Data: v})
 }
 
 // readParams reads a POST body, form-encoded or JSON (an object of strings),
@@ -828,15 +834,26 @@ func bearerToken(r *http.Request) (string, error) {
 }
 
 // isB64Token checks RFC 6750 §2.1: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+// It runs on every bearer request, so it is a table lookup per byte.
 func isB64Token(s string) bool {
 	t := strings.TrimRight(s, "=")
 	if t == "" {
 		return false
 	}
-	return !strings.ContainsFunc(t, func(c rune) bool {
-		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-._~+/", c))
-	})
+	for i := 0; i < len(t); i++ {
+		if !b64TokenChars[t[i]] {
+			return false
+		}
+	}
+	return true
 }
+
+var b64TokenChars = func() (tab [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/") {
+		tab[c] = true
+	}
+	return tab
+}()
 
 // writeUnauthenticated answers 401 with the RFC 6750 challenge, or passes on
 // errors that are not about the token (the IdP being down).

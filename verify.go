@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -98,11 +100,28 @@ type claims struct {
 type looseString string
 
 func (s *looseString) UnmarshalJSON(b []byte) error {
+	// Fast path for the common plain string: no escapes, valid UTF-8.
+	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
+		inner := b[1 : len(b)-1]
+		if !bytes.ContainsAny(inner, "\\\"") && utf8.Valid(inner) && !hasControl(inner) {
+			*s = looseString(inner)
+			return nil
+		}
+	}
 	var v string
 	if json.Unmarshal(b, &v) == nil {
 		*s = looseString(v)
 	}
 	return nil
+}
+
+func hasControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 {
+			return true
+		}
+	}
+	return false
 }
 
 // verify checks a compact JWS token of the given kind against the tenant's
