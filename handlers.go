@@ -282,6 +282,7 @@ func (s *server) logRequest(r *http.Request, ri *reqInfo, sw *statusWriter, d ti
 		slog.Duration("duration", d),
 		slog.String("tenant", tenantID),
 		slog.String("request_id", ri.id),
+		slog.String("client", clientAddr(r, s.trusted).String()),
 	)
 }
 
