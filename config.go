@@ -98,14 +98,29 @@ func loadConfig(path string, getenv func(string) string) (*config, error) {
 
 // parseConfig decodes and validates a configuration document.
 func parseConfig(b []byte, getenv func(string) string) (*config, error) {
-	var cfg config
+	// Tenants are decoded one by one so that a decoding error can name the
+	// tenant's index, which encoding/json's field paths leave out.
+	var top struct {
+		config
+		Tenants []json.RawMessage `json:"tenants"`
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, describeJSONError(err)
+	if err := dec.Decode(&top); err != nil {
+		return nil, describeJSONError("", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, configErrorf("unexpected data after the JSON object")
+	}
+	cfg := top.config
+	for i, raw := range top.Tenants {
+		var t tenantConfig
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&t); err != nil {
+			return nil, describeJSONError(fmt.Sprintf("tenants[%d]", i), err)
+		}
+		cfg.Tenants = append(cfg.Tenants, t)
 	}
 	if err := cfg.validate(getenv); err != nil {
 		return nil, err
@@ -114,15 +129,22 @@ func parseConfig(b []byte, getenv func(string) string) (*config, error) {
 }
 
 // describeJSONError turns a decoding error into a one-line message that names
-// the field where encoding/json knows it.
-func describeJSONError(err error) error {
+// the field where encoding/json knows it; at is the path of the value being
+// decoded, "" for the whole document.
+func describeJSONError(at string, err error) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
 	case errors.As(err, &typeErr):
-		return configErrorf("%s: must be %s, not %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
+		field := strings.Trim(at+"."+typeErr.Field, ".")
+		if field == "" {
+			return configErrorf("the configuration must be %s, not %s", jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
+		}
+		return configErrorf("%s: must be %s, not %s", field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
 	case errors.As(err, &syntaxErr):
 		return configErrorf("invalid JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
+	case strings.HasPrefix(err.Error(), "json: unknown field ") && at != "":
+		return configErrorf("%s: unknown field %s", at, strings.TrimPrefix(err.Error(), "json: unknown field "))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return configErrorf("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	case errors.Is(err, io.EOF):
@@ -308,7 +330,9 @@ func checkIssuer(s string) error {
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("%q is not an absolute URL", s)
 	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+	// "https://idp/?" and "https://idp/#" parse with an empty query and
+	// fragment, but would still break the discovery URL built from them.
+	if u.RawQuery != "" || u.ForceQuery || strings.Contains(s, "#") || u.User != nil {
 		return errors.New("must not have a query, fragment or user info")
 	}
 	switch u.Scheme {

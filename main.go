@@ -150,6 +150,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	applyOverrides(cfg, o)
+	if o.addrSet {
+		// The file's addr was checked with the rest of it; a flag or
+		// SCAIWAVE_ADDR is configuration too, and gets the same exit status.
+		if err := checkListenAddr(cfg.Addr); err != nil {
+			return usageErrorf("-addr (or SCAIWAVE_ADDR): %v", err)
+		}
+	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	if o.check {
 		return runCheck(ctx, cfg, log, stdout)
