@@ -69,6 +69,7 @@ type options struct {
 	version    bool
 	addrSet    bool
 	dbSet      bool
+	configSet  bool // -config given as a flag, not from SCAIWAVE_CONFIG
 }
 
 // parseFlags reads flags, then the SCAIWAVE_* environment for flags not
@@ -97,7 +98,8 @@ func parseFlags(name string, args []string, getenv func(string) string, stderr i
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if !set["config"] {
+	o.configSet = set["config"]
+	if !o.configSet {
 		o.configPath = getenv("SCAIWAVE_CONFIG")
 	}
 	o.addrSet, o.dbSet = set["addr"], set["db"]
@@ -137,7 +139,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	if o.dev {
-		if o.configPath != "" {
+		// -dev on the command line wins over a SCAIWAVE_CONFIG left in the
+		// environment; only an explicit -config clashes with it.
+		if o.configSet {
 			return usageErrorf("-dev and -config exclude each other")
 		}
 		return runDev(ctx, o, stdout, stderr)
