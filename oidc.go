@@ -324,9 +324,11 @@ func (p *provider) fetchKeys(ctx context.Context, jwksURI string) error {
 		p.log.Debug("jwks key skipped", "reason", s)
 	}
 	ks := &keySet{keys: keys, fingerprint: sha256.Sum256(body), fetched: p.now()}
+	// Only the gen is decided under kmu. The scheduled fetches do not
+	// restart the unknown-kid interval: a key the IdP starts signing with
+	// just after one must still be picked up by its first token.
 	p.kmu.Lock()
 	defer p.kmu.Unlock()
-	p.lastKeyGet = p.now()
 	if old := p.keys.Load(); old != nil {
 		ks.gen = old.gen
 		if old.fingerprint != ks.fingerprint {
@@ -424,10 +426,10 @@ func keyFits(k *jose.JSONWebKey, alg string) bool {
 }
 
 // refetchKeysForUnknownKid refetches the key set after a token named a kid we
-// do not have. Concurrent callers share one fetch, and fetches are at most one
-// per kidRefetchInterval, counting the scheduled ones: a real rotation is
-// picked up by the first token signed with the new key, while a flood of
-// random kids costs the IdP one request per interval. It returns the key set
+// do not have. Concurrent callers share one fetch, and these fetches are at
+// most one per kidRefetchInterval (the scheduled ones do not count): a real
+// rotation is picked up by the first token signed with the new key, while a
+// flood of random kids costs the IdP one request per interval. It returns the key set
 // to use, the cached one when the fetch fails or is throttled.
 func (p *provider) refetchKeysForUnknownKid(ctx context.Context) *keySet {
 	p.kmu.Lock()

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	jose "github.com/go-jose/go-jose/v4"
+	josejson "github.com/go-jose/go-jose/v4/json"
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
@@ -129,52 +130,69 @@ func hasControl(b []byte) bool {
 // empty, must equal the ID token's nonce. Errors: *verifyError for a refused
 // token, errIdPUnavailable (wrapped) when there are no keys yet.
 func (p *provider) verify(ctx context.Context, raw string, kind tokenKind, nonce string) (*claims, error) {
+	c, _, err := p.verifyGen(ctx, raw, kind, nonce)
+	return c, err
+}
+
+// verifyGen is verify that also returns the generation of the key set whose
+// key verified the token, which may be older than the current one by the time
+// it returns.
+func (p *provider) verifyGen(ctx context.Context, raw string, kind tokenKind, nonce string) (*claims, uint64, error) {
 	if len(raw) > maxTokenSize {
-		return nil, refuse(reasonTooLarge, "%d bytes", len(raw))
+		return nil, 0, refuse(reasonTooLarge, "%d bytes", len(raw))
 	}
 	// A compact JWS has exactly two dots; a JWE has four. Counting first
 	// also spares the parser a token made of a million dots.
 	if strings.Count(raw, ".") != 2 {
-		return nil, refuse(reasonMalformed, "not a compact JWS")
+		return nil, 0, refuse(reasonMalformed, "not a compact JWS")
 	}
 	ks := p.keys.Load()
 	algs := p.algs.Load()
 	if ks == nil || algs == nil {
-		return nil, fmt.Errorf("verify %s: %w: no keys yet", kind, errIdPUnavailable)
+		return nil, 0, fmt.Errorf("verify %s: %w: no keys yet", kind, errIdPUnavailable)
 	}
 	tok, err := jwt.ParseSigned(raw, *algs)
 	if err != nil {
 		if strings.Contains(err.Error(), "algorithm") {
-			return nil, refuse(reasonAlgorithm, "%v", err)
+			return nil, 0, refuse(reasonAlgorithm, "%v", err)
 		}
-		return nil, refuse(reasonMalformed, "%v", err)
+		return nil, 0, refuse(reasonMalformed, "%v", err)
 	}
 	if len(tok.Headers) != 1 {
-		return nil, refuse(reasonMalformed, "%d signatures", len(tok.Headers))
+		return nil, 0, refuse(reasonMalformed, "%d signatures", len(tok.Headers))
 	}
 	h := tok.Headers[0]
 	if _, ok := h.ExtraHeaders["crit"]; ok {
 		// We implement no JWS extension, so any critical one is unknown (RFC 7515 §4.1.11).
-		return nil, refuse(reasonHeader, "crit")
+		return nil, 0, refuse(reasonHeader, "crit")
 	}
 	if kind == kindIDToken {
-		if typ, _ := h.ExtraHeaders["typ"].(string); strings.EqualFold(typ, "at+jwt") {
-			return nil, refuse(reasonTokenType, "an access token (typ at+jwt) is not an ID token")
+		if typ, _ := h.ExtraHeaders["typ"].(string); isAccessTokenType(typ) {
+			return nil, 0, refuse(reasonTokenType, "an access token (typ at+jwt) is not an ID token")
 		}
 	}
 	var c claims
-	if err := p.checkSignature(ctx, tok, h, ks, &c); err != nil {
-		return nil, err
+	ks, err = p.checkSignature(ctx, tok, h, ks, &c)
+	if err != nil {
+		return nil, 0, err
 	}
 	if err := p.checkClaims(&c, kind, nonce); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return &c, nil
+	return &c, ks.gen, nil
+}
+
+// isAccessTokenType reports whether a typ header names an RFC 9068 access
+// token. RFC 7515 §4.1.9: typ is case-insensitive and "application/" may be
+// left out, so "at+jwt" and "application/at+jwt" are the same type.
+func isAccessTokenType(typ string) bool {
+	return strings.TrimPrefix(strings.ToLower(typ), "application/") == "at+jwt"
 }
 
 // checkSignature picks the key (never from the token's jwk, jku, x5u or x5c
-// headers: only from the IdP's key set) and verifies the signature into c.
-func (p *provider) checkSignature(ctx context.Context, tok *jwt.JSONWebToken, h jose.Header, ks *keySet, c *claims) error {
+// headers: only from the IdP's key set), verifies the signature and decodes
+// the claims into c. It returns the key set the key came from.
+func (p *provider) checkSignature(ctx context.Context, tok *jwt.JSONWebToken, h jose.Header, ks *keySet, c *claims) (*keySet, error) {
 	candidates := fittingKeys(ks, h)
 	if len(candidates) == 0 && h.KeyID != "" && !hasKid(ks, h.KeyID) {
 		// An unknown kid may be a rotation: look again, within limits.
@@ -183,24 +201,43 @@ func (p *provider) checkSignature(ctx context.Context, tok *jwt.JSONWebToken, h 
 	}
 	if len(candidates) == 0 {
 		if h.KeyID != "" {
-			return refuse(reasonUnknownKey, "no %s key with kid %q", h.Algorithm, h.KeyID)
+			return nil, refuse(reasonUnknownKey, "no %s key with kid %q", h.Algorithm, h.KeyID)
 		}
-		return refuse(reasonUnknownKey, "no %s key", h.Algorithm)
+		return nil, refuse(reasonUnknownKey, "no %s key", h.Algorithm)
 	}
 	var lastErr error
 	for _, k := range candidates {
-		err := tok.Claims(k.Key, c)
-		if err == nil {
-			return nil
+		// The signature first, with no claims to decode, so that a validly
+		// signed token with ill-typed claims is logged as malformed, not as
+		// forged.
+		if err := tok.Claims(k.Key); err != nil {
+			lastErr = err
+			continue
 		}
-		lastErr = err
+		// The payload is the one just verified; decoding it again with
+		// go-jose's case-sensitive JSON keeps the claims as they were signed.
+		if err := tok.UnsafeClaimsWithoutVerification(c); err != nil {
+			return nil, refuse(reasonMalformed, "claims: %s", claimsErrorKind(err))
+		}
+		return ks, nil
 	}
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	if errors.As(lastErr, &syntax) || errors.As(lastErr, &typ) {
-		return refuse(reasonMalformed, "claims: %s", jsonErrorKind(lastErr))
+	return nil, refuse(reasonSignature, "%v", lastErr)
+}
+
+// claimsErrorKind describes why signed claims did not decode, without
+// quoting them.
+func claimsErrorKind(err error) string {
+	var se *josejson.SyntaxError
+	var te *josejson.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("a claim is not a JSON %s", te.Type)
+	case errors.Is(err, jwt.ErrUnmarshalNumericDate), errors.Is(err, jwt.ErrUnmarshalAudience):
+		return err.Error()
 	}
-	return refuse(reasonSignature, "%v", lastErr)
+	return "claims do not decode"
 }
 
 // fittingKeys returns the keys that may have made the signature: with a kid,
@@ -295,14 +332,16 @@ func (p *provider) verifyAccess(ctx context.Context, raw string) (*claims, error
 		}
 	}
 	p.met.tokenCache(false)
-	c, err := p.verify(ctx, raw, kindAccessToken, "")
+	c, gen, err := p.verifyGen(ctx, raw, kindAccessToken, "")
 	if err != nil {
 		return nil, err
 	}
-	// Cache under the generation of the keys that verified it: a token that
-	// triggered a refetch is stored under the new set.
-	if ks := p.keys.Load(); ks != nil {
-		p.tokens.put(key, c, ks.gen, now)
+	// Cache under the generation of the keys that verified it (a token that
+	// triggered a refetch is stored under the new set), and only while that
+	// set is current: a refresh may have withdrawn the key during the check,
+	// and the token must not outlive its key in the cache.
+	if ks := p.keys.Load(); ks != nil && ks.gen == gen {
+		p.tokens.put(key, c, gen, now)
 	}
 	return c, nil
 }

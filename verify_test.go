@@ -1,0 +1,1141 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// wantChallenge is the RFC 6750 challenge every refused bearer token gets.
+const wantChallenge = `Bearer realm="scaiwave", error="invalid_token"`
+
+// checkRegister asserts a /v1/auth/register answer: 200, or the contract's
+// 401 SW_AUTH_UNAUTHENTICATED with the invalid_token challenge.
+func checkRegister(t testing.TB, name string, w *httptest.ResponseRecorder, wantStatus int) {
+	t.Helper()
+	wantCode := ""
+	if wantStatus == http.StatusUnauthorized {
+		wantCode = "SW_AUTH_UNAUTHENTICATED"
+	}
+	got := code(t, w)
+	if w.Code != wantStatus || got != wantCode {
+		t.Errorf("POST /v1/auth/register (%s) = %d %s; want %d %s", name, w.Code, got, wantStatus, wantCode)
+		return
+	}
+	if wantStatus == http.StatusUnauthorized {
+		if h := w.Header().Get("WWW-Authenticate"); h != wantChallenge {
+			t.Errorf("POST /v1/auth/register (%s): WWW-Authenticate %q; want %q", name, h, wantChallenge)
+		}
+	}
+}
+
+// reasonOf is the Reason of a *verifyError, "" for nil, or a marker for any
+// other error (which the handler would not answer with 401).
+func reasonOf(err error) string {
+	if err == nil {
+		return ""
+	}
+	var ve *verifyError
+	if errors.As(err, &ve) {
+		return ve.Reason
+	}
+	return "not a *verifyError: " + err.Error()
+}
+
+// checkReason asserts the typed reason of a unit-level verify; want "" means
+// the token must be accepted.
+func checkReason(t testing.TB, name string, err error, want string) {
+	t.Helper()
+	if got := reasonOf(err); got != want {
+		t.Errorf("verify (%s) reason = %q (%v); want %q", name, got, err, want)
+	}
+}
+
+// checkAccess sends tok through the handler and, for a refusal, asserts the
+// reason the verifier gives for it.
+func checkAccess(t testing.TB, a *testApp, name, tok string, wantStatus int, wantReason string) {
+	t.Helper()
+	checkRegister(t, name, a.register(tok), wantStatus)
+	if wantStatus == http.StatusOK {
+		wantReason = ""
+	}
+	_, err := a.srv.tenants[0].prov.verify(context.Background(), tok, kindAccessToken, "")
+	checkReason(t, name, err, wantReason)
+}
+
+func b64u(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// craft builds a compact JWS by hand from a header and claims (any JSON
+// value, or a string taken as the raw segment) and signature bytes.
+func craft(t testing.TB, header, claims any, sig []byte) string {
+	t.Helper()
+	seg := func(v any) string {
+		if s, ok := v.(string); ok {
+			return b64u([]byte(s))
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b64u(b)
+	}
+	return seg(header) + "." + seg(claims) + "." + b64u(sig)
+}
+
+// hmacToken signs header and claims with HS256 under secret, the way an
+// attacker who mistakes a public key for an HMAC secret would.
+func hmacToken(t testing.TB, secret []byte, header, claims any) string {
+	t.Helper()
+	unsigned := strings.TrimSuffix(craft(t, header, claims, nil), ".")
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(unsigned))
+	return unsigned + "." + b64u(m.Sum(nil))
+}
+
+// signOpts signs claims with an arbitrary key and signer options.
+func signOpts(t testing.TB, alg jose.SignatureAlgorithm, key any, opts *jose.SignerOptions, claims any) string {
+	t.Helper()
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws, err := s.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := jws.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// flipSig flips one bit in the middle of a token's signature.
+func flipSig(t testing.TB, tok string) string {
+	t.Helper()
+	i := strings.LastIndexByte(tok, '.')
+	sig, err := base64.RawURLEncoding.DecodeString(tok[i+1:])
+	if err != nil || len(sig) == 0 {
+		t.Fatalf("flipSig: bad signature segment: %v", err)
+	}
+	sig[len(sig)/2] ^= 0x01
+	return tok[:i+1] + b64u(sig)
+}
+
+// swapPayload keeps tok's header and signature but replaces its claims.
+func swapPayload(t testing.TB, tok string, claims any) string {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	b, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parts[0] + "." + b64u(b) + "." + parts[2]
+}
+
+func newECKey(t testing.TB, c elliptic.Curve) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(c, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// registerWithAuth posts to /v1/auth/register with each value as its own
+// Authorization header (none when values is empty).
+func registerWithAuth(a *testApp, values ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest("POST", "/v1/auth/register", nil)
+	for _, v := range values {
+		r.Header.Add("Authorization", v)
+	}
+	w := httptest.NewRecorder()
+	a.srv.ServeHTTP(w, r)
+	return w
+}
+
+func TestAttackSignatures(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	ec := f.addKey(newTestKey(t, jose.ES256, "e1", 0))
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	rsaKey := f.key()
+
+	rogueRSA := testKey{kid: "k1", alg: jose.RS256, priv: testRSAKey(1)}
+	rogueEC := testKey{kid: "e1", alg: jose.ES256, priv: newECKey(t, elliptic.P256())}
+	good := f.accessToken()
+	goodEC := signWith(t, ec, f.accessClaims(), nil)
+
+	pub := &rsaKey.priv.(*rsa.PrivateKey).PublicKey
+	pkixDER, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs1 := x509.MarshalPKCS1PublicKey(pub)
+	jwkJSON, err := json.Marshal(rsaKey.publicJWK())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := map[string]any{"alg": "HS256", "kid": "k1", "typ": "JWT"}
+	claims := f.accessClaims()
+
+	tests := []struct {
+		name       string
+		token      string
+		wantStatus int
+		wantReason string
+	}{
+		{"RS256 signed by the published key", good, 200, ""},
+		{"ES256 signed by the published key", goodEC, 200, ""},
+		{"RS256 by a key not in the JWKS, published kid", signWith(t, rogueRSA, claims, nil), 401, reasonSignature},
+		{"ES256 by a key not in the JWKS, published kid", signWith(t, rogueEC, claims, nil), 401, reasonSignature},
+		{"RS256 with a flipped signature bit", flipSig(t, good), 401, reasonSignature},
+		{"ES256 with a flipped signature bit", flipSig(t, goodEC), 401, reasonSignature},
+		{"RS256 claims swapped under a good signature", swapPayload(t, good, f.accessClaims(map[string]any{"sub": "admin"})), 401, reasonSignature},
+		{"RS256 with an empty signature", craft(t, map[string]any{"alg": "RS256", "kid": "k1"}, claims, nil), 401, reasonSignature},
+		{"alg none, empty signature", craft(t, map[string]any{"alg": "none", "kid": "k1"}, claims, nil), 401, reasonAlgorithm},
+		{"alg None, empty signature", craft(t, map[string]any{"alg": "None", "kid": "k1"}, claims, nil), 401, reasonAlgorithm},
+		{"alg none with a non-empty signature", craft(t, map[string]any{"alg": "none", "kid": "k1"}, claims, []byte("x")), 401, reasonAlgorithm},
+		{"alg missing", craft(t, map[string]any{"kid": "k1"}, claims, []byte("x")), 401, reasonAlgorithm},
+		{"alg rs256 in lowercase", craft(t, map[string]any{"alg": "rs256", "kid": "k1"}, claims, []byte("x")), 401, reasonAlgorithm},
+		{"HS256 keyed with the RSA public key as PKIX PEM", hmacToken(t, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pkixDER}), hs, claims), 401, reasonAlgorithm},
+		{"HS256 keyed with the RSA public key as PKCS#1 PEM", hmacToken(t, pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: pkcs1}), hs, claims), 401, reasonAlgorithm},
+		{"HS256 keyed with the RSA public key as PKIX DER", hmacToken(t, pkixDER, hs, claims), 401, reasonAlgorithm},
+		{"HS256 keyed with the RSA public key as PKCS#1 DER", hmacToken(t, pkcs1, hs, claims), 401, reasonAlgorithm},
+		{"HS256 keyed with the published JWK JSON", hmacToken(t, jwkJSON, hs, claims), 401, reasonAlgorithm},
+		{"HS256 keyed with the modulus", hmacToken(t, pub.N.Bytes(), hs, claims), 401, reasonAlgorithm},
+	}
+	for _, tc := range tests {
+		checkAccess(t, a, tc.name, tc.token, tc.wantStatus, tc.wantReason)
+	}
+}
+
+func TestVerifyKidAbsent(t *testing.T) {
+	t.Parallel()
+	t.Run("one key", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeIDP(t)
+		a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+		k1 := f.key()
+		k1.kid = "-"
+		rogue := testKey{kid: "-", alg: jose.RS256, priv: testRSAKey(1)}
+		checkAccess(t, a, "no kid, signed by the only key", signWith(t, k1, f.accessClaims(), nil), 200, "")
+		checkAccess(t, a, "no kid, signed by a key not in the JWKS", signWith(t, rogue, f.accessClaims(), nil), 401, reasonSignature)
+	})
+	t.Run("several keys", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeIDP(t)
+		k2 := f.addKey(newTestKey(t, jose.RS256, "k2", 1))
+		e1 := f.addKey(newTestKey(t, jose.ES256, "e1", 0))
+		a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+		k2.kid, e1.kid = "-", "-"
+		rogue := testKey{kid: "-", alg: jose.RS256, priv: testRSAKey(2)}
+		rogueEC := testKey{kid: "-", alg: jose.ES256, priv: newECKey(t, elliptic.P256())}
+		p384 := newTestKey(t, jose.ES384, "-", 0)
+		checkAccess(t, a, "no kid, RS256 by the second RSA key", signWith(t, k2, f.accessClaims(), nil), 200, "")
+		checkAccess(t, a, "no kid, ES256 by the EC key", signWith(t, e1, f.accessClaims(), nil), 200, "")
+		checkAccess(t, a, "no kid, RS256 by no published key", signWith(t, rogue, f.accessClaims(), nil), 401, reasonSignature)
+		checkAccess(t, a, "no kid, ES256 by no published key", signWith(t, rogueEC, f.accessClaims(), nil), 401, reasonSignature)
+		checkAccess(t, a, "no kid, ES384 and no P-384 key", signWith(t, p384, f.accessClaims(), nil), 401, reasonUnknownKey)
+	})
+}
+
+func TestAttackHeaders(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	idpKey := f.key()
+
+	attackerRSA := testRSAKey(1)
+	attackerEC := newECKey(t, elliptic.P256())
+	attackerJWKS, err := json.Marshal(map[string]any{"keys": []jose.JSONWebKey{
+		{Key: attackerRSA.Public(), KeyID: "evil", Algorithm: "RS256", Use: "sig"},
+		{Key: attackerRSA.Public(), KeyID: "k1", Algorithm: "RS256", Use: "sig"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var attackerHits atomic.Int64
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		attackerHits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(attackerJWKS)
+	}))
+	defer evil.Close()
+
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: f.issuer},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, attackerRSA.Public(), attackerRSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x5c := []string{base64.StdEncoding.EncodeToString(der)}
+
+	attackerJWK := jose.JSONWebKey{Key: attackerRSA.Public(), KeyID: "k1", Algorithm: "RS256", Use: "sig"}
+	attackerECJWK := jose.JSONWebKey{Key: attackerEC.Public(), Algorithm: "ES256", Use: "sig"}
+	claims := f.accessClaims()
+	opts := func(kid string, hdr map[jose.HeaderKey]any) *jose.SignerOptions {
+		o := (&jose.SignerOptions{}).WithType("JWT")
+		if kid != "" {
+			o = o.WithHeader("kid", kid)
+		}
+		for k, v := range hdr {
+			o = o.WithHeader(k, v)
+		}
+		return o
+	}
+	embed := &jose.SignerOptions{EmbedJWK: true}
+
+	tests := []struct {
+		name       string
+		token      string
+		wantReason string
+	}{
+		{"jwk header with the attacker's RSA key, kid k1", signOpts(t, jose.RS256, attackerRSA, opts("k1", map[jose.HeaderKey]any{"jwk": attackerJWK}), claims), reasonSignature},
+		{"jwk header with the attacker's RSA key, no kid", signOpts(t, jose.RS256, attackerRSA, opts("", map[jose.HeaderKey]any{"jwk": attackerJWK}), claims), reasonSignature},
+		{"EmbedJWK with the attacker's RSA key", signOpts(t, jose.RS256, attackerRSA, embed, claims), reasonSignature},
+		{"EmbedJWK with the attacker's EC key", signOpts(t, jose.ES256, attackerEC, embed, claims), reasonUnknownKey},
+		{"jwk header with the attacker's EC key, kid k1", signOpts(t, jose.ES256, attackerEC, opts("k1", map[jose.HeaderKey]any{"jwk": attackerECJWK}), claims), reasonUnknownKey},
+		{"jku to the attacker, kid only there", signOpts(t, jose.RS256, attackerRSA, opts("evil", map[jose.HeaderKey]any{"jku": evil.URL + "/jwks"}), claims), reasonUnknownKey},
+		{"jku to the attacker, kid k1", signOpts(t, jose.RS256, attackerRSA, opts("k1", map[jose.HeaderKey]any{"jku": evil.URL + "/jwks"}), claims), reasonSignature},
+		{"x5u to the attacker, kid k1", signOpts(t, jose.RS256, attackerRSA, opts("k1", map[jose.HeaderKey]any{"x5u": evil.URL + "/cert.pem"}), claims), reasonSignature},
+		{"x5u to the attacker, no kid", signOpts(t, jose.RS256, attackerRSA, opts("", map[jose.HeaderKey]any{"x5u": evil.URL + "/cert.pem"}), claims), reasonSignature},
+		{"x5c with the attacker's certificate, kid k1", signOpts(t, jose.RS256, attackerRSA, opts("k1", map[jose.HeaderKey]any{"x5c": x5c}), claims), reasonSignature},
+		{"x5c with the attacker's certificate, no kid", signOpts(t, jose.RS256, attackerRSA, opts("", map[jose.HeaderKey]any{"x5c": x5c}), claims), reasonSignature},
+		{"crit naming an unknown extension, real key", signWith(t, idpKey, claims, map[jose.HeaderKey]any{"crit": []string{"urn:example:ext"}, "urn:example:ext": true}), reasonHeader},
+		{"crit naming b64, real key", signWith(t, idpKey, claims, map[jose.HeaderKey]any{"crit": []string{"b64"}, "b64": true}), reasonHeader},
+		{"crit naming exp, real key", signWith(t, idpKey, claims, map[jose.HeaderKey]any{"crit": []string{"exp"}}), reasonHeader},
+		{"empty crit, real key", signWith(t, idpKey, claims, map[jose.HeaderKey]any{"crit": []string{}}), reasonHeader},
+	}
+	for _, tc := range tests {
+		checkAccess(t, a, tc.name, tc.token, 401, tc.wantReason)
+	}
+	if n := attackerHits.Load(); n != 0 {
+		t.Errorf("the attacker's server got %d requests; want 0 (jku and x5u are never fetched)", n)
+	}
+	// The same headers on a token the IdP signed change nothing: they are
+	// ignored, not a reason in themselves.
+	checkAccess(t, a, "jku and x5u to the attacker on a token signed by the real key",
+		signWith(t, idpKey, claims, map[jose.HeaderKey]any{"jku": evil.URL + "/jwks", "x5u": evil.URL + "/c"}), 200, "")
+	if n := attackerHits.Load(); n != 0 {
+		t.Errorf("the attacker's server got %d requests; want 0", n)
+	}
+}
+
+func TestAttackMalformedTokens(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	ec := f.addKey(newTestKey(t, jose.ES256, "e1", 0))
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	p := a.srv.tenants[0].prov
+	pub := f.key().priv.Public()
+
+	enc, err := jose.NewEncrypter(jose.A128GCM, jose.Recipient{Algorithm: jose.RSA_OAEP_256, Key: pub, KeyID: "k1"},
+		(&jose.EncrypterOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(f.accessClaims())
+	jwe, err := enc.Encrypt(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jweCompact, err := jwe.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// sized is a validly signed token padded to the largest length not over n.
+	sized := func(n int) string {
+		t.Helper()
+		base := len(signWith(t, ec, f.accessClaims(map[string]any{"pad": ""}), nil))
+		pad := (n-base)*3/4 - 4
+		best := ""
+		for ; ; pad++ {
+			tok := signWith(t, ec, f.accessClaims(map[string]any{"pad": strings.Repeat("p", pad)}), nil)
+			if len(tok) > n {
+				return best
+			}
+			best = tok
+		}
+	}
+	atLimit := sized(maxTokenSize)
+	if len(atLimit) < maxTokenSize-3 {
+		t.Fatalf("test setup: token at the limit is %d bytes", len(atLimit))
+	}
+	overLimit := signWith(t, ec, f.accessClaims(map[string]any{"pad": strings.Repeat("p", maxTokenSize)}), nil)
+	hdr := b64u([]byte(`{"alg":"ES256","kid":"e1"}`))
+
+	tests := []struct {
+		name       string
+		token      string
+		wantStatus int
+		wantReason string
+	}{
+		{"JWE with five parts", jweCompact, 401, reasonMalformed},
+		{"five empty parts", "....", 401, reasonMalformed},
+		{"a million dots", strings.Repeat(".", 1_000_000), 401, reasonTooLarge},
+		{"16 KiB of dots", strings.Repeat(".", maxTokenSize), 401, reasonMalformed},
+		{"validly signed, just over 16 KiB", overLimit, 401, reasonTooLarge},
+		{fmt.Sprintf("validly signed, %d bytes", len(atLimit)), atLimit, 200, ""},
+		{"one dot", "abc.def", 401, reasonMalformed},
+		{"garbage base64", "abc.def.ghi", 401, reasonMalformed},
+		{"header not JSON", b64u([]byte("not json")) + "." + b64u([]byte("{}")) + ".c2ln", 401, reasonMalformed},
+		{"payload not base64", hdr + ".a.c2ln", 401, reasonMalformed},
+		{"empty header, so no alg", "." + b64u(payload) + ".c2ln", 401, reasonAlgorithm},
+	}
+	for _, tc := range tests {
+		checkAccess(t, a, tc.name, tc.token, tc.wantStatus, tc.wantReason)
+	}
+
+	// Unit level only: no bearer can carry these.
+	g := f.accessToken()
+	for _, tc := range []struct{ name, token, wantReason string }{
+		{"empty token", "", reasonMalformed},
+		{"JWS JSON serialization", `{"protected":"a.b","payload":"c","signature":"d.e"}`, reasonMalformed},
+		{"whitespace inside", g[:10] + " " + g[10:], reasonMalformed},
+	} {
+		_, err := p.verify(context.Background(), tc.token, kindAccessToken, "")
+		checkReason(t, tc.name, err, tc.wantReason)
+	}
+}
+
+func TestBearerHeader(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	tok := f.accessToken()
+	tests := []struct {
+		name          string
+		auth          []string
+		wantStatus    int
+		wantChallenge string
+	}{
+		{"Bearer", []string{"Bearer " + tok}, 200, ""},
+		{"lowercase bearer", []string{"bearer " + tok}, 200, ""},
+		{"uppercase BEARER", []string{"BEARER " + tok}, 200, ""},
+		{"no Authorization header", nil, 401, `Bearer realm="scaiwave"`},
+		{"empty Authorization header", []string{""}, 401, wantChallenge},
+		{"Bearer without a token", []string{"Bearer"}, 401, wantChallenge},
+		{"Bearer and a space", []string{"Bearer "}, 401, wantChallenge},
+		{"Bearer with two tokens", []string{"Bearer " + tok + " " + tok}, 401, wantChallenge},
+		{"Bearer with two comma-separated tokens", []string{"Bearer " + tok + "," + tok}, 401, wantChallenge},
+		{"Basic scheme", []string{"Basic dXNlcjpwYXNzd29yZA=="}, 401, wantChallenge},
+		{"Basic scheme carrying the token", []string{"Basic " + tok}, 401, wantChallenge},
+		{"token without a scheme", []string{tok}, 401, wantChallenge},
+		{"two Authorization headers, both good", []string{"Bearer " + tok, "Bearer " + tok}, 401, wantChallenge},
+		{"two Authorization headers, Bearer and Basic", []string{"Bearer " + tok, "Basic dXNlcjpwdw=="}, 401, wantChallenge},
+		{"characters outside b64token", []string{"Bearer !!!.@@@.$$$"}, 401, wantChallenge},
+		{"garbage b64token", []string{"Bearer abc.def.ghi"}, 401, wantChallenge},
+	}
+	for _, tc := range tests {
+		w := registerWithAuth(a, tc.auth...)
+		wantCode := ""
+		if tc.wantStatus == 401 {
+			wantCode = "SW_AUTH_UNAUTHENTICATED"
+		}
+		if got := code(t, w); w.Code != tc.wantStatus || got != wantCode {
+			t.Errorf("POST /v1/auth/register (%s) = %d %s; want %d %s", tc.name, w.Code, got, tc.wantStatus, wantCode)
+		}
+		if h := w.Header().Get("WWW-Authenticate"); h != tc.wantChallenge {
+			t.Errorf("POST /v1/auth/register (%s): WWW-Authenticate %q; want %q", tc.name, h, tc.wantChallenge)
+		}
+	}
+	// The token in the query string is not a bearer credential here.
+	r := httptest.NewRequest("POST", "/v1/auth/register?access_token="+tok, nil)
+	w := httptest.NewRecorder()
+	a.srv.ServeHTTP(w, r)
+	if w.Code != 401 || code(t, w) != "SW_AUTH_UNAUTHENTICATED" {
+		t.Errorf("POST /v1/auth/register (token in the query) = %d %s; want 401 SW_AUTH_UNAUTHENTICATED", w.Code, code(t, w))
+	}
+}
+
+func TestVerifyAccessTokenClaims(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	now := time.Now()
+	at := func(d time.Duration) int64 { return now.Add(d).Unix() }
+	tests := []struct {
+		name       string
+		mods       map[string]any
+		wantStatus int
+		wantReason string
+	}{
+		{"valid", nil, 200, ""},
+		{"wrong iss", map[string]any{"iss": "https://evil.example"}, 401, reasonIssuer},
+		{"iss with a trailing slash", map[string]any{"iss": f.issuer + "/"}, 401, reasonIssuer},
+		{"iss in another case", map[string]any{"iss": strings.ToUpper(f.issuer)}, 401, reasonIssuer},
+		{"iss missing", map[string]any{"iss": nil}, 401, reasonIssuer},
+		{"wrong aud and wrong azp", map[string]any{"aud": "other", "azp": "other"}, 401, reasonAudience},
+		{"wrong aud, no azp", map[string]any{"aud": "other", "azp": nil}, 401, reasonAudience},
+		{"no aud, no azp", map[string]any{"aud": nil, "azp": nil}, 401, reasonAudience},
+		{"several audiences without ours, azp wrong", map[string]any{"aud": []string{"a", "b"}, "azp": "evil"}, 401, reasonAudience},
+		{"aud a prefix of ours", map[string]any{"aud": testClientID[:4], "azp": nil}, 401, reasonAudience},
+		{"wrong aud, azp is the client id", map[string]any{"aud": "other"}, 200, ""},
+		{"no aud, azp is the client id", map[string]any{"aud": nil}, 200, ""},
+		{"several audiences with ours, no azp", map[string]any{"aud": []string{"other", testClientID}, "azp": nil}, 200, ""},
+		{"several audiences with ours, wrong azp", map[string]any{"aud": []string{"other", testClientID}, "azp": "other"}, 200, ""},
+		{"expired beyond the leeway", map[string]any{"exp": at(-2 * time.Minute)}, 401, reasonExpired},
+		{"expired within the leeway", map[string]any{"exp": at(-30 * time.Second)}, 200, ""},
+		{"nbf beyond the leeway", map[string]any{"nbf": at(2 * time.Minute)}, 401, reasonNotYetValid},
+		{"nbf within the leeway", map[string]any{"nbf": at(30 * time.Second)}, 200, ""},
+		{"iat beyond the leeway", map[string]any{"iat": at(2 * time.Minute)}, 401, reasonNotYetValid},
+		{"iat within the leeway", map[string]any{"iat": at(30 * time.Second)}, 200, ""},
+		{"iat missing (access token)", map[string]any{"iat": nil}, 200, ""},
+		{"exp missing", map[string]any{"exp": nil}, 401, reasonMissingClaim},
+		{"exp null", map[string]any{"exp": json.RawMessage("null")}, 401, reasonMissingClaim},
+		{"sub missing", map[string]any{"sub": nil}, 401, reasonMissingClaim},
+		{"sub empty", map[string]any{"sub": ""}, 401, reasonMissingClaim},
+		{"exp a string", map[string]any{"exp": "tomorrow"}, 401, reasonMalformed},
+		{"exp beyond any real date", map[string]any{"exp": 1e300}, 401, reasonMalformed},
+		{"sub a number", map[string]any{"sub": 42}, 401, reasonMalformed},
+		{"aud a number", map[string]any{"aud": 42}, 401, reasonMalformed},
+	}
+	for _, tc := range tests {
+		checkAccess(t, a, tc.name, f.accessToken(tc.mods), tc.wantStatus, tc.wantReason)
+	}
+}
+
+func TestVerifyAudiencesConfigured(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	tc := f.tenantConfig()
+	tc.Audiences = []string{"api://scaiwave", "api://other"}
+	a := newTestApp(t, []tenantConfig{tc})
+	for _, c := range []struct {
+		name       string
+		mods       map[string]any
+		wantStatus int
+	}{
+		{"aud is a configured audience, no azp", map[string]any{"aud": "api://other", "azp": nil}, 200},
+		{"aud is the client id but not a configured audience, no azp", map[string]any{"aud": testClientID, "azp": nil}, 401},
+		{"aud unknown, azp is the client id", map[string]any{"aud": "api://unknown"}, 200},
+		{"aud unknown, azp another client", map[string]any{"aud": "api://unknown", "azp": "other"}, 401},
+	} {
+		want := ""
+		if c.wantStatus == 401 {
+			want = reasonAudience
+		}
+		checkAccess(t, a, c.name, f.accessToken(c.mods), c.wantStatus, want)
+	}
+}
+
+// TestVerifyLeewayBoundaries pins the one 60 s leeway on exp, nbf and iat
+// with a fixed clock, to the second.
+func TestVerifyLeewayBoundaries(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	p := a.srv.tenants[0].prov
+	t0 := time.Now().Truncate(time.Second)
+	p.now = func() time.Time { return t0 } // before any verify: read without locks
+	s := func(d time.Duration) int64 { return t0.Add(d).Unix() }
+	for _, tc := range []struct {
+		name       string
+		mods       map[string]any
+		wantReason string
+	}{
+		{"exp 60 s ago", map[string]any{"exp": s(-60 * time.Second), "iat": s(-time.Hour)}, ""},
+		{"exp 61 s ago", map[string]any{"exp": s(-61 * time.Second), "iat": s(-time.Hour)}, reasonExpired},
+		{"nbf in 60 s", map[string]any{"nbf": s(60 * time.Second), "iat": s(0)}, ""},
+		{"nbf in 61 s", map[string]any{"nbf": s(61 * time.Second), "iat": s(0)}, reasonNotYetValid},
+		{"iat in 60 s", map[string]any{"iat": s(60 * time.Second)}, ""},
+		{"iat in 61 s", map[string]any{"iat": s(61 * time.Second)}, reasonNotYetValid},
+	} {
+		mods := map[string]any{"exp": s(5 * time.Minute)}
+		for k, v := range tc.mods {
+			mods[k] = v
+		}
+		for _, kind := range []tokenKind{kindAccessToken, kindIDToken} {
+			_, err := p.verify(context.Background(), f.accessToken(mods), kind, "")
+			checkReason(t, tc.name+", "+kind.String(), err, tc.wantReason)
+		}
+	}
+}
+
+func TestVerifyIDToken(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	p := a.srv.tenants[0].prov
+	k := f.key()
+	typed := func(typ string) string {
+		return signWith(t, k, f.idClaims("n-1"), map[jose.HeaderKey]any{"typ": typ})
+	}
+	tests := []struct {
+		name       string
+		token      string
+		nonce      string
+		wantReason string
+	}{
+		{"valid, nonce sent and equal", f.idToken("n-1"), "n-1", ""},
+		{"valid, nonce not sent but present", f.idToken("n-1"), "", ""},
+		{"valid, no nonce either side", f.idToken(""), "", ""},
+		{"nonce mismatch", f.idToken("n-1"), "n-2", reasonNonce},
+		{"nonce a prefix of the one sent", f.idToken("n"), "n-1", reasonNonce},
+		{"nonce missing when one was sent", f.idToken(""), "n-1", reasonNonce},
+		{"nonce not a string when one was sent", f.idToken("", map[string]any{"nonce": 7}), "7", reasonNonce},
+		{"iat missing", f.idToken("n-1", map[string]any{"iat": nil}), "n-1", reasonMissingClaim},
+		{"sub missing", f.idToken("n-1", map[string]any{"sub": nil}), "n-1", reasonMissingClaim},
+		{"exp missing", f.idToken("n-1", map[string]any{"exp": nil}), "n-1", reasonMissingClaim},
+		{"expired", f.idToken("n-1", map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}), "n-1", reasonExpired},
+		{"wrong iss", f.idToken("n-1", map[string]any{"iss": f.issuer + "/x"}), "n-1", reasonIssuer},
+		{"aud without the client id, azp the client id", f.idToken("n-1", map[string]any{"aud": "other"}), "n-1", reasonAudience},
+		{"aud missing", f.idToken("n-1", map[string]any{"aud": nil}), "n-1", reasonAudience},
+		{"several audiences, no azp", f.idToken("n-1", map[string]any{"aud": []string{testClientID, "other"}, "azp": nil}), "n-1", reasonAZP},
+		{"several audiences, wrong azp", f.idToken("n-1", map[string]any{"aud": []string{testClientID, "other"}, "azp": "other"}), "n-1", reasonAZP},
+		{"several audiences, azp the client id", f.idToken("n-1", map[string]any{"aud": []string{testClientID, "other"}}), "n-1", ""},
+		{"one audience, no azp", f.idToken("n-1", map[string]any{"azp": nil}), "n-1", ""},
+		{"one audience, wrong azp", f.idToken("n-1", map[string]any{"azp": "other"}), "n-1", reasonAZP},
+		{"typ at+jwt", typed("at+jwt"), "n-1", reasonTokenType},
+		{"typ AT+JWT", typed("AT+JWT"), "n-1", reasonTokenType},
+		{"typ application/at+jwt", typed("application/at+jwt"), "n-1", reasonTokenType},
+		{"typ JWT", typed("JWT"), "n-1", ""},
+	}
+	for _, tc := range tests {
+		_, err := p.verify(context.Background(), tc.token, kindIDToken, tc.nonce)
+		checkReason(t, tc.name, err, tc.wantReason)
+	}
+	// The typ rule is for ID tokens: an access token says at+jwt legitimately.
+	at := signWith(t, k, f.accessClaims(), map[jose.HeaderKey]any{"typ": "at+jwt"})
+	checkAccess(t, a, "access token with typ at+jwt", at, 200, "")
+	// And the audience rules differ: aud without the client id but azp the
+	// client id is an access token, not an ID token.
+	tok := f.idToken("", map[string]any{"aud": "other"})
+	_, err := p.verify(context.Background(), tok, kindAccessToken, "")
+	checkReason(t, "aud other, azp client id, as access token", err, "")
+}
+
+func TestVerifyKeyRotation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	p := a.srv.tenants[0].prov
+	k1 := f.key()
+	oldTok := f.accessToken()
+	checkRegister(t, "k1 before the rotation", a.register(oldTok), 200)
+	checkRegister(t, "k1 again, from the cache", a.register(oldTok), 200)
+	if n := a.srv.met.tokenCacheHits.Load(); tokenCacheEnabled && n != 1 {
+		t.Fatalf("token cache hits after the same token twice = %d; want 1", n)
+	}
+	before := f.jwksHits.Load()
+
+	// The IdP rotates, and signs with the new key at once (Dex does): the
+	// first token that names it is accepted after one refetch.
+	k2 := f.addKey(newTestKey(t, jose.RS256, "k2", 2))
+	checkRegister(t, "first token signed with the new key k2", a.register(signWith(t, k2, f.accessClaims(), nil)), 200)
+	if n := f.jwksHits.Load() - before; n != 1 {
+		t.Errorf("JWKS fetches for the first k2 token = %d; want 1", n)
+	}
+	checkRegister(t, "second token signed with k2", a.register(signWith(t, k2, f.accessClaims(map[string]any{"sub": "other"}), nil)), 200)
+	if n := f.jwksHits.Load() - before; n != 1 {
+		t.Errorf("JWKS fetches after a second k2 token = %d; want still 1", n)
+	}
+
+	// The IdP withdraws k1; the scheduled refresh sees it.
+	f.set(func(f *fakeIDP) { f.keys = f.keys[1:] })
+	if err := p.fetchKeys(ctx, p.disc.Load().JWKSURI); err != nil {
+		t.Fatalf("fetchKeys: %v", err)
+	}
+	checkRegister(t, "cached token signed with the withdrawn k1", a.register(oldTok), 401)
+	checkAccess(t, a, "new token signed with the withdrawn k1", signWith(t, k1, f.accessClaims(map[string]any{"sub": "late"}), nil), 401, reasonUnknownKey)
+	checkRegister(t, "k2 after k1 was withdrawn", a.register(signWith(t, k2, f.accessClaims(), nil)), 200)
+}
+
+// TestTokenCacheWithdrawnKeyRace verifies tokens signed with a key while
+// key-set refreshes withdraw it: no token may end up cached under the set
+// without the key, where it would outlive its key until exp. It races, so
+// it catches a cache that stores under the wrong generation in most rounds,
+// and it never fails a correct one.
+func TestTokenCacheWithdrawnKeyRace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFakeIDP(t)
+	e1 := f.addKey(newTestKey(t, jose.ES256, "e1", 0))
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	p := a.srv.tenants[0].prov
+	uri := p.disc.Load().JWKSURI
+	var with []testKey
+	f.set(func(f *fakeIDP) { with = f.keys })
+
+	const rounds, perRound, workers = 4, 300, 4
+	pool := make([]string, rounds*perRound)
+	for i := range pool {
+		pool[i] = signWith(t, e1, f.accessClaims(map[string]any{"sub": fmt.Sprintf("race-%d", i)}), nil)
+	}
+	leaked := 0
+	for r := range rounds {
+		toks := pool[r*perRound : (r+1)*perRound]
+		// Publish the key (a new generation), verify fresh tokens on
+		// several goroutines, and withdraw the key a third of the way in.
+		f.set(func(f *fakeIDP) { f.keys = with })
+		if err := p.fetchKeys(ctx, uri); err != nil {
+			t.Fatalf("fetchKeys: %v", err)
+		}
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1) - 1; i < int64(len(toks)); i = next.Add(1) - 1 {
+					p.verifyAccess(ctx, toks[i])
+				}
+			}()
+		}
+		for next.Load() < perRound/3 {
+			time.Sleep(50 * time.Microsecond)
+		}
+		f.set(func(f *fakeIDP) { f.keys = with[:1] })
+		if err := p.fetchKeys(ctx, uri); err != nil {
+			t.Fatalf("fetchKeys: %v", err)
+		}
+		wg.Wait()
+		for _, tok := range toks {
+			if _, err := p.verifyAccess(ctx, tok); err == nil {
+				leaked++
+			}
+		}
+	}
+	if leaked > 0 {
+		t.Errorf("%d tokens signed with a withdrawn key were still accepted after the key set refresh; want 0", leaked)
+	}
+}
+
+func TestVerifyJWKSSkipsUnusableKeys(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	octSecret := []byte("0123456789abcdef0123456789abcdef")
+	encKey := testRSAKey(3)
+	mustJSON := func(v any) json.RawMessage {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	f.set(func(f *fakeIDP) {
+		f.extraJWKS = []json.RawMessage{
+			json.RawMessage(`{"kty":"XYZ","kid":"x1","alg":"XYZ256","foo":"bar"}`),
+			mustJSON(map[string]string{"kty": "oct", "kid": "o1", "alg": "HS256", "k": b64u(octSecret)}),
+			mustJSON(jose.JSONWebKey{Key: encKey.Public(), KeyID: "enc1", Algorithm: "RSA-OAEP", Use: "enc"}),
+			mustJSON(jose.JSONWebKey{Key: weak.Public(), KeyID: "weak", Algorithm: "RS256", Use: "sig"}),
+			json.RawMessage(`{"kty":"RSA","kid":"broken","n":"!!","e":"AQAB"}`),
+			json.RawMessage(`"not an object"`),
+		}
+	})
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+
+	keys, skipped, err := parseJWKS(f.jwksJSON())
+	if err != nil || len(keys) != 1 || keys[0].KeyID != "k1" || len(skipped) != 6 {
+		t.Errorf("parseJWKS = %d keys, %d skipped, %v; want only k1, 6 skipped", len(keys), len(skipped), err)
+	}
+	claims := f.accessClaims()
+	checkAccess(t, a, "the real key beside unusable ones", f.accessToken(), 200, "")
+	checkAccess(t, a, "HS256 with the published oct key", hmacToken(t, octSecret, map[string]any{"alg": "HS256", "kid": "o1"}, claims), 401, reasonAlgorithm)
+	checkAccess(t, a, "RS256 naming the skipped oct key", signWith(t, testKey{kid: "o1", alg: jose.RS256, priv: testRSAKey(1)}, claims, nil), 401, reasonUnknownKey)
+	checkAccess(t, a, "RS256 by the enc key", signWith(t, testKey{kid: "enc1", alg: jose.RS256, priv: encKey}, claims, nil), 401, reasonUnknownKey)
+	checkAccess(t, a, "RS256 by the 1024-bit key", signWith(t, testKey{kid: "weak", alg: jose.RS256, priv: weak}, claims, nil), 401, reasonUnknownKey)
+	checkAccess(t, a, "RS256 by the 1024-bit key, no kid", signWith(t, testKey{kid: "-", alg: jose.RS256, priv: weak}, claims, nil), 401, reasonSignature)
+	checkAccess(t, a, "naming the unknown key type", craft(t, map[string]any{"alg": "RS256", "kid": "x1"}, claims, []byte("sig")), 401, reasonUnknownKey)
+
+	// A key set with nothing usable is an error and keeps the cached keys.
+	if _, _, err := parseJWKS([]byte(`{"keys":[{"kty":"oct","k":"AAAA"}]}`)); err == nil {
+		t.Error("parseJWKS of a set with only an oct key = nil error; want an error")
+	}
+}
+
+// skipWithoutTokenCache skips a test that counts cache hits in a
+// tokencacheoff build, which has no cache to count.
+func skipWithoutTokenCache(t *testing.T) {
+	t.Helper()
+	if !tokenCacheEnabled {
+		t.Skip("built with tokencacheoff: no verified-token cache")
+	}
+}
+
+// shiftClock makes the provider's clock run past the kid refetch interval,
+// so the first unknown kid of the test may refetch whatever the startup
+// fetch did. It must be called before any request.
+func shiftClock(p *provider) {
+	p.now = func() time.Time { return time.Now().Add(kidRefetchInterval + time.Second) }
+}
+
+func TestAttackKidFlood(t *testing.T) {
+	t.Parallel()
+	for _, concurrent := range []bool{false, true} {
+		name := "sequential"
+		if concurrent {
+			name = "concurrent"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeIDP(t)
+			e1 := f.addKey(newTestKey(t, jose.ES256, "e1", 0))
+			a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+			shiftClock(a.srv.tenants[0].prov)
+			const n = 200
+			toks := make([]string, n)
+			for i := range toks {
+				var b [8]byte
+				rand.Read(b[:])
+				k := e1
+				k.kid = hex.EncodeToString(b[:])
+				toks[i] = signWith(t, k, f.accessClaims(), nil)
+			}
+			start := time.Now()
+			codes := make([]int, n)
+			if concurrent {
+				var wg sync.WaitGroup
+				for i := range toks {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						codes[i] = a.register(toks[i]).Code
+					}()
+				}
+				wg.Wait()
+			} else {
+				for i := range toks {
+					codes[i] = a.register(toks[i]).Code
+				}
+			}
+			took := time.Since(start)
+			for i, c := range codes {
+				if c != 401 {
+					t.Errorf("POST /v1/auth/register (random kid %d) = %d; want 401", i, c)
+					break
+				}
+			}
+			// One startup fetch, then at most one refetch per 10 s.
+			if hits := f.jwksHits.Load(); hits > 2 {
+				t.Errorf("%d tokens with random kids in %v caused %d JWKS fetches; want at most 2 (startup and one refetch)", n, took, hits)
+			}
+			if took > 5*time.Second {
+				t.Errorf("%d tokens with random kids took %v", n, took)
+			}
+			checkRegister(t, "known kid after the flood", a.register(signWith(t, e1, f.accessClaims(), nil)), 200)
+		})
+	}
+}
+
+func TestVerifyJWKSMisbehavingOnRefetch(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{modeSlow, modeDown, mode500, modeGarbage, modeHuge} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeIDP(t)
+			f.slow = 1500 * time.Millisecond
+			a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+			p := a.srv.tenants[0].prov
+			shiftClock(p)
+			genBefore := p.keys.Load().gen
+			f.set(func(f *fakeIDP) { f.jwksMode = mode })
+			k1 := f.key()
+			unknown := k1
+			unknown.kid = "rotated"
+
+			type result struct {
+				w    *httptest.ResponseRecorder
+				took time.Duration
+			}
+			done := make(chan result, 1)
+			first := signWith(t, unknown, f.accessClaims(), nil)
+			go func() {
+				start := time.Now()
+				w := a.register(first)
+				done <- result{w, time.Since(start)}
+			}()
+			deadline := time.Now().Add(2 * time.Second)
+			for f.jwksHits.Load() < 2 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if f.jwksHits.Load() < 2 {
+				t.Fatalf("an unknown kid caused no JWKS refetch")
+			}
+
+			// While the refetch is failing or in flight, a known kid is
+			// answered from the cached keys without waiting for it.
+			start := time.Now()
+			checkRegister(t, "known kid during the refetch ("+mode+")", a.register(f.accessToken()), 200)
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("known kid during a %s refetch took %v; want no wait", mode, took)
+			}
+			// A caller with a deadline is not held past it.
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			r := httptest.NewRequestWithContext(ctx, "POST", "/v1/auth/register", nil)
+			r.Header.Set("Authorization", "Bearer "+signWith(t, unknown, f.accessClaims(map[string]any{"sub": "b"}), nil))
+			w := httptest.NewRecorder()
+			start = time.Now()
+			a.srv.ServeHTTP(w, r)
+			checkRegister(t, "unknown kid with a 200 ms deadline ("+mode+")", w, 401)
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("unknown kid with a 200 ms deadline during a %s refetch took %v", mode, took)
+			}
+
+			res := <-done
+			checkRegister(t, "unknown kid that triggered the refetch ("+mode+")", res.w, 401)
+			if res.took > idpRequestTimeout+2*time.Second {
+				t.Errorf("unknown kid during a %s refetch took %v; want it bounded", mode, res.took)
+			}
+			// The failed refetch kept the cached keys.
+			if ks := p.keys.Load(); ks.gen != genBefore || !hasKid(ks, "k1") {
+				t.Errorf("after a %s refetch: key set gen %d (was %d), has k1 %v; want the cached keys kept", mode, ks.gen, genBefore, hasKid(ks, "k1"))
+			}
+			checkRegister(t, "known kid after the refetch ("+mode+")", a.register(f.accessToken(map[string]any{"sub": "after"})), 200)
+		})
+	}
+}
+
+func TestVerifyAlgorithms(t *testing.T) {
+	t.Parallel()
+	t.Run("IdP advertises only ES256", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeIDP(t)
+		e1 := f.addKey(newTestKey(t, jose.ES256, "e1", 0))
+		f.set(func(f *fakeIDP) { f.algs = []string{"ES256"} })
+		a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+		checkAccess(t, a, "RS256 with a published key, not advertised", f.accessToken(), 401, reasonAlgorithm)
+		checkAccess(t, a, "ES256, advertised", signWith(t, e1, f.accessClaims(), nil), 200, "")
+	})
+	t.Run("IdP advertises none and RS256", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeIDP(t)
+		f.set(func(f *fakeIDP) { f.algs = []string{"none", "RS256"} })
+		a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+		checkAccess(t, a, "alg none though advertised", craft(t, map[string]any{"alg": "none", "kid": "k1"}, f.accessClaims(), nil), 401, reasonAlgorithm)
+		checkAccess(t, a, "RS256", f.accessToken(), 200, "")
+	})
+	t.Run("IdP advertises only HS256", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeIDP(t)
+		f.set(func(f *fakeIDP) { f.algs = []string{"HS256"} })
+		a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+		checkAccess(t, a, "RS256 when nothing acceptable is advertised", f.accessToken(), 401, reasonAlgorithm)
+	})
+	t.Run("every family", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeIDP(t)
+		keys := []testKey{
+			f.addKey(newTestKey(t, jose.RS384, "rs384", 1)),
+			f.addKey(newTestKey(t, jose.RS512, "rs512", 2)),
+			f.addKey(newTestKey(t, jose.PS256, "ps256", 1)),
+			f.addKey(newTestKey(t, jose.PS384, "ps384", 2)),
+			f.addKey(newTestKey(t, jose.PS512, "ps512", 3)),
+			f.addKey(newTestKey(t, jose.ES256, "es256", 0)),
+			f.addKey(newTestKey(t, jose.ES384, "es384", 0)),
+			f.addKey(newTestKey(t, jose.ES512, "es512", 0)),
+			f.addKey(newTestKey(t, jose.EdDSA, "eddsa", 0)),
+		}
+		noAlg := testRSAKey(3)
+		f.set(func(f *fakeIDP) {
+			b, _ := json.Marshal(jose.JSONWebKey{Key: noAlg.Public(), KeyID: "noalg", Use: "sig"})
+			f.extraJWKS = []json.RawMessage{b}
+		})
+		a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+		for _, k := range keys {
+			checkAccess(t, a, string(k.alg)+" with a fitting key", signWith(t, k, f.accessClaims(), nil), 200, "")
+		}
+		checkAccess(t, a, "RS256 by a published key without alg", signWith(t, testKey{kid: "noalg", alg: jose.RS256, priv: noAlg}, f.accessClaims(), nil), 200, "")
+		checkAccess(t, a, "PS512 by a published key without alg", signWith(t, testKey{kid: "noalg", alg: jose.PS512, priv: noAlg}, f.accessClaims(), nil), 200, "")
+
+		rsa0 := f.key().priv
+		junk := []byte("not a signature")
+		claims := f.accessClaims()
+		for _, tc := range []struct{ name, token string }{
+			{"RS256 header naming an EC key", signWith(t, testKey{kid: "es256", alg: jose.RS256, priv: rsa0}, claims, nil)},
+			{"RS256 header naming an Ed25519 key", signWith(t, testKey{kid: "eddsa", alg: jose.RS256, priv: rsa0}, claims, nil)},
+			{"PS256 header naming a key published for RS256", signWith(t, testKey{kid: "k1", alg: jose.PS256, priv: rsa0}, claims, nil)},
+			{"RS256 header naming a key published for PS256", signWith(t, testKey{kid: "ps256", alg: jose.RS256, priv: testRSAKey(1)}, claims, nil)},
+			{"ES256 header naming the P-384 key", craft(t, map[string]any{"alg": "ES256", "kid": "es384"}, claims, junk)},
+			{"ES512 header naming the P-256 key", craft(t, map[string]any{"alg": "ES512", "kid": "es256"}, claims, junk)},
+			{"EdDSA header naming an RSA key", craft(t, map[string]any{"alg": "EdDSA", "kid": "noalg"}, claims, junk)},
+			{"ES256 header naming an RSA key", craft(t, map[string]any{"alg": "ES256", "kid": "noalg"}, claims, junk)},
+		} {
+			checkAccess(t, a, tc.name, tc.token, 401, reasonUnknownKey)
+		}
+	})
+}
+
+func TestTokenCacheThroughHandler(t *testing.T) {
+	t.Parallel()
+	skipWithoutTokenCache(t)
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	p := a.srv.tenants[0].prov
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	p.now = func() time.Time { return time.Unix(0, clock.Load()) } // before any request
+	met := a.srv.met
+	exp := time.Now().Add(5 * time.Minute).Truncate(time.Second)
+	tok := f.accessToken(map[string]any{"exp": exp.Unix()})
+
+	checkRegister(t, "first use", a.register(tok), 200)
+	if h, m, n := met.tokenCacheHits.Load(), met.tokenCacheMisses.Load(), p.tokens.len(); h != 0 || m != 1 || n != 1 {
+		t.Fatalf("after the first use: %d hits, %d misses, %d entries; want 0, 1, 1", h, m, n)
+	}
+	checkRegister(t, "second use", a.register(tok), 200)
+	if h := met.tokenCacheHits.Load(); h != 1 {
+		t.Errorf("after the same token twice: %d cache hits; want 1", h)
+	}
+	checkRegister(t, "another token", a.register(f.accessToken(map[string]any{"sub": "x"})), 200)
+	if h, n := met.tokenCacheHits.Load(), p.tokens.len(); h != 1 || n != 2 {
+		t.Errorf("after a different token: %d hits, %d entries; want 1, 2", h, n)
+	}
+
+	// Past exp but within the leeway: accepted, verified again, not cached.
+	clock.Store(exp.Add(30 * time.Second).UnixNano())
+	checkRegister(t, "cached token 30 s past exp", a.register(tok), 200)
+	if h := met.tokenCacheHits.Load(); h != 1 {
+		t.Errorf("token past its exp was served from the cache (%d hits; want 1)", h)
+	}
+	// Past the leeway: refused, whatever the cache holds.
+	clock.Store(exp.Add(61 * time.Second).UnixNano())
+	checkRegister(t, "cached token 61 s past exp", a.register(tok), 401)
+	if h := met.tokenCacheHits.Load(); h != 1 {
+		t.Errorf("expired token was served from the cache (%d hits; want 1)", h)
+	}
+}
+
+func TestTokenCacheUnit(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_700_000_000, 0)
+	entry := func(i int, exp time.Time) ([32]byte, *claims) {
+		key := sha256.Sum256([]byte(fmt.Sprint("tok-", i)))
+		return key, &claims{Subject: fmt.Sprint("sub-", i), Expiry: jwt.NewNumericDate(exp)}
+	}
+
+	t.Run("expiry and generation", func(t *testing.T) {
+		t.Parallel()
+		tc := newTokenCache(10, 1<<20)
+		exp := now.Add(time.Minute)
+		k, c := entry(1, exp)
+		tc.put(k, c, 3, now)
+		if _, ok := tc.get(k, 3, exp.Add(-time.Second)); !ok {
+			t.Error("get a second before exp = miss; want hit")
+		}
+		if _, ok := tc.get(k, 3, exp); ok {
+			t.Error("get at exp = hit; want miss")
+		}
+		if _, ok := tc.get(k, 4, now); ok {
+			t.Error("get under a newer key-set generation = hit; want miss")
+		}
+		k2, c2 := entry(2, now)
+		tc.put(k2, c2, 3, now)
+		if _, ok := tc.get(k2, 3, now.Add(-time.Second)); ok || tc.len() != 1 {
+			t.Errorf("a token put at its exp was kept (len %d)", tc.len())
+		}
+	})
+	t.Run("bounded in entries", func(t *testing.T) {
+		t.Parallel()
+		tc := newTokenCache(10, 1<<20)
+		var last [32]byte
+		for i := range 100 {
+			k, c := entry(i, now.Add(time.Hour))
+			tc.put(k, c, 1, now)
+			last = k
+			if n := tc.len(); n > 10 {
+				t.Fatalf("after %d puts: %d entries; want at most 10", i+1, n)
+			}
+		}
+		if _, ok := tc.get(last, 1, now); !ok {
+			t.Error("the latest token was not kept in a full cache")
+		}
+	})
+	t.Run("bounded in bytes", func(t *testing.T) {
+		t.Parallel()
+		tc := newTokenCache(1000, 2000)
+		for i := range 100 {
+			k, c := entry(i, now.Add(time.Hour))
+			c.Name = looseString(strings.Repeat("n", 300))
+			tc.put(k, c, 1, now)
+			tc.mu.RLock()
+			b := tc.bytes
+			tc.mu.RUnlock()
+			if b > 2000 {
+				t.Fatalf("after %d puts: %d bytes; want at most 2000", i+1, b)
+			}
+		}
+		k, c := entry(1000, now.Add(time.Hour))
+		c.Email = looseString(strings.Repeat("e", 5000))
+		tc.put(k, c, 1, now)
+		if _, ok := tc.get(k, 1, now); ok {
+			t.Error("an entry larger than the whole byte budget was stored")
+		}
+	})
+	t.Run("stale entries go first", func(t *testing.T) {
+		t.Parallel()
+		tc := newTokenCache(3, 1<<20)
+		for i := range 2 {
+			k, c := entry(i, now.Add(time.Hour))
+			tc.put(k, c, 1, now)
+		}
+		kc, cc := entry(10, now.Add(time.Hour))
+		kd, cd := entry(11, now.Add(time.Hour))
+		tc.put(kc, cc, 2, now)
+		tc.put(kd, cd, 2, now)
+		_, okC := tc.get(kc, 2, now)
+		_, okD := tc.get(kd, 2, now)
+		if !okC || !okD {
+			t.Errorf("with stale entries to drop, a live entry was evicted (c %v, d %v)", okC, okD)
+		}
+	})
+	t.Run("concurrent use", func(t *testing.T) {
+		t.Parallel()
+		tc := newTokenCache(50, 1<<20)
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 200 {
+					k, c := entry(g*1000+i, now.Add(time.Hour))
+					tc.put(k, c, uint64(i%3), now)
+					tc.get(k, uint64(i%3), now)
+				}
+			}()
+		}
+		wg.Wait()
+		if n := tc.len(); n > 50 {
+			t.Errorf("after concurrent puts: %d entries; want at most 50", n)
+		}
+	})
+}
