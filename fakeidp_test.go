@@ -276,23 +276,7 @@ func signWith(t testing.TB, k testKey, claims any, hdr map[jose.HeaderKey]any) s
 	for name, v := range hdr {
 		opts = opts.WithHeader(name, v)
 	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.priv}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return signOpts(t, k.alg, k.priv, opts, claims)
 }
 
 // accessClaims are valid access token claims for testSubject; mods change
