@@ -80,6 +80,11 @@ type store struct {
 	queue chan *ensureRequest
 	stop  chan struct{}
 	wg    sync.WaitGroup
+	// mu guards closed; senders to queue hold it for reading, so that once
+	// Close has set closed nothing more is queued behind the writer's last
+	// drain.
+	mu     sync.RWMutex
+	closed bool
 
 	cache *participantCache
 	// onCreate, when set, is called once per participant created.
@@ -162,41 +167,59 @@ func openStore(ctx context.Context, path string) (*store, error) {
 }
 
 // migrate runs the migrations the database has not seen yet, each in its own
-// transaction with the user_version bump.
+// transaction with the user_version bump. The version is read again inside
+// each write transaction: another process may be migrating the same file at
+// the same moment, and must not make this one apply a migration twice.
 func migrate(ctx context.Context, db *sql.DB) error {
 	var version int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	if version > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this binary knows (%d): refusing to run an older binary on it", version, len(migrations))
-	}
-	for v := version; v < len(migrations); v++ {
-		if err := applyMigration(ctx, db, v); err != nil {
+	for version != len(migrations) {
+		if version > len(migrations) {
+			return fmt.Errorf("schema version %d is newer than this binary knows (%d): refusing to run an older binary on it", version, len(migrations))
+		}
+		var err error
+		if version, err = applyMigration(ctx, db); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func applyMigration(ctx context.Context, db *sql.DB, v int) error {
-	tx, err := db.BeginTx(ctx, nil)
+// applyMigration applies the next migration, if any, and returns the schema
+// version it leaves.
+func applyMigration(ctx context.Context, db *sql.DB) (int, error) {
+	tx, err := db.BeginTx(ctx, nil) // immediate: holds the write lock from here
 	if err != nil {
-		return fmt.Errorf("migrate to schema version %d: %w", v+1, err)
+		return 0, fmt.Errorf("migrate: %w", err)
 	}
 	defer tx.Rollback()
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	if v >= len(migrations) {
+		return v, nil
+	}
 	if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-		return fmt.Errorf("migrate to schema version %d: %w", v+1, err)
+		return 0, fmt.Errorf("migrate to schema version %d: %w", v+1, err)
 	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
-		return fmt.Errorf("migrate to schema version %d: %w", v+1, err)
+		return 0, fmt.Errorf("migrate to schema version %d: %w", v+1, err)
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("migrate to schema version %d: %w", v+1, err)
+	}
+	return v + 1, nil
 }
 
 // Close stops the writer after the requests already queued and closes the
 // database cleanly (checkpointing the WAL).
 func (s *store) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	close(s.stop)
 	s.wg.Wait()
 	return s.closeDBs()
@@ -222,30 +245,45 @@ func (s *store) ensureParticipant(ctx context.Context, p principal, name, email 
 	if part, ok := s.cache.get(p); ok && part.DisplayName == name && part.Email == email {
 		return part, nil
 	}
+	// A delete elsewhere may land between reading a row and caching it; the
+	// epoch taken before the read keeps such a row out of the cache.
+	epoch := s.cache.epoch()
 	part, err := s.participantByPrincipal(ctx, p)
 	switch {
 	case err == nil && part.DisplayName == name && part.Email == email:
-		s.cache.put(part)
+		s.cache.put(part, epoch)
 		return part, nil
 	case err != nil && !errors.Is(err, errNotFound):
 		return participant{}, err
 	}
 	req := &ensureRequest{p: p, name: name, email: email, reply: make(chan ensureResult, 1)}
-	select {
-	case s.queue <- req:
-	case <-ctx.Done():
-		return participant{}, ctx.Err()
-	case <-s.stop:
-		return participant{}, errors.New("store is closed")
+	if err := s.enqueue(ctx, req); err != nil {
+		return participant{}, err
 	}
 	select {
 	case res := <-req.reply:
 		if res.err == nil {
-			s.cache.put(res.part)
+			s.cache.put(res.part, epoch)
 		}
 		return res.part, res.err
 	case <-ctx.Done():
 		return participant{}, ctx.Err()
+	}
+}
+
+// enqueue hands req to the writer, which will answer it even if the store
+// is closed meanwhile.
+func (s *store) enqueue(ctx context.Context, req *ensureRequest) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return errors.New("store is closed")
+	}
+	select {
+	case s.queue <- req:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -258,21 +296,28 @@ func (s *store) writer() {
 	for {
 		select {
 		case <-s.stop:
+			// Close lets nothing more in: answer what is queued, then stop.
+			for len(s.queue) > 0 {
+				s.commitBatch(s.takeBatch(batch[:0]))
+			}
 			return
 		case req := <-s.queue:
-			batch = append(batch[:0], req)
-		drain:
-			for len(batch) < maxBatch {
-				select {
-				case req := <-s.queue:
-					batch = append(batch, req)
-				default:
-					break drain
-				}
-			}
-			s.commitBatch(batch)
+			s.commitBatch(s.takeBatch(append(batch[:0], req)))
 		}
 	}
+}
+
+// takeBatch adds to batch the requests already waiting, up to maxBatch.
+func (s *store) takeBatch(batch []*ensureRequest) []*ensureRequest {
+	for len(batch) < maxBatch {
+		select {
+		case req := <-s.queue:
+			batch = append(batch, req)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // commitBatch upserts a batch in one transaction. If the transaction fails,
@@ -496,6 +541,8 @@ type participantCache struct {
 	mu  sync.RWMutex
 	max int
 	m   map[principal]participant
+	// gen counts clears; put refuses rows read before the latest one.
+	gen uint64
 }
 
 func newParticipantCache(max int) *participantCache {
@@ -509,10 +556,21 @@ func (c *participantCache) get(p principal) (participant, bool) {
 	return part, ok
 }
 
-func (c *participantCache) put(part participant) {
+// epoch returns the number of clears so far, to pass to put.
+func (c *participantCache) epoch() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.gen
+}
+
+// put caches part unless the cache was cleared since epoch was taken.
+func (c *participantCache) put(part participant, epoch uint64) {
 	key := principal{part.TenantID, part.Issuer, part.Subject}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.gen != epoch {
+		return
+	}
 	if _, ok := c.m[key]; !ok && len(c.m) >= c.max {
 		// Evict an arbitrary entry: map iteration order is random.
 		for k := range c.m {
@@ -526,6 +584,7 @@ func (c *participantCache) put(part participant) {
 func (c *participantCache) clear() {
 	c.mu.Lock()
 	clear(c.m)
+	c.gen++
 	c.mu.Unlock()
 }
 
