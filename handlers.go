@@ -687,7 +687,7 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix, log *slog.Logger) ht
 		}
 		addr := clientAddr(r, trusted)
 		userKey := t.cfg.ID + "\x00" + strings.ToLower(username)
-		if wait := lim.blocked(userKey, addr); wait > 0 {
+		if wait := lim.attempt(userKey, addr); wait > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 			writeError(w, r, &apiError{http.StatusTooManyRequests, "SW_RATE_LIMITED", "too many failed sign-in attempts; try again later"})
 			return
@@ -700,14 +700,15 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix, log *slog.Logger) ht
 		}
 		tr, err := t.prov.token(r.Context(), form)
 		if err != nil {
+			// An OAuth refusal is the user's failed attempt and stays counted.
 			var oe *oauthError
-			if errors.As(err, &oe) && !oe.clientCredentialsInvalid() {
-				lim.fail(userKey, addr)
+			if !errors.As(err, &oe) || oe.clientCredentialsInvalid() {
+				lim.release(userKey, addr)
 			}
 			writeError(w, r, idpError(t, err, rejected))
 			return
 		}
-		lim.succeed(userKey)
+		lim.succeed(userKey, addr)
 		if tr.IDToken != "" {
 			if _, err := t.prov.verify(r.Context(), tr.IDToken, kindIDToken, ""); err != nil {
 				writeError(w, r, verifyFailed(t, err, "SW_AUTH_OIDC_FAILED"))

@@ -22,6 +22,8 @@ const (
 // loginLimiter counts failed sign-ins. Memory is bounded: each table holds
 // at most maxFailEntries counters.
 type loginLimiter struct {
+	// mu makes attempt's check and count one step across both tables.
+	mu           sync.Mutex
 	users, addrs *failCounter
 	now          func() time.Time
 }
@@ -34,24 +36,37 @@ func newLoginLimiter() *loginLimiter {
 	}
 }
 
-// blocked returns how long to wait before another attempt for this user or
-// from this address is allowed, or 0.
-func (l *loginLimiter) blocked(userKey string, addr netip.Addr) time.Duration {
+// attempt starts a sign-in attempt for this user from this address. It
+// returns how long to wait when either has no attempts left, else 0, and
+// the attempt then counts as failed until succeed or release says
+// otherwise: counting it before the IdP answers keeps a burst of parallel
+// guesses from all passing the check before the first failure is recorded.
+func (l *loginLimiter) attempt(userKey string, addr netip.Addr) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	now := l.now()
-	return max(l.users.wait(userKey, now), l.addrs.wait(addr.String(), now))
-}
-
-// fail records a failed attempt against the user and the address.
-func (l *loginLimiter) fail(userKey string, addr netip.Addr) {
-	now := l.now()
+	a := addr.String()
+	if wait := max(l.users.wait(userKey, now), l.addrs.wait(a, now)); wait > 0 {
+		return wait
+	}
 	l.users.add(userKey, now)
-	l.addrs.add(addr.String(), now)
+	l.addrs.add(a, now)
+	return 0
 }
 
-// succeed clears the user's count (not the address's: one good password
-// must not reset an attacker's budget for other accounts).
-func (l *loginLimiter) succeed(userKey string) {
+// release takes back an attempt that did not fail for the user's sake (the
+// IdP could not be asked, or refused our own client credentials).
+func (l *loginLimiter) release(userKey string, addr netip.Addr) {
+	l.users.undo(userKey)
+	l.addrs.undo(addr.String())
+}
+
+// succeed clears the user's count and takes back the attempt from the
+// address (not the address's whole count: one good password must not reset
+// an attacker's budget for other accounts).
+func (l *loginLimiter) succeed(userKey string, addr netip.Addr) {
 	l.users.reset(userKey)
+	l.addrs.undo(addr.String())
 }
 
 // failCounter is a fixed-window counter per key.
@@ -101,6 +116,22 @@ func (c *failCounter) add(key string, now time.Time) {
 		e = failEntry{start: now}
 	}
 	e.n++
+	c.m[key] = e
+}
+
+// undo takes back one counted failure of key.
+func (c *failCounter) undo(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	if !ok {
+		return
+	}
+	if e.n <= 1 {
+		delete(c.m, key)
+		return
+	}
+	e.n--
 	c.m[key] = e
 }
 
@@ -159,7 +190,7 @@ func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		a, err := parseHop(strings.TrimSpace(hops[i]))
 		if err != nil {
 			// A garbled hop cannot be believed; the last trusted peer is the answer.
 			return peer
@@ -171,6 +202,19 @@ func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
 		peer = a
 	}
 	return peer
+}
+
+// parseHop reads one X-Forwarded-For entry: an address, or address:port as
+// some load balancers write it.
+func parseHop(s string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a, nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return ap.Addr(), nil
 }
 
 func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {

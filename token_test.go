@@ -1,0 +1,1562 @@
+package main
+
+// token_test.go: the three token endpoints (/login, /token, /refresh) through
+// the real handler, against the fake IdP and hostile variants of it; the
+// password grant's rate limits; and one end-to-end code flow against the
+// development IdP.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// tokVerifier is a well-formed PKCE code verifier (RFC 7636 §4.1).
+const tokVerifier = "M25iVXpKU3puUjFaYWg3T1NDTDQtcW1ROUY5YXlwalNoc0hhakxifmZHag"
+
+// tokAnswerFn is the type of fakeIDP.tokenFn.
+type tokAnswerFn = func(url.Values, *http.Request) (int, any)
+
+// tokAnswer makes the fake token endpoint answer status and body.
+func tokAnswer(status int, body any) tokAnswerFn {
+	return func(url.Values, *http.Request) (int, any) { return status, body }
+}
+
+// tokOAuthError is an RFC 6749 §5.2 error answer.
+func tokOAuthError(status int, code string) tokAnswerFn {
+	return tokAnswer(status, map[string]string{"error": code, "error_description": "refused by the test"})
+}
+
+// tokTokens is a good token response carrying idToken, none when "".
+func (f *fakeIDP) tokTokens(idToken string) map[string]any {
+	m := map[string]any{
+		"access_token":  f.accessToken(),
+		"token_type":    "Bearer",
+		"expires_in":    300,
+		"refresh_token": "rt-from-idp",
+	}
+	if idToken != "" {
+		m["id_token"] = idToken
+	}
+	return m
+}
+
+// tokEndpoint is one of the three endpoints that talk to the token endpoint.
+type tokEndpoint struct {
+	path string
+	// good succeeds against the fake IdP's defaultToken.
+	good string
+	// tagged is a well-formed request whose values are unique to tag, for
+	// cases where the fake's answer does not depend on them.
+	tagged   func(tag string) string
+	grant    string
+	rejected string // the code an OAuth error answer maps to
+}
+
+var tokEndpoints = []tokEndpoint{
+	{
+		path:     "/v1/auth/login",
+		good:     "code=good-code",
+		tagged:   func(tag string) string { return "code=code-" + tag },
+		grant:    "authorization_code",
+		rejected: "SW_AUTH_OIDC_FAILED",
+	},
+	{
+		path:     "/v1/auth/token",
+		good:     "grant_type=password&username=alice&password=alice-pw",
+		tagged:   func(tag string) string { return "grant_type=password&username=user-" + tag + "&password=pw-" + tag },
+		grant:    "password",
+		rejected: "SW_AUTH_INVALID_CREDENTIALS",
+	},
+	{
+		path:     "/v1/auth/refresh",
+		good:     "refresh_token=rt-good",
+		tagged:   func(tag string) string { return "refresh_token=rt-" + tag },
+		grant:    "refresh_token",
+		rejected: "SW_AUTH_REFRESH_FAILED",
+	},
+}
+
+// tokCheck reports whether w has the wanted status and error code ("" for a
+// success), and fails the test when not.
+func tokCheck(t *testing.T, path, name string, w *httptest.ResponseRecorder, wantStatus int, wantCode string) bool {
+	t.Helper()
+	got := code(t, w)
+	if w.Code != wantStatus || got != wantCode {
+		t.Errorf("POST %s (%s) = %d %s; want %d %s (%s)", path, name, w.Code, got, wantStatus, wantCode, strings.TrimSpace(w.Body.String()))
+		return false
+	}
+	return true
+}
+
+// tokCheckTokens checks the shape of a 200 token response and returns its
+// data: an access token, token_type Bearer, and Cache-Control no-store.
+func tokCheckTokens(t *testing.T, path, name string, w *httptest.ResponseRecorder) map[string]any {
+	t.Helper()
+	d := decode(t, w).Data
+	if s, _ := d["access_token"].(string); s == "" {
+		t.Errorf("POST %s (%s): no access_token in %v", path, name, d)
+	}
+	if d["token_type"] != "Bearer" {
+		t.Errorf("POST %s (%s): token_type = %v; want Bearer", path, name, d["token_type"])
+	}
+	if cc := w.Header().Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("POST %s (%s): Cache-Control = %q; want no-store", path, name, cc)
+	}
+	return d
+}
+
+// tokCheckRetryAfter checks that a 429 or 503 says, in whole seconds, when
+// to come back.
+func tokCheckRetryAfter(t *testing.T, path, name string, w *httptest.ResponseRecorder) int {
+	t.Helper()
+	ra := w.Header().Get("Retry-After")
+	n, err := strconv.Atoi(ra)
+	if err != nil || n <= 0 {
+		t.Errorf("POST %s (%s) = %d: Retry-After %q; want a number of seconds > 0", path, name, w.Code, ra)
+	}
+	return n
+}
+
+// tokPost sends a form POST through the service's handler from remote (the
+// connection's peer, host:port) with ctx as the request's context; hdr is
+// name, value pairs, added.
+func (a *testApp) tokPost(ctx context.Context, remote, path, body string, hdr ...string) *httptest.ResponseRecorder {
+	a.t.Helper()
+	r := httptest.NewRequest("POST", path, strings.NewReader(body)).WithContext(ctx)
+	r.RemoteAddr = remote
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Add(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	a.srv.ServeHTTP(w, r)
+	return w
+}
+
+// newTokTestApp is newTestApp for a configuration with trusted_proxies,
+// which newTestApp cannot express. The document goes through parseConfig,
+// as a configuration file would.
+func newTokTestApp(t testing.TB, trustedProxies []string, tenants ...tenantConfig) *testApp {
+	t.Helper()
+	doc, err := json.Marshal(map[string]any{"trusted_proxies": trustedProxies, "tenants": tenants})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfig(doc, func(string) string { return "" })
+	if err != nil {
+		t.Fatalf("test config: %v", err)
+	}
+	dbPath := t.TempDir() + "/test.db"
+	cfg.Database = dbPath
+	st, err := openStore(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	met := newMetrics()
+	st.onCreate = met.participantCreated
+	s := newServer(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)), met, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.startProviders(ctx)
+	a := &testApp{t: t, srv: s, store: st, dbPath: dbPath, cancel: cancel}
+	t.Cleanup(func() {
+		cancel()
+		st.Close()
+	})
+	a.waitReady(5 * time.Second)
+	return a
+}
+
+// --- /v1/auth/login ---
+
+func TestLoginErrors(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+
+	evilKey := newTestKey(t, jose.RS256, "k1", 1) // the IdP's kid, another private key
+	past := time.Now().Add(-10 * time.Minute).Unix()
+	answer := func(idToken string) tokAnswerFn { return tokAnswer(200, f.tokTokens(idToken)) }
+	unsigned := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." +
+		base64.RawURLEncoding.EncodeToString(tokMust(json.Marshal(f.idClaims("")))) + "."
+
+	tests := []struct {
+		name       string
+		query      string // appended to the path
+		body       string
+		json       bool        // body is JSON, else a form
+		answer     tokAnswerFn // nil: defaultToken
+		wantStatus int
+		wantCode   string
+		wantIdP    bool // the token endpoint is called
+	}{
+		{"code in form body", "", "code=good-code", false, nil, 200, "", true},
+		{"code in query", "?code=good-code", "", false, nil, 200, "", true},
+		{"code in JSON body", "", `{"code":"good-code"}`, true, nil, 200, "", true},
+		{"code in query, JSON body", "?code=good-code", `{"nonce":""}`, true, nil, 200, "", true},
+		{"code in query and body alike", "?code=good-code", "code=good-code", false, nil, 200, "", true},
+		{"code differs in query and body", "?code=good-code", "code=other", false, nil, 400, "SW_BAD_REQUEST", false},
+		{"missing code", "", "redirect_uri=" + url.QueryEscape(testRedirectURI), false, nil, 400, "SW_BAD_REQUEST", false},
+		{"empty code", "", `{"code":""}`, true, nil, 400, "SW_BAD_REQUEST", false},
+		{"redirect_uri matches", "", "code=good-code&redirect_uri=" + url.QueryEscape(testRedirectURI), false, nil, 200, "", true},
+		{"redirect_uri matches (JSON)", "", `{"code":"good-code","redirect_uri":"` + testRedirectURI + `"}`, true, nil, 200, "", true},
+		{"redirect_uri of another app", "", "code=good-code&redirect_uri=" + url.QueryEscape("https://evil.example/cb"), false, nil, 400, "SW_AUTH_REDIRECT_MISMATCH", false},
+		{"redirect_uri with a trailing slash", "", "code=good-code&redirect_uri=" + url.QueryEscape(testRedirectURI+"/"), false, nil, 400, "SW_AUTH_REDIRECT_MISMATCH", false},
+		{"redirect_uri in other case", "?redirect_uri=" + url.QueryEscape(strings.ToUpper(testRedirectURI)), "code=good-code", false, nil, 400, "SW_AUTH_REDIRECT_MISMATCH", false},
+		{"code_verifier well-formed", "", "code=good-code&code_verifier=" + tokVerifier, false, nil, 200, "", true},
+		{"code_verifier too short", "", "code=good-code&code_verifier=" + tokVerifier[:42], false, nil, 400, "SW_BAD_REQUEST", false},
+		{"code_verifier too long", "", "code=good-code&code_verifier=" + strings.Repeat("a", 129), false, nil, 400, "SW_BAD_REQUEST", false},
+		{"code_verifier with a space", "", "code=good-code&code_verifier=" + url.QueryEscape(tokVerifier[:30]+" "+tokVerifier[31:]), false, nil, 400, "SW_BAD_REQUEST", false},
+		{"code_verifier with a plus", "", "code=good-code&code_verifier=" + url.QueryEscape(tokVerifier[:30]+"+"+tokVerifier[31:]), false, nil, 400, "SW_BAD_REQUEST", false},
+		{"IdP invalid_grant", "", "code=bad-code", false, nil, 401, "SW_AUTH_OIDC_FAILED", true},
+		{"IdP answers without id_token", "", "code=x", false, answer(""), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: bad signature", "", "code=x", false, answer(signWith(t, evilKey, f.idClaims(""), nil)), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: unsigned (alg none)", "", "code=x", false, answer(unsigned), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: not a JWT", "", "code=x", false, answer("not-a-jwt"), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: wrong issuer", "", "code=x", false, answer(f.idToken("", map[string]any{"iss": f.issuer + "/other"})), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: wrong audience", "", "code=x", false, answer(f.idToken("", map[string]any{"aud": "another-client", "azp": nil})), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: azp of another client", "", "code=x", false, answer(f.idToken("", map[string]any{"aud": []string{testClientID, "other"}, "azp": "other"})), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: expired", "", "code=x", false, answer(f.idToken("", map[string]any{"exp": past, "iat": past - 300})), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: missing sub", "", "code=x", false, answer(f.idToken("", map[string]any{"sub": nil})), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: missing iat", "", "code=x", false, answer(f.idToken("", map[string]any{"iat": nil})), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: an access token (typ at+jwt)", "", "code=x", false, answer(signWith(t, f.key(), f.idClaims(""), map[jose.HeaderKey]any{"typ": "at+jwt"})), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: nonce mismatch", "", "code=x&nonce=n-1", false, answer(f.idToken("n-2")), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: nonce missing though sent", "", "code=x&nonce=n-1", false, answer(f.idToken("")), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: nonce matches", "", "code=x&nonce=n-1", false, answer(f.idToken("n-1")), 200, "", true},
+		{"ID token: nonce matches (query)", "?nonce=n-1", "code=x", false, answer(f.idToken("n-1")), 200, "", true},
+		{"ID token: nonce in token, none sent", "", "code=x", false, answer(f.idToken("n-1")), 200, "", true},
+	}
+	for _, tc := range tests {
+		f.set(func(f *fakeIDP) { f.tokenFn = tc.answer })
+		before := f.tokenHits.Load()
+		hdr := []string{}
+		if tc.json {
+			hdr = []string{"Content-Type", "application/json"}
+		}
+		w := a.do("POST", "/v1/auth/login"+tc.query, tc.body, hdr...)
+		if tokCheck(t, "/v1/auth/login", tc.name, w, tc.wantStatus, tc.wantCode) && w.Code == 200 {
+			d := tokCheckTokens(t, "/v1/auth/login", tc.name, w)
+			if s, _ := d["id_token"].(string); s == "" {
+				t.Errorf("POST /v1/auth/login (%s): no id_token in %v", tc.name, d)
+			}
+		}
+		if called := f.tokenHits.Load() > before; called != tc.wantIdP {
+			t.Errorf("POST /v1/auth/login (%s): token endpoint called = %v; want %v", tc.name, called, tc.wantIdP)
+		}
+	}
+}
+
+// tokMust returns v, panicking on err; for values built from constants.
+func tokMust[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestLoginAnswer(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	w := a.do("POST", "/v1/auth/login", "code=good-code")
+	if !tokCheck(t, "/v1/auth/login", "good code", w, 200, "") {
+		return
+	}
+	d := tokCheckTokens(t, "/v1/auth/login", "good code", w)
+	if d["refresh_token"] != "rt-next" || d["expires_in"] != float64(300) {
+		t.Errorf("POST /v1/auth/login: data %v; want the IdP's refresh_token rt-next and expires_in 300", d)
+	}
+	// The tokens are the IdP's, passed on as they came.
+	if _, err := a.srv.tenants[0].prov.verify(context.Background(), d["access_token"].(string), kindAccessToken, ""); err != nil {
+		t.Errorf("POST /v1/auth/login: access_token does not verify: %v", err)
+	}
+	if _, err := a.srv.tenants[0].prov.verify(context.Background(), d["id_token"].(string), kindIDToken, ""); err != nil {
+		t.Errorf("POST /v1/auth/login: id_token does not verify: %v", err)
+	}
+}
+
+func TestLoginPassesRedirectURIAndVerifier(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	tests := []struct {
+		name         string
+		body         string
+		wantVerifier string // "" means absent
+	}{
+		{"with code_verifier", "code=good-code&code_verifier=" + tokVerifier, tokVerifier},
+		{"with code_verifier and redirect_uri", "code=good-code&code_verifier=" + tokVerifier + "&redirect_uri=" + url.QueryEscape(testRedirectURI), tokVerifier},
+		{"without code_verifier", "code=good-code", ""},
+	}
+	for _, tc := range tests {
+		w := a.do("POST", "/v1/auth/login", tc.body)
+		tokCheck(t, "/v1/auth/login", tc.name, w, 200, "")
+		var form url.Values
+		f.set(func(f *fakeIDP) { form = f.lastForm })
+		want := url.Values{"grant_type": {"authorization_code"}, "code": {"good-code"}, "redirect_uri": {testRedirectURI}}
+		for k, v := range want {
+			if form.Get(k) != v[0] {
+				t.Errorf("POST /v1/auth/login (%s): IdP got %s=%q; want %q", tc.name, k, form.Get(k), v[0])
+			}
+		}
+		if got, has := form.Get("code_verifier"), form.Has("code_verifier"); got != tc.wantVerifier || has != (tc.wantVerifier != "") {
+			t.Errorf("POST /v1/auth/login (%s): IdP got code_verifier %q (present %v); want %q", tc.name, got, has, tc.wantVerifier)
+		}
+		if form.Has("nonce") || form.Has("client_secret") {
+			t.Errorf("POST /v1/auth/login (%s): IdP got unexpected parameters %v", tc.name, form)
+		}
+	}
+}
+
+// --- client authentication ---
+
+func TestClientAuthentication(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		authMethods []string // the IdP's discovery; nil lists none
+		secret      string
+		want        string // basic, post or public
+	}{
+		{"default is client_secret_basic", nil, testClientSecret, "basic"},
+		{"IdP lists both", []string{"client_secret_basic", "client_secret_post"}, testClientSecret, "basic"},
+		{"IdP lists only client_secret_post", []string{"client_secret_post"}, testClientSecret, "post"},
+		{"IdP lists post and private_key_jwt", []string{"private_key_jwt", "client_secret_post"}, testClientSecret, "post"},
+		{"public client", nil, "", "public"},
+		{"public client, IdP lists only post", []string{"client_secret_post"}, "", "public"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeIDP(t)
+			var mu sync.Mutex
+			var authz []string
+			f.set(func(f *fakeIDP) {
+				f.authMethods = tc.authMethods
+				f.tokenFn = func(form url.Values, r *http.Request) (int, any) {
+					mu.Lock()
+					authz = r.Header.Values("Authorization")
+					mu.Unlock()
+					return f.defaultToken(form, r)
+				}
+			})
+			tc0 := f.tenantConfig()
+			tc0.ClientSecret = tc.secret
+			a := newTestApp(t, []tenantConfig{tc0})
+			for _, ep := range tokEndpoints {
+				w := a.do("POST", ep.path, ep.good)
+				tokCheck(t, ep.path, tc.name, w, 200, "")
+				var form url.Values
+				var basic [2]string
+				f.set(func(f *fakeIDP) { form, basic = f.lastForm, f.lastBasic })
+				mu.Lock()
+				gotAuthz := authz
+				mu.Unlock()
+				if form.Get("grant_type") != ep.grant {
+					t.Errorf("POST %s (%s): IdP got grant_type %q; want %s", ep.path, tc.name, form.Get("grant_type"), ep.grant)
+				}
+				switch tc.want {
+				case "basic":
+					user, err1 := url.QueryUnescape(basic[0])
+					pass, err2 := url.QueryUnescape(basic[1])
+					if err1 != nil || err2 != nil || user != testClientID || pass != testClientSecret {
+						t.Errorf("POST %s (%s): Basic credentials decode to %q, %q (%v, %v); want %q, %q", ep.path, tc.name, user, pass, err1, err2, testClientID, testClientSecret)
+					}
+					// RFC 6749 §2.3.1: form-urlencoded before base64, so the
+					// secret's ':' cannot split the pair in the wrong place.
+					if basic[1] != url.QueryEscape(testClientSecret) {
+						t.Errorf("POST %s (%s): raw Basic password %q; want %q", ep.path, tc.name, basic[1], url.QueryEscape(testClientSecret))
+					}
+					if form.Has("client_secret") || form.Has("client_id") {
+						t.Errorf("POST %s (%s): Basic auth, yet the body has client credentials: %v", ep.path, tc.name, form)
+					}
+				case "post":
+					if form.Get("client_id") != testClientID || form.Get("client_secret") != testClientSecret {
+						t.Errorf("POST %s (%s): body client_id %q client_secret %q; want %q %q", ep.path, tc.name, form.Get("client_id"), form.Get("client_secret"), testClientID, testClientSecret)
+					}
+					if len(gotAuthz) != 0 {
+						t.Errorf("POST %s (%s): client_secret_post, yet Authorization %q", ep.path, tc.name, gotAuthz)
+					}
+				case "public":
+					if form.Get("client_id") != testClientID || form.Has("client_secret") {
+						t.Errorf("POST %s (%s): body %v; want client_id %q and no client_secret", ep.path, tc.name, form, testClientID)
+					}
+					if len(gotAuthz) != 0 {
+						t.Errorf("POST %s (%s): public client, yet Authorization %q", ep.path, tc.name, gotAuthz)
+					}
+				}
+			}
+		})
+	}
+}
+
+// --- IdP failures, on all three endpoints ---
+
+func TestTokenEndpointIdPFailures(t *testing.T) {
+	t.Parallel()
+	const rejected = "(the endpoint's own code)"
+	for _, ep := range tokEndpoints {
+		t.Run(strings.TrimPrefix(ep.path, "/v1/auth/"), func(t *testing.T) {
+			t.Parallel()
+			f := newFakeIDP(t)
+			a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+			good := func(mods map[string]any) tokAnswerFn {
+				m := f.tokTokens(f.idToken(""))
+				for k, v := range mods {
+					if v == nil {
+						delete(m, k)
+					} else {
+						m[k] = v
+					}
+				}
+				return tokAnswer(200, m)
+			}
+			tests := []struct {
+				name       string
+				mode       string
+				answer     tokAnswerFn
+				wantStatus int
+				wantCode   string
+			}{
+				{"400 invalid_grant", modeOK, tokOAuthError(400, "invalid_grant"), 401, rejected},
+				{"401 invalid_grant", modeOK, tokOAuthError(401, "invalid_grant"), 401, rejected},
+				{"400 invalid_request (Dex, reused refresh token)", modeOK, tokOAuthError(400, "invalid_request"), 401, rejected},
+				{"400 invalid_scope", modeOK, tokOAuthError(400, "invalid_scope"), 401, rejected},
+				{"401 invalid_client", modeOK, tokOAuthError(401, "invalid_client"), 500, "SW_INTERNAL"},
+				{"400 invalid_client", modeOK, tokOAuthError(400, "invalid_client"), 500, "SW_INTERNAL"},
+				{"400 unauthorized_client", modeOK, tokOAuthError(400, "unauthorized_client"), 500, "SW_INTERNAL"},
+				{"500", mode500, nil, 503, "SW_AUTH_IDP_UNAVAILABLE"},
+				{"500 with an OAuth error", modeOK, tokOAuthError(500, "invalid_grant"), 503, "SW_AUTH_IDP_UNAVAILABLE"},
+				{"503 temporarily_unavailable", modeOK, tokOAuthError(503, "temporarily_unavailable"), 503, "SW_AUTH_IDP_UNAVAILABLE"},
+				{"garbage", modeGarbage, nil, 503, "SW_AUTH_IDP_UNAVAILABLE"},
+				{"down", modeDown, nil, 503, "SW_AUTH_IDP_UNAVAILABLE"},
+				{"huge", modeHuge, nil, 503, "SW_AUTH_IDP_UNAVAILABLE"},
+				{"400 without an error field", modeOK, tokAnswer(400, map[string]string{"message": "bad request"}), 503, "SW_AUTH_IDP_UNAVAILABLE"},
+				{"400 with an empty error", modeOK, tokAnswer(400, map[string]string{"error": ""}), 503, "SW_AUTH_IDP_UNAVAILABLE"},
+				{"401 not JSON", modeOK, tokAnswer(401, "<html>unauthorized</html>"), 503, "SW_AUTH_IDP_UNAVAILABLE"},
+				{"200 without access_token", modeOK, good(map[string]any{"access_token": ""}), 503, "SW_AUTH_IDP_UNAVAILABLE"},
+				{"200 JSON list", modeOK, tokAnswer(200, []string{"access_token"}), 503, "SW_AUTH_IDP_UNAVAILABLE"},
+				{"200 expires_in not a number", modeOK, good(map[string]any{"expires_in": "soon"}), 503, "SW_AUTH_IDP_UNAVAILABLE"},
+				{"token_type mac", modeOK, good(map[string]any{"token_type": "mac"}), 503, "SW_AUTH_IDP_UNAVAILABLE"},
+				{"token_type bearer (lowercase)", modeOK, good(map[string]any{"token_type": "bearer"}), 200, ""},
+				{"token_type missing", modeOK, good(map[string]any{"token_type": nil}), 200, ""},
+				{"expires_in as a string", modeOK, good(map[string]any{"expires_in": "300"}), 200, ""},
+			}
+			for i, tc := range tests {
+				f.set(func(f *fakeIDP) { f.tokenMode, f.tokenFn = tc.mode, tc.answer })
+				wantCode := tc.wantCode
+				if wantCode == rejected {
+					wantCode = ep.rejected
+				}
+				before := f.tokenHits.Load()
+				w := a.do("POST", ep.path, ep.tagged(strconv.Itoa(i)))
+				if f.tokenHits.Load() == before {
+					t.Errorf("POST %s (%s): the IdP was not asked", ep.path, tc.name)
+				}
+				if !tokCheck(t, ep.path, tc.name, w, tc.wantStatus, wantCode) {
+					continue
+				}
+				switch w.Code {
+				case 200:
+					if d := tokCheckTokens(t, ep.path, tc.name, w); d["expires_in"] != float64(300) {
+						t.Errorf("POST %s (%s): expires_in = %v; want 300", ep.path, tc.name, d["expires_in"])
+					}
+				case 503:
+					tokCheckRetryAfter(t, ep.path, tc.name, w)
+				case 500:
+					if b := w.Body.String(); strings.Contains(b, "s3cret") || strings.Contains(b, "refused by the test") || strings.Contains(b, "invalid_client") {
+						t.Errorf("POST %s (%s): body says too much: %s", ep.path, tc.name, b)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestTokenEndpointSlowIdP(t *testing.T) {
+	t.Parallel()
+	const deadline = 250 * time.Millisecond
+	for _, ep := range tokEndpoints {
+		t.Run(strings.TrimPrefix(ep.path, "/v1/auth/"), func(t *testing.T) {
+			t.Parallel()
+			f := newFakeIDP(t)
+			a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+			// Slower than the caller will wait, far shorter than
+			// idpRequestTimeout: the caller's deadline must end the wait.
+			f.set(func(f *fakeIDP) { f.tokenMode, f.slow = modeSlow, 1500*time.Millisecond })
+			ctx, cancel := context.WithTimeout(context.Background(), deadline)
+			defer cancel()
+			start := time.Now()
+			w := a.tokPost(ctx, "192.0.2.1:1234", ep.path, ep.good)
+			took := time.Since(start)
+			if tokCheck(t, ep.path, "IdP slower than the request's deadline", w, 503, "SW_AUTH_IDP_UNAVAILABLE") {
+				tokCheckRetryAfter(t, ep.path, "slow", w)
+			}
+			if took > deadline+2*time.Second {
+				t.Errorf("POST %s with a slow IdP took %v; want an answer within 2s of the %v deadline", ep.path, took, deadline)
+			}
+		})
+	}
+}
+
+// --- /v1/auth/token ---
+
+func TestPasswordGrantDisabled(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	tc := f.tenantConfig()
+	tc.Features.Auth.PasswordGrantEnabled = false
+	a := newTestApp(t, []tenantConfig{tc})
+	for _, body := range []string{
+		"grant_type=password&username=alice&password=alice-pw",
+		"grant_type=password",
+		"",
+	} {
+		w := a.do("POST", "/v1/auth/token", body)
+		tokCheck(t, "/v1/auth/token", "disabled, body "+strconv.Quote(body), w, 403, "SW_AUTH_PASSWORD_GRANT_DISABLED")
+	}
+	if n := f.tokenHits.Load(); n != 0 {
+		t.Errorf("the IdP was called %d times with the password grant disabled", n)
+	}
+	if w := a.do("GET", "/v1/auth/config", ""); decode(t, w).Data["password_grant_enabled"] != false {
+		t.Errorf("GET /v1/auth/config: password_grant_enabled = %v; want false", decode(t, w).Data["password_grant_enabled"])
+	}
+}
+
+func TestPasswordGrant(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	tests := []struct {
+		name       string
+		query      string // appended to the path
+		body       string
+		json       bool
+		wantStatus int
+		wantCode   string
+		wantIdP    bool
+		wantScope  string // sent to the IdP, when it is called
+	}{
+		{"right password", "", "grant_type=password&username=alice&password=alice-pw", false, 200, "", true, "openid profile email"},
+		{"right password, JSON", "", `{"grant_type":"password","username":"alice","password":"alice-pw"}`, true, 200, "", true, "openid profile email"},
+		{"scope passed through", "", "grant_type=password&username=alice&password=alice-pw&scope=openid+email", false, 200, "", true, "openid email"},
+		{"wrong password", "", "grant_type=password&username=alice&password=nope", false, 401, "SW_AUTH_INVALID_CREDENTIALS", true, "openid profile email"},
+		{"unknown user", "", "grant_type=password&username=mallory&password=alice-pw", false, 401, "SW_AUTH_INVALID_CREDENTIALS", true, "openid profile email"},
+		{"grant_type missing", "", "username=alice&password=alice-pw", false, 400, "SW_BAD_REQUEST", false, ""},
+		{"grant_type client_credentials", "", "grant_type=client_credentials&username=alice&password=alice-pw", false, 400, "SW_BAD_REQUEST", false, ""},
+		{"grant_type Password", "", "grant_type=Password&username=alice&password=alice-pw", false, 400, "SW_BAD_REQUEST", false, ""},
+		{"username missing", "", "grant_type=password&password=alice-pw", false, 400, "SW_BAD_REQUEST", false, ""},
+		{"username empty", "", `{"grant_type":"password","username":"","password":"alice-pw"}`, true, 400, "SW_BAD_REQUEST", false, ""},
+		{"password missing", "", "grant_type=password&username=alice", false, 400, "SW_BAD_REQUEST", false, ""},
+		{"password given twice", "", "grant_type=password&username=alice&password=a&password=b", false, 400, "SW_BAD_REQUEST", false, ""},
+		{"password in the query only", "?password=alice-pw", "grant_type=password&username=alice", false, 400, "SW_BAD_REQUEST", false, ""},
+	}
+	for _, tc := range tests {
+		before := f.tokenHits.Load()
+		hdr := []string{}
+		if tc.json {
+			hdr = []string{"Content-Type", "application/json"}
+		}
+		w := a.do("POST", "/v1/auth/token"+tc.query, tc.body, hdr...)
+		if tokCheck(t, "/v1/auth/token", tc.name, w, tc.wantStatus, tc.wantCode) && w.Code == 200 {
+			tokCheckTokens(t, "/v1/auth/token", tc.name, w)
+		}
+		called := f.tokenHits.Load() > before
+		if called != tc.wantIdP {
+			t.Errorf("POST /v1/auth/token (%s): token endpoint called = %v; want %v", tc.name, called, tc.wantIdP)
+		}
+		if called {
+			var form url.Values
+			f.set(func(f *fakeIDP) { form = f.lastForm })
+			if form.Get("grant_type") != "password" || form.Get("scope") != tc.wantScope {
+				t.Errorf("POST /v1/auth/token (%s): IdP got grant_type %q scope %q; want password, %q", tc.name, form.Get("grant_type"), form.Get("scope"), tc.wantScope)
+			}
+		}
+	}
+	// An ID token in the answer is verified.
+	evil := tokAnswer(200, f.tokTokens(f.idToken("", map[string]any{"aud": "another-client", "azp": nil})))
+	f.set(func(f *fakeIDP) { f.tokenFn = evil })
+	w := a.do("POST", "/v1/auth/token", "grant_type=password&username=alice&password=alice-pw")
+	tokCheck(t, "/v1/auth/token", "ID token for another client", w, 401, "SW_AUTH_OIDC_FAILED")
+	// Without an ID token the answer is still good.
+	noID := tokAnswer(200, f.tokTokens(""))
+	f.set(func(f *fakeIDP) { f.tokenFn = noID })
+	w = a.do("POST", "/v1/auth/token", "grant_type=password&username=alice&password=alice-pw")
+	if tokCheck(t, "/v1/auth/token", "no ID token", w, 200, "") {
+		tokCheckTokens(t, "/v1/auth/token", "no ID token", w)
+	}
+}
+
+// tokClock is a settable clock for the limiter.
+type tokClock struct{ offset atomic.Int64 }
+
+func (c *tokClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *tokClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+const (
+	tokRightPassword = "grant_type=password&username=alice&password=alice-pw"
+	tokWrongPassword = "grant_type=password&username=alice&password=wrong"
+)
+
+func TestPasswordRateLimitPerUser(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	var clock tokClock
+	a.srv.limiter.now = clock.now
+	ctx := context.Background()
+	// Each attempt from its own address, so only the per-user limit counts.
+	from := func(i int) string { return fmt.Sprintf("198.51.100.%d:4000", i+1) }
+	for i := range userFailLimit {
+		w := a.tokPost(ctx, from(i), "/v1/auth/token", tokWrongPassword)
+		tokCheck(t, "/v1/auth/token", fmt.Sprintf("wrong password %d of %d", i+1, userFailLimit), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	before := f.tokenHits.Load()
+	for _, tc := range []struct{ name, body string }{
+		{"right password after the limit", tokRightPassword},
+		{"username in other case", "grant_type=password&username=ALICE&password=alice-pw"},
+		{"wrong password after the limit", tokWrongPassword},
+	} {
+		w := a.tokPost(ctx, from(100), "/v1/auth/token", tc.body)
+		if tokCheck(t, "/v1/auth/token", tc.name, w, 429, "SW_RATE_LIMITED") {
+			if n := tokCheckRetryAfter(t, "/v1/auth/token", tc.name, w); n > int(failWindow/time.Second) {
+				t.Errorf("POST /v1/auth/token (%s): Retry-After %d; want at most the window, %d", tc.name, n, int(failWindow/time.Second))
+			}
+		}
+	}
+	if n := f.tokenHits.Load() - before; n != 0 {
+		t.Errorf("rate-limited attempts reached the IdP %d times; want 0", n)
+	}
+	// Another user is not affected.
+	w := a.tokPost(ctx, from(101), "/v1/auth/token", "grant_type=password&username=carol&password=x")
+	tokCheck(t, "/v1/auth/token", "another user", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	clock.advance(failWindow / 2)
+	w = a.tokPost(ctx, from(102), "/v1/auth/token", tokRightPassword)
+	if tokCheck(t, "/v1/auth/token", "half the window later", w, 429, "SW_RATE_LIMITED") {
+		if n := tokCheckRetryAfter(t, "/v1/auth/token", "half the window later", w); n > int(failWindow/time.Second)/2+1 {
+			t.Errorf("POST /v1/auth/token half the window later: Retry-After %d; want at most %d", n, int(failWindow/time.Second)/2+1)
+		}
+	}
+	clock.advance(failWindow/2 + time.Second)
+	w = a.tokPost(ctx, from(103), "/v1/auth/token", tokRightPassword)
+	tokCheck(t, "/v1/auth/token", "after the window", w, 200, "")
+}
+
+func TestPasswordRateLimitPerUserPerTenant(t *testing.T) {
+	t.Parallel()
+	f1, f2 := newFakeIDP(t), newFakeIDP(t)
+	t1, t2 := f1.tenantConfig(), f2.tenantConfig()
+	t1.ID, t1.Hosts = "one", []string{"one.example.com"}
+	t2.ID, t2.Hosts = "two", []string{"two.example.com"}
+	a := newTestApp(t, []tenantConfig{t1, t2})
+	for i := range userFailLimit {
+		w := a.tokPost(context.Background(), fmt.Sprintf("198.51.100.%d:1", i+1), "http://one.example.com/v1/auth/token", tokWrongPassword)
+		tokCheck(t, "/v1/auth/token", "tenant one, wrong password", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	w := a.tokPost(context.Background(), "198.51.100.50:1", "http://one.example.com/v1/auth/token", tokRightPassword)
+	tokCheck(t, "/v1/auth/token", "tenant one after the limit", w, 429, "SW_RATE_LIMITED")
+	w = a.tokPost(context.Background(), "198.51.100.51:1", "http://two.example.com/v1/auth/token", tokRightPassword)
+	tokCheck(t, "/v1/auth/token", "same username at tenant two", w, 200, "")
+}
+
+func TestPasswordSuccessClearsUserCount(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	from := func(i int) string { return fmt.Sprintf("203.0.113.%d:4000", i+1) }
+	ctx := context.Background()
+	for round := range 2 {
+		for i := range userFailLimit - 1 {
+			w := a.tokPost(ctx, from(i), "/v1/auth/token", tokWrongPassword)
+			tokCheck(t, "/v1/auth/token", fmt.Sprintf("round %d, wrong password %d", round, i+1), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+		}
+		// Had the first round's failures been kept, this would be over the limit.
+		w := a.tokPost(ctx, from(50), "/v1/auth/token", tokRightPassword)
+		tokCheck(t, "/v1/auth/token", fmt.Sprintf("round %d, right password", round), w, 200, "")
+	}
+}
+
+func TestPasswordRateLimitPerAddress(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	ctx := context.Background()
+	const attacker = "198.51.100.7:5555"
+	for i := range addrFailLimit {
+		w := a.tokPost(ctx, attacker, "/v1/auth/token", fmt.Sprintf("grant_type=password&username=user%d&password=guess", i))
+		tokCheck(t, "/v1/auth/token", fmt.Sprintf("guess %d of %d", i+1, addrFailLimit), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	before := f.tokenHits.Load()
+	for _, tc := range []struct{ name, remote, body string }{
+		{"new username from the address", attacker, "grant_type=password&username=fresh&password=guess"},
+		{"right password from the address", attacker, tokRightPassword},
+		{"same address, another port", "198.51.100.7:6666", tokRightPassword},
+	} {
+		w := a.tokPost(ctx, tc.remote, "/v1/auth/token", tc.body)
+		if tokCheck(t, "/v1/auth/token", tc.name, w, 429, "SW_RATE_LIMITED") {
+			tokCheckRetryAfter(t, "/v1/auth/token", tc.name, w)
+		}
+	}
+	if n := f.tokenHits.Load() - before; n != 0 {
+		t.Errorf("rate-limited attempts reached the IdP %d times; want 0", n)
+	}
+	w := a.tokPost(ctx, "198.51.100.8:5555", "/v1/auth/token", tokRightPassword)
+	tokCheck(t, "/v1/auth/token", "right password from another address", w, 200, "")
+}
+
+func TestPasswordRateLimitCountsOnlyRefusals(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	ctx := context.Background()
+	const from = "198.51.100.77:1"
+	// The IdP being down or refusing our client is no failed sign-in.
+	for _, tc := range []struct {
+		name       string
+		mode       string
+		answer     tokAnswerFn
+		wantStatus int
+		wantCode   string
+	}{
+		{"IdP 500", mode500, nil, 503, "SW_AUTH_IDP_UNAVAILABLE"},
+		{"IdP down", modeDown, nil, 503, "SW_AUTH_IDP_UNAVAILABLE"},
+		{"IdP invalid_client", modeOK, tokOAuthError(401, "invalid_client"), 500, "SW_INTERNAL"},
+	} {
+		f.set(func(f *fakeIDP) { f.tokenMode, f.tokenFn = tc.mode, tc.answer })
+		for range userFailLimit + 1 {
+			w := a.tokPost(ctx, from, "/v1/auth/token", tokWrongPassword)
+			tokCheck(t, "/v1/auth/token", tc.name, w, tc.wantStatus, tc.wantCode)
+		}
+	}
+	f.set(func(f *fakeIDP) { f.tokenMode, f.tokenFn = modeOK, nil })
+	// Nor is a good one: an office behind one NAT address signs in all day.
+	for i := range addrFailLimit + 5 {
+		w := a.tokPost(ctx, from, "/v1/auth/token", tokRightPassword)
+		if !tokCheck(t, "/v1/auth/token", fmt.Sprintf("sign-in %d from one address", i+1), w, 200, "") {
+			break
+		}
+	}
+}
+
+// TestPasswordRateLimitConcurrentAttempts: attempts in flight count, so a
+// burst of parallel guesses gets no more tries than a sequence would.
+func TestPasswordRateLimitConcurrentAttempts(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		limit  int
+		remote func(i int) string
+		body   func(i int) string
+	}{
+		{"one username, many addresses", userFailLimit,
+			func(i int) string { return fmt.Sprintf("198.51.100.%d:1", i+1) },
+			func(int) string { return tokWrongPassword }},
+		{"one address, many usernames", addrFailLimit,
+			func(int) string { return "198.51.100.200:1" },
+			func(i int) string { return fmt.Sprintf("grant_type=password&username=u%d&password=guess", i) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeIDP(t)
+			// A password check takes the IdP a while, as a real one's
+			// password hashing does.
+			f.set(func(f *fakeIDP) {
+				f.tokenFn = func(form url.Values, r *http.Request) (int, any) {
+					time.Sleep(50 * time.Millisecond)
+					return 400, map[string]string{"error": "invalid_grant"}
+				}
+			})
+			a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+			n := 3 * tc.limit
+			statuses := make([]int, n)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					<-start
+					statuses[i] = a.tokPost(context.Background(), tc.remote(i), "/v1/auth/token", tc.body(i)).Code
+				})
+			}
+			close(start)
+			wg.Wait()
+			var refused, limited int
+			for _, s := range statuses {
+				switch s {
+				case 401:
+					refused++
+				case 429:
+					limited++
+				}
+			}
+			if hits := f.tokenHits.Load(); hits > int64(tc.limit) || refused+limited != n {
+				t.Errorf("%d parallel wrong passwords: IdP asked %d times, %d answered 401, %d answered 429; want at most %d IdP calls and the rest 429",
+					n, hits, refused, limited, tc.limit)
+			}
+		})
+	}
+}
+
+func TestPasswordRateLimitForwardedFor(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTokTestApp(t, []string{"10.0.0.0/8"}, f.tenantConfig())
+	ctx := context.Background()
+	const proxy = "10.1.2.3:40000"
+	guess := func(i int) string { return fmt.Sprintf("grant_type=password&username=user%d&password=guess", i) }
+
+	// Behind the trusted proxy, the client named in X-Forwarded-For is limited.
+	for i := range addrFailLimit {
+		w := a.tokPost(ctx, proxy, "/v1/auth/token", guess(i), "X-Forwarded-For", "203.0.113.7")
+		tokCheck(t, "/v1/auth/token", "guess via the trusted proxy", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	w := a.tokPost(ctx, proxy, "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.7")
+	tokCheck(t, "/v1/auth/token", "limited client via the trusted proxy", w, 429, "SW_RATE_LIMITED")
+	w = a.tokPost(ctx, proxy, "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "192.0.2.99, 203.0.113.7")
+	tokCheck(t, "/v1/auth/token", "limited client prepends a spoofed hop", w, 429, "SW_RATE_LIMITED")
+	w = a.tokPost(ctx, "10.9.9.9:1", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.7, 10.1.2.3")
+	tokCheck(t, "/v1/auth/token", "limited client via two trusted proxies", w, 429, "SW_RATE_LIMITED")
+	w = a.tokPost(ctx, proxy, "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.8")
+	tokCheck(t, "/v1/auth/token", "another client via the same proxy", w, 200, "")
+
+	// An untrusted peer's X-Forwarded-For is ignored: inventing a new
+	// address for each guess does not escape the limit.
+	const attacker = "198.51.100.9:1"
+	for i := range addrFailLimit {
+		w := a.tokPost(ctx, attacker, "/v1/auth/token", guess(100+i), "X-Forwarded-For", fmt.Sprintf("192.0.2.%d", i+1))
+		tokCheck(t, "/v1/auth/token", "guess with a spoofed X-Forwarded-For", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	w = a.tokPost(ctx, attacker, "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "192.0.2.200")
+	tokCheck(t, "/v1/auth/token", "spoofing peer after the limit", w, 429, "SW_RATE_LIMITED")
+	// ... and the spoofed addresses were not charged.
+	w = a.tokPost(ctx, proxy, "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "192.0.2.1")
+	tokCheck(t, "/v1/auth/token", "an address the attacker spoofed", w, 200, "")
+}
+
+func TestPasswordRateLimitIgnoresForwardedForByDefault(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	for i := range addrFailLimit {
+		w := a.tokPost(context.Background(), "10.1.2.3:1", "/v1/auth/token", fmt.Sprintf("grant_type=password&username=user%d&password=guess", i),
+			"X-Forwarded-For", fmt.Sprintf("203.0.113.%d", i+1))
+		tokCheck(t, "/v1/auth/token", "guess, no trusted proxies", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	w := a.tokPost(context.Background(), "10.1.2.3:1", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.200")
+	tokCheck(t, "/v1/auth/token", "no trusted proxies, after the limit", w, 429, "SW_RATE_LIMITED")
+}
+
+func TestClientAddr(t *testing.T) {
+	t.Parallel()
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:ffff::/48")}
+	tests := []struct {
+		name    string
+		remote  string
+		xff     []string // X-Forwarded-For headers, in order
+		trusted []netip.Prefix
+		want    string // "" for the invalid address
+	}{
+		{"no header", "203.0.113.1:1234", nil, trusted, "203.0.113.1"},
+		{"spoofed header from an untrusted peer", "203.0.113.1:1234", []string{"192.0.2.1"}, trusted, "203.0.113.1"},
+		{"header from a proxy, no trusted proxies configured", "10.0.0.1:1234", []string{"192.0.2.1"}, nil, "10.0.0.1"},
+		{"trusted proxy", "10.0.0.1:1234", []string{"192.0.2.1"}, trusted, "192.0.2.1"},
+		{"trusted proxy, client prepends a spoof", "10.0.0.1:1234", []string{"198.51.100.66, 192.0.2.1"}, trusted, "192.0.2.1"},
+		{"chain of trusted proxies", "10.0.0.1:1234", []string{"192.0.2.1, 10.0.0.3, 10.0.0.2"}, trusted, "192.0.2.1"},
+		{"chain over two headers", "10.0.0.1:1234", []string{"198.51.100.66, 192.0.2.1", "10.0.0.2"}, trusted, "192.0.2.1"},
+		{"only trusted hops", "10.0.0.1:1234", []string{"10.0.0.3, 10.0.0.2"}, trusted, "10.0.0.3"},
+		{"empty header from a trusted proxy", "10.0.0.1:1234", []string{""}, trusted, "10.0.0.1"},
+		{"garbage hop right of the client", "10.0.0.1:1234", []string{"192.0.2.1, garbage, 10.0.0.2"}, trusted, "10.0.0.2"},
+		{"garbage hop as the only hop", "10.0.0.1:1234", []string{"garbage"}, trusted, "10.0.0.1"},
+		{"garbage left of the client", "10.0.0.1:1234", []string{"garbage, 192.0.2.1"}, trusted, "192.0.2.1"},
+		{"hop written as address:port", "10.0.0.1:1234", []string{"192.0.2.1:50312"}, trusted, "192.0.2.1"},
+		{"IPv6 hop with a port", "10.0.0.1:1234", []string{"[2001:db8::1]:443"}, trusted, "2001:db8::1"},
+		{"spaces around hops", "10.0.0.1:1234", []string{"  192.0.2.1 ,10.0.0.2  "}, trusted, "192.0.2.1"},
+		{"IPv4-mapped trusted peer", "[::ffff:10.0.0.1]:1234", []string{"192.0.2.1"}, trusted, "192.0.2.1"},
+		{"IPv4-mapped client hop", "10.0.0.1:1234", []string{"::ffff:192.0.2.1"}, trusted, "192.0.2.1"},
+		{"IPv6 trusted proxy", "[2001:db8:ffff::1]:443", []string{"2001:db8:1::5"}, trusted, "2001:db8:1::5"},
+		{"IPv6 untrusted peer", "[2001:db8:1::1]:443", []string{"192.0.2.1"}, trusted, "2001:db8:1::1"},
+		{"remote address without a port", "203.0.113.1", nil, trusted, "203.0.113.1"},
+		{"unparseable remote address", "@pipe", []string{"192.0.2.1"}, trusted, ""},
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tc.remote
+		for _, h := range tc.xff {
+			r.Header.Add("X-Forwarded-For", h)
+		}
+		got := clientAddr(r, tc.trusted)
+		want := netip.Addr{}
+		if tc.want != "" {
+			want = netip.MustParseAddr(tc.want)
+		}
+		if got != want {
+			t.Errorf("clientAddr (%s): %v; want %v", tc.name, got, want)
+		}
+	}
+}
+
+func TestFailCounterBounded(t *testing.T) {
+	t.Parallel()
+	const limit, maxKeys = 3, 100
+	c := newFailCounter(limit, time.Minute, maxKeys)
+	now := time.Now()
+	for i := range 5 {
+		for range limit {
+			c.add(fmt.Sprintf("blocked-%d", i), now)
+		}
+	}
+	for i := range 50 * maxKeys {
+		c.add(fmt.Sprintf("flood-%d", i), now)
+		if n := c.len(); n > maxKeys {
+			t.Fatalf("after %d distinct keys the counter holds %d entries; want at most %d", i+1, n, maxKeys)
+		}
+	}
+	// A flood of single failures must not buy back a blocked key's attempts.
+	for i := range 5 {
+		if c.wait(fmt.Sprintf("blocked-%d", i), now) <= 0 {
+			t.Errorf("blocked-%d is no longer blocked after a flood of other keys", i)
+		}
+	}
+	// Once the window is over, nothing is blocked and expired entries go first.
+	later := now.Add(time.Minute)
+	if w := c.wait("blocked-0", later); w != 0 {
+		t.Errorf("blocked-0 after its window: wait %v; want 0", w)
+	}
+	for i := range maxKeys {
+		c.add(fmt.Sprintf("later-%d", i), later)
+	}
+	if n := c.len(); n > maxKeys {
+		t.Errorf("after the window the counter holds %d entries; want at most %d", n, maxKeys)
+	}
+	if w := c.wait("later-0", later); w != 0 {
+		t.Errorf("later-0 after one failure: wait %v; want 0", w)
+	}
+
+	// When every entry is at its limit, the table still stays bounded.
+	full := newFailCounter(limit, time.Minute, maxKeys)
+	for i := range 5 * maxKeys {
+		for range limit {
+			full.add(fmt.Sprintf("blocked-%d", i), now)
+		}
+		if n := full.len(); n > maxKeys {
+			t.Fatalf("after %d blocked keys the counter holds %d entries; want at most %d", i+1, n, maxKeys)
+		}
+	}
+
+	// The limiter's tables are such counters, bounded as configured.
+	l := newLoginLimiter()
+	for _, tc := range []struct {
+		name       string
+		c          *failCounter
+		limit, max int
+	}{
+		{"users", l.users, userFailLimit, maxFailEntries},
+		{"addrs", l.addrs, addrFailLimit, maxFailEntries},
+	} {
+		if tc.c.limit != tc.limit || tc.c.max != tc.max || tc.c.window != failWindow {
+			t.Errorf("login limiter %s: limit %d, max %d, window %v; want %d, %d, %v", tc.name, tc.c.limit, tc.c.max, tc.c.window, tc.limit, tc.max, failWindow)
+		}
+	}
+}
+
+// --- /v1/auth/refresh ---
+
+func TestRefreshRotation(t *testing.T) {
+	t.Parallel()
+	off, on := false, true
+	tests := []struct {
+		name       string
+		rotation   *bool
+		idpRefresh string // "" means the IdP returns none
+		want       string
+	}{
+		{"rotation by default", nil, "rt-new", "rt-new"},
+		{"rotation on", &on, "rt-new", "rt-new"},
+		{"rotation off", &off, "rt-new", "rt-sent"},
+		{"IdP returns none", nil, "", "rt-sent"},
+		{"IdP returns none, rotation off", &off, "", "rt-sent"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeIDP(t)
+			cfg := f.tenantConfig()
+			cfg.Features.Auth.RefreshTokenRotation = tc.rotation
+			a := newTestApp(t, []tenantConfig{cfg})
+			answer := f.tokTokens(f.idToken(""))
+			delete(answer, "refresh_token")
+			if tc.idpRefresh != "" {
+				answer["refresh_token"] = tc.idpRefresh
+			}
+			f.set(func(f *fakeIDP) { f.tokenFn = tokAnswer(200, answer) })
+			for _, attempt := range []string{"first", "replayed"} {
+				w := a.do("POST", "/v1/auth/refresh", "refresh_token=rt-sent")
+				if !tokCheck(t, "/v1/auth/refresh", tc.name+", "+attempt, w, 200, "") {
+					return
+				}
+				d := tokCheckTokens(t, "/v1/auth/refresh", tc.name+", "+attempt, w)
+				if d["refresh_token"] != tc.want {
+					t.Errorf("POST /v1/auth/refresh (%s, %s): refresh_token %v; want %s", tc.name, attempt, d["refresh_token"], tc.want)
+				}
+				if d["access_token"] != answer["access_token"] || d["id_token"] != answer["id_token"] {
+					t.Errorf("POST /v1/auth/refresh (%s, %s): tokens are not the IdP's", tc.name, attempt)
+				}
+			}
+			var form url.Values
+			f.set(func(f *fakeIDP) { form = f.lastForm })
+			if form.Get("grant_type") != "refresh_token" || form.Get("refresh_token") != "rt-sent" {
+				t.Errorf("POST /v1/auth/refresh (%s): IdP got %v", tc.name, form)
+			}
+		})
+	}
+}
+
+func TestRefreshErrors(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	evilKey := newTestKey(t, jose.RS256, "k1", 2)
+	past := time.Now().Add(-10 * time.Minute).Unix()
+	answer := func(idToken string) tokAnswerFn { return tokAnswer(200, f.tokTokens(idToken)) }
+	tests := []struct {
+		name       string
+		query      string // appended to the path
+		body       string
+		answer     tokAnswerFn // nil: defaultToken
+		wantStatus int
+		wantCode   string
+		wantIdP    bool
+	}{
+		{"missing refresh_token", "", "scope=openid", nil, 400, "SW_BAD_REQUEST", false},
+		{"empty refresh_token", "", "refresh_token=", nil, 400, "SW_BAD_REQUEST", false},
+		{"refresh_token given twice", "", "refresh_token=rt-good&refresh_token=rt-good", nil, 400, "SW_BAD_REQUEST", false},
+		{"refresh token in the query only", "?refresh_token=rt-good", "", nil, 400, "SW_BAD_REQUEST", false},
+		{"IdP invalid_grant", "", "refresh_token=rt-unknown", nil, 401, "SW_AUTH_REFRESH_FAILED", true},
+		{"ID token: bad signature", "", "refresh_token=rt-1", answer(signWith(t, evilKey, f.idClaims(""), nil)), 401, "SW_AUTH_REFRESH_FAILED", true},
+		{"ID token: wrong audience", "", "refresh_token=rt-2", answer(f.idToken("", map[string]any{"aud": "another-client", "azp": nil})), 401, "SW_AUTH_REFRESH_FAILED", true},
+		{"ID token: wrong issuer", "", "refresh_token=rt-3", answer(f.idToken("", map[string]any{"iss": "https://evil.example"})), 401, "SW_AUTH_REFRESH_FAILED", true},
+		{"ID token: expired", "", "refresh_token=rt-4", answer(f.idToken("", map[string]any{"exp": past, "iat": past - 300})), 401, "SW_AUTH_REFRESH_FAILED", true},
+		{"ID token: missing sub", "", "refresh_token=rt-5", answer(f.idToken("", map[string]any{"sub": nil})), 401, "SW_AUTH_REFRESH_FAILED", true},
+		{"ID token: valid", "", "refresh_token=rt-6", answer(f.idToken("")), 200, "", true},
+		{"no ID token", "", "refresh_token=rt-7", answer(""), 200, "", true},
+	}
+	for _, tc := range tests {
+		f.set(func(f *fakeIDP) { f.tokenFn = tc.answer })
+		before := f.tokenHits.Load()
+		w := a.do("POST", "/v1/auth/refresh"+tc.query, tc.body)
+		if tokCheck(t, "/v1/auth/refresh", tc.name, w, tc.wantStatus, tc.wantCode) && w.Code == 200 {
+			tokCheckTokens(t, "/v1/auth/refresh", tc.name, w)
+		}
+		if called := f.tokenHits.Load() > before; called != tc.wantIdP {
+			t.Errorf("POST /v1/auth/refresh (%s): token endpoint called = %v; want %v", tc.name, called, tc.wantIdP)
+		}
+	}
+}
+
+func TestRefreshScope(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	noID := tokAnswer(200, f.tokTokens(""))
+	f.set(func(f *fakeIDP) { f.tokenFn = noID })
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	tests := []struct {
+		name, body string
+		wantScope  string // "" means absent
+	}{
+		{"scope given", "refresh_token=rt-a&scope=openid+email", "openid email"},
+		{"scope given (JSON)", `{"refresh_token":"rt-b","scope":"openid"}`, "openid"},
+		{"no scope", "refresh_token=rt-c", ""},
+	}
+	for _, tc := range tests {
+		hdr := []string{}
+		if strings.HasPrefix(tc.body, "{") {
+			hdr = []string{"Content-Type", "application/json"}
+		}
+		w := a.do("POST", "/v1/auth/refresh", tc.body, hdr...)
+		tokCheck(t, "/v1/auth/refresh", tc.name, w, 200, "")
+		var form url.Values
+		f.set(func(f *fakeIDP) { form = f.lastForm })
+		if form.Get("scope") != tc.wantScope || form.Has("scope") != (tc.wantScope != "") {
+			t.Errorf("POST /v1/auth/refresh (%s): IdP got scope %q (present %v); want %q", tc.name, form.Get("scope"), form.Has("scope"), tc.wantScope)
+		}
+	}
+	// The same token with another scope is another request to the IdP.
+	before := f.tokenHits.Load()
+	a.do("POST", "/v1/auth/refresh", "refresh_token=rt-a&scope=openid")
+	if f.tokenHits.Load() == before {
+		t.Errorf("POST /v1/auth/refresh with another scope was answered from the replay of the first")
+	}
+}
+
+// tokOneTimeRefresh is a token endpoint that, like Keycloak with refresh
+// token reuse detection, accepts the refresh token rt only once; each call
+// takes delay. calls counts the calls.
+func (f *fakeIDP) tokOneTimeRefresh(rt string, delay time.Duration, calls *atomic.Int64) tokAnswerFn {
+	var used atomic.Bool
+	return func(form url.Values, r *http.Request) (int, any) {
+		n := calls.Add(1)
+		time.Sleep(delay)
+		if form.Get("refresh_token") != rt || used.Swap(true) {
+			return 400, map[string]string{"error": "invalid_grant", "error_description": "Maximum allowed refresh token reuse exceeded"}
+		}
+		return 200, map[string]any{
+			"access_token":  f.accessToken(map[string]any{"jti": fmt.Sprintf("at-%d", n)}),
+			"token_type":    "Bearer",
+			"expires_in":    300,
+			"refresh_token": fmt.Sprintf("rt-rotated-%d", n),
+			"id_token":      f.idToken(""),
+		}
+	}
+}
+
+func TestRefreshConcurrentRotation(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	var calls atomic.Int64
+	f.set(func(f *fakeIDP) { f.tokenFn = f.tokOneTimeRefresh("rt-once", 100*time.Millisecond, &calls) })
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+
+	const n = 20
+	type result struct {
+		status          int
+		code            string
+		access, refresh string
+		noStore         bool
+	}
+	results := make([]result, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			w := a.do("POST", "/v1/auth/refresh", "refresh_token=rt-once")
+			var e envelope
+			json.Unmarshal(w.Body.Bytes(), &e)
+			r := result{status: w.Code, noStore: w.Header().Get("Cache-Control") == "no-store"}
+			if e.Error != nil {
+				r.code = e.Error.Code
+			}
+			r.access, _ = e.Data["access_token"].(string)
+			r.refresh, _ = e.Data["refresh_token"].(string)
+			results[i] = r
+		})
+	}
+	close(start)
+	wg.Wait()
+	if c := calls.Load(); c != 1 {
+		t.Errorf("%d concurrent refreshes with one token made %d IdP calls; want 1", n, c)
+	}
+	first := results[0]
+	for i, r := range results {
+		if r.status != 200 || !r.noStore {
+			t.Errorf("concurrent POST /v1/auth/refresh #%d = %d %s (no-store %v); want 200", i, r.status, r.code, r.noStore)
+			continue
+		}
+		if r.access == "" || r.access != first.access || r.refresh != first.refresh {
+			t.Errorf("concurrent POST /v1/auth/refresh #%d got tokens (%.20s…, %s); #0 got (%.20s…, %s); want the same", i, r.access, r.refresh, first.access, first.refresh)
+		}
+	}
+	if first.refresh != "rt-rotated-1" {
+		t.Errorf("concurrent refreshes returned refresh token %q; want the rotated rt-rotated-1", first.refresh)
+	}
+
+	// A repeat within the replay window (a retry, a late tab) gets the same
+	// answer without asking the IdP, which would call it a reuse.
+	w := a.do("POST", "/v1/auth/refresh", "refresh_token=rt-once")
+	if tokCheck(t, "/v1/auth/refresh", "repeat within the replay window", w, 200, "") {
+		d := tokCheckTokens(t, "/v1/auth/refresh", "repeat within the replay window", w)
+		if d["access_token"] != first.access || d["refresh_token"] != first.refresh {
+			t.Errorf("POST /v1/auth/refresh repeated within the window: other tokens than the first answer")
+		}
+	}
+	if c := calls.Load(); c != 1 {
+		t.Errorf("a repeat within the replay window made the IdP calls %d; want 1", c)
+	}
+
+	// After the window the answer is gone, and the IdP has its say.
+	p := a.srv.tenants[0].prov
+	p.now = func() time.Time { return time.Now().Add(refreshReplayWindow + time.Second) }
+	w = a.do("POST", "/v1/auth/refresh", "refresh_token=rt-once")
+	tokCheck(t, "/v1/auth/refresh", "repeat after the replay window", w, 401, "SW_AUTH_REFRESH_FAILED")
+	if c := calls.Load(); c != 2 {
+		t.Errorf("a repeat after the replay window made the IdP calls %d; want 2", c)
+	}
+}
+
+func TestRefreshFailuresAreNotReplayed(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		first      tokAnswerFn
+		wantStatus int
+		wantCode   string
+	}{
+		{"IdP 500", tokOAuthError(500, "server_error"), 503, "SW_AUTH_IDP_UNAVAILABLE"},
+		{"IdP invalid_grant", tokOAuthError(400, "invalid_grant"), 401, "SW_AUTH_REFRESH_FAILED"},
+		{"IdP invalid_client", tokOAuthError(401, "invalid_client"), 500, "SW_INTERNAL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeIDP(t)
+			var calls atomic.Int64
+			f.set(func(f *fakeIDP) {
+				f.tokenFn = func(form url.Values, r *http.Request) (int, any) {
+					if calls.Add(1) == 1 {
+						return tc.first(form, r)
+					}
+					return 200, f.tokTokens(f.idToken(""))
+				}
+			})
+			a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+			w := a.do("POST", "/v1/auth/refresh", "refresh_token=rt-flaky")
+			tokCheck(t, "/v1/auth/refresh", tc.name+", first try", w, tc.wantStatus, tc.wantCode)
+			w = a.do("POST", "/v1/auth/refresh", "refresh_token=rt-flaky")
+			tokCheck(t, "/v1/auth/refresh", tc.name+", retry", w, 200, "")
+			if c := calls.Load(); c != 2 {
+				t.Errorf("POST /v1/auth/refresh (%s): a retry after a failure made %d IdP calls in all; want 2", tc.name, c)
+			}
+		})
+	}
+}
+
+// --- response hygiene ---
+
+func TestTokenEndpointErrorsHoldNoSecrets(t *testing.T) {
+	t.Parallel()
+	const (
+		secretCode     = "c0de-SENSITIVE-7f3a"
+		secretPassword = "pa55-SENSITIVE-91bc"
+		secretRefresh  = "rt-SENSITIVE-4d2e"
+	)
+	// A careless IdP that echoes what it was sent, secret included, in its
+	// error answers.
+	echo := func(status int, code string) tokAnswerFn {
+		return func(form url.Values, r *http.Request) (int, any) {
+			all := form.Encode() + " " + r.Header.Get("Authorization") + " " + testClientSecret
+			return status, map[string]string{"error": code, "error_description": all, "error_uri": "https://idp.example/e?" + all}
+		}
+	}
+	f := newFakeIDP(t)
+	cfg := f.tenantConfig()
+	off := cfg
+	off.ID, off.Hosts = "off", []string{"off.example.com"}
+	off.Features.Auth.PasswordGrantEnabled = false
+	cfg.Hosts = []string{"on.example.com"}
+	a := newTestApp(t, []tenantConfig{cfg, off})
+	login := "code=" + secretCode + "&code_verifier=" + tokVerifier
+	password := "grant_type=password&username=alice&password=" + secretPassword
+	refresh := "refresh_token=" + secretRefresh
+	tests := []struct {
+		name, path, body string
+		answer           tokAnswerFn
+		mode             string
+	}{
+		{"login, IdP invalid_grant", "/v1/auth/login", login, echo(400, "invalid_grant"), ""},
+		{"login, IdP invalid_client", "/v1/auth/login", login, echo(401, "invalid_client"), ""},
+		{"login, IdP 500", "/v1/auth/login", login, echo(500, "server_error"), ""},
+		{"login, IdP 400 without error", "/v1/auth/login", login, echo(400, ""), ""},
+		{"login, IdP garbage", "/v1/auth/login", login, nil, modeGarbage},
+		{"login, redirect mismatch", "/v1/auth/login", login + "&redirect_uri=https://evil.example/" + secretCode, nil, ""},
+		{"login, bad verifier", "/v1/auth/login", "code=" + secretCode + "&code_verifier=" + secretCode, nil, ""},
+		{"login, code twice", "/v1/auth/login?code=" + secretCode, "code=" + secretCode + "x", nil, ""},
+		{"login, evil ID token", "/v1/auth/login", login + "&nonce=" + secretCode, tokAnswer(200, f.tokTokens(f.idToken("other"))), ""},
+		{"token, IdP invalid_grant", "/v1/auth/token", password, echo(400, "invalid_grant"), ""},
+		{"token, IdP unauthorized_client", "/v1/auth/token", password, echo(400, "unauthorized_client"), ""},
+		{"token, IdP 503", "/v1/auth/token", password, echo(503, "temporarily_unavailable"), ""},
+		{"token, password twice", "/v1/auth/token", password + "&password=" + secretPassword, nil, ""},
+		{"token, disabled", "http://off.example.com/v1/auth/token", password, nil, ""},
+		{"token, JSON with a number", "/v1/auth/token", `{"password":"` + secretPassword + `","username":1}`, nil, ""},
+		{"refresh, IdP invalid_grant", "/v1/auth/refresh", refresh, echo(400, "invalid_grant"), ""},
+		{"refresh, IdP invalid_request", "/v1/auth/refresh", refresh, echo(400, "invalid_request"), ""},
+		{"refresh, IdP invalid_client", "/v1/auth/refresh", refresh, echo(401, "invalid_client"), ""},
+		{"refresh, IdP 502", "/v1/auth/refresh", refresh, echo(502, "bad_gateway"), ""},
+		{"refresh, IdP huge", "/v1/auth/refresh", refresh, nil, modeHuge},
+		{"refresh, given twice", "/v1/auth/refresh", refresh + "&refresh_token=" + secretRefresh, nil, ""},
+	}
+	forbidden := []string{secretCode, secretPassword, secretRefresh, testClientSecret, url.QueryEscape(testClientSecret), "s3cret", "SENSITIVE"}
+	for _, tc := range tests {
+		f.set(func(f *fakeIDP) { f.tokenFn, f.tokenMode = tc.answer, tc.mode })
+		hdr := []string{}
+		if strings.HasPrefix(tc.body, "{") {
+			hdr = []string{"Content-Type", "application/json"}
+		}
+		target := tc.path
+		if !strings.HasPrefix(target, "http") {
+			target = "http://on.example.com" + target
+		}
+		w := a.do("POST", target, tc.body, hdr...)
+		if w.Code < 400 {
+			t.Errorf("POST %s (%s) = %d; want an error", tc.path, tc.name, w.Code)
+			continue
+		}
+		raw := w.Body.String()
+		for _, s := range forbidden {
+			if strings.Contains(raw, s) {
+				t.Errorf("POST %s (%s) = %d: body holds %q: %s", tc.path, tc.name, w.Code, s, raw)
+			}
+		}
+		for name, vs := range w.Header() {
+			for _, v := range vs {
+				for _, s := range forbidden {
+					if strings.Contains(v, s) {
+						t.Errorf("POST %s (%s): header %s holds %q", tc.path, tc.name, name, s)
+					}
+				}
+			}
+		}
+	}
+}
+
+// --- end to end, against the development IdP ---
+
+var (
+	tokFormTag  = regexp.MustCompile(`(?is)<form\b[^>]*>`)
+	tokInputTag = regexp.MustCompile(`(?is)<input\b[^>]*>`)
+	tokAttr     = regexp.MustCompile(`([a-zA-Z_:-]+)\s*=\s*"([^"]*)"`)
+)
+
+func tokAttrs(tag string) map[string]string {
+	m := map[string]string{}
+	for _, a := range tokAttr.FindAllStringSubmatch(tag, -1) {
+		m[strings.ToLower(a[1])] = html.UnescapeString(a[2])
+	}
+	return m
+}
+
+// tokBrowser is a browser for the code flow: it shows the login page of the
+// authorization URL, fills in the form and submits it, and returns where the
+// IdP redirected to. It follows no redirects, so that the redirect to the
+// (unreachable) redirect URI can be read.
+func tokBrowser(t *testing.T, authURL *url.URL, username, password string) *url.URL {
+	t.Helper()
+	client := &http.Client{
+		Timeout:       5 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.Get(authURL.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET %s = %d %s; want the login page", authURL, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	formTag := tokFormTag.FindString(string(page))
+	if formTag == "" {
+		t.Fatalf("login page has no form: %s", page)
+	}
+	fa := tokAttrs(formTag)
+	if !strings.EqualFold(fa["method"], "post") {
+		t.Fatalf("login form method %q; want post", fa["method"])
+	}
+	action, err := authURL.Parse(fa["action"])
+	if err != nil {
+		t.Fatalf("login form action %q: %v", fa["action"], err)
+	}
+	form := url.Values{}
+	visible := map[string]bool{}
+	for _, tag := range tokInputTag.FindAllString(string(page), -1) {
+		ia := tokAttrs(tag)
+		if strings.EqualFold(ia["type"], "hidden") {
+			form.Add(ia["name"], ia["value"])
+		} else {
+			visible[ia["name"]] = true
+		}
+	}
+	if !visible["username"] || !visible["password"] {
+		t.Fatalf("login form has inputs %v; want username and password", visible)
+	}
+	form.Set("username", username)
+	form.Set("password", password)
+	resp, err = client.PostForm(action.String(), form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther && resp.StatusCode != http.StatusFound {
+		t.Fatalf("POST %s (login form) = %d; want a redirect: %s", action, resp.StatusCode, body)
+	}
+	loc, err := resp.Location()
+	if err != nil {
+		t.Fatalf("login redirect: %v", err)
+	}
+	return loc
+}
+
+// tokRandom is a random base64url string of n bytes.
+func tokRandom(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func TestE2ECodeFlowWithDevIDP(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewUnstartedServer(nil)
+	d, err := newDevIDP("http://"+srv.Listener.Addr().String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = d.Handler()
+	srv.Start()
+	t.Cleanup(srv.Close)
+	if srv.URL != d.issuer {
+		t.Fatalf("dev IdP issuer %q; server at %q", d.issuer, srv.URL)
+	}
+	const redirectURI = "http://127.0.0.1:1/cb"
+	a := newTestApp(t, []tenantConfig{{
+		ID:           "dev",
+		Issuer:       srv.URL,
+		ClientID:     devClientID,
+		ClientSecret: devClientSecret,
+		RedirectURI:  redirectURI,
+		Scopes:       []string{"openid", "profile", "email", "offline_access"},
+	}})
+	alice := devUsers()[0]
+
+	// The client bootstraps from /v1/auth/config.
+	w := a.do("GET", "/v1/auth/config", "")
+	if w.Code != 200 {
+		t.Fatalf("GET /v1/auth/config = %d %s", w.Code, w.Body)
+	}
+	cfg := decode(t, w).Data
+	if cfg["client_id"] != devClientID || cfg["redirect_uri"] != redirectURI || cfg["issuer"] != srv.URL {
+		t.Fatalf("GET /v1/auth/config: %v", cfg)
+	}
+	methods, _ := cfg["code_challenge_methods_supported"].([]any)
+	if len(methods) == 0 || methods[0] != "S256" {
+		t.Fatalf("GET /v1/auth/config: code_challenge_methods_supported %v; want S256", cfg["code_challenge_methods_supported"])
+	}
+	var scopes []string
+	for _, s := range cfg["scopes_supported"].([]any) {
+		scopes = append(scopes, s.(string))
+	}
+
+	// signIn runs the browser part and returns the code, and the verifier
+	// and nonce it was bound to.
+	signIn := func(user devUser) (authCode, verifier, nonce string) {
+		t.Helper()
+		verifier, nonce = tokRandom(32), tokRandom(16)
+		state := tokRandom(16)
+		sum := sha256.Sum256([]byte(verifier))
+		authURL, err := url.Parse(cfg["authorization_endpoint"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := authURL.Query()
+		q.Set("response_type", "code")
+		q.Set("client_id", cfg["client_id"].(string))
+		q.Set("redirect_uri", cfg["redirect_uri"].(string))
+		q.Set("scope", strings.Join(scopes, " "))
+		q.Set("state", state)
+		q.Set("nonce", nonce)
+		q.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
+		q.Set("code_challenge_method", "S256")
+		authURL.RawQuery = q.Encode()
+		loc := tokBrowser(t, authURL, user.Username, user.Password)
+		lq := loc.Query()
+		if got := loc.Scheme + "://" + loc.Host + loc.Path; got != redirectURI {
+			t.Fatalf("the IdP redirected to %s; want %s", got, redirectURI)
+		}
+		if lq.Get("error") != "" {
+			t.Fatalf("the IdP redirected with error %s: %s", lq.Get("error"), lq.Get("error_description"))
+		}
+		if lq.Get("state") != state {
+			t.Fatalf("redirect state %q; want %q", lq.Get("state"), state)
+		}
+		if iss := lq.Get("iss"); iss != "" && iss != srv.URL {
+			t.Fatalf("redirect iss %q; want %q", iss, srv.URL)
+		}
+		if authCode = lq.Get("code"); authCode == "" {
+			t.Fatalf("no code in the redirect %s", loc)
+		}
+		return authCode, verifier, nonce
+	}
+
+	authCode, verifier, nonce := signIn(alice)
+	w = a.do("POST", "/v1/auth/login", url.Values{
+		"code": {authCode}, "code_verifier": {verifier}, "redirect_uri": {redirectURI}, "nonce": {nonce},
+	}.Encode())
+	if !tokCheck(t, "/v1/auth/login", "code from the dev IdP", w, 200, "") {
+		t.FailNow()
+	}
+	login := tokCheckTokens(t, "/v1/auth/login", "code from the dev IdP", w)
+	rt1, _ := login["refresh_token"].(string)
+	if rt1 == "" || login["id_token"] == nil {
+		t.Fatalf("POST /v1/auth/login: data %v; want a refresh token (offline_access) and an ID token", login)
+	}
+
+	w = a.register(login["access_token"].(string))
+	if w.Code != 200 {
+		t.Fatalf("POST /v1/auth/register = %d %s", w.Code, w.Body)
+	}
+	part := decode(t, w).Data
+	pid, _ := part["participant_id"].(string)
+	if pid == "" || part["tenant_id"] != "dev" || part["display_name"] != alice.Name || part["email"] != alice.Email {
+		t.Errorf("POST /v1/auth/register: %v; want %s's participant", part, alice.Username)
+	}
+
+	w = a.do("POST", "/v1/auth/refresh", url.Values{"refresh_token": {rt1}}.Encode())
+	if !tokCheck(t, "/v1/auth/refresh", "refresh token from the dev IdP", w, 200, "") {
+		t.FailNow()
+	}
+	refreshed := tokCheckTokens(t, "/v1/auth/refresh", "refresh token from the dev IdP", w)
+	if refreshed["access_token"] == login["access_token"] || refreshed["refresh_token"] == rt1 || refreshed["refresh_token"] == "" {
+		t.Errorf("POST /v1/auth/refresh: got the old tokens back; want new ones (the dev IdP rotates)")
+	}
+	w = a.register(refreshed["access_token"].(string))
+	if w.Code != 200 || decode(t, w).Data["participant_id"] != pid {
+		t.Errorf("POST /v1/auth/register with the refreshed token = %d %v; want 200 and participant %s", w.Code, decode(t, w).Data, pid)
+	}
+
+	// A second tab refreshing with the old token within the replay window
+	// gets the same answer; the dev IdP, which rotates, would refuse it.
+	calls := d.tokenRequests()
+	w = a.do("POST", "/v1/auth/refresh", url.Values{"refresh_token": {rt1}}.Encode())
+	if tokCheck(t, "/v1/auth/refresh", "old refresh token within the window", w, 200, "") {
+		if again := decode(t, w).Data; again["access_token"] != refreshed["access_token"] || again["refresh_token"] != refreshed["refresh_token"] {
+			t.Errorf("POST /v1/auth/refresh repeated: other tokens than the first answer")
+		}
+	}
+	if d.tokenRequests() != calls {
+		t.Errorf("POST /v1/auth/refresh repeated within the window reached the IdP")
+	}
+
+	// The code is used up: a replay is the IdP's refusal, not a 5xx. (The
+	// dev IdP, as RFC 6749 §4.1.2 asks, then also revokes the session's
+	// refresh tokens, so this comes after the refresh.)
+	w = a.do("POST", "/v1/auth/login", url.Values{"code": {authCode}, "code_verifier": {verifier}, "nonce": {nonce}}.Encode())
+	tokCheck(t, "/v1/auth/login", "replayed code", w, 401, "SW_AUTH_OIDC_FAILED")
+
+	// The ID token binds the nonce the client sent.
+	bob := devUsers()[1]
+	authCode, verifier, _ = signIn(bob)
+	w = a.do("POST", "/v1/auth/login", url.Values{"code": {authCode}, "code_verifier": {verifier}, "nonce": {"another-nonce"}}.Encode())
+	tokCheck(t, "/v1/auth/login", "nonce of another sign-in", w, 401, "SW_AUTH_OIDC_FAILED")
+	// And the code its PKCE verifier.
+	authCode, _, nonce = signIn(bob)
+	w = a.do("POST", "/v1/auth/login", url.Values{"code": {authCode}, "code_verifier": {tokVerifier}, "nonce": {nonce}}.Encode())
+	tokCheck(t, "/v1/auth/login", "verifier of another sign-in", w, 401, "SW_AUTH_OIDC_FAILED")
+}
