@@ -35,10 +35,10 @@ type route struct {
 func (s *server) routes() []route {
 	rs := []route{
 		{"GET", "/v1/auth/config", handleConfig(), true},
-		{"POST", "/v1/auth/login", handleLogin(s.log), true},
-		{"POST", "/v1/auth/token", handleToken(s.limiter, s.trusted, s.log), true},
-		{"POST", "/v1/auth/refresh", handleRefresh(s.log), true},
-		{"POST", "/v1/auth/register", handleRegister(s.store, s.met), true},
+		{"POST", "/v1/auth/login", handleLogin(), true},
+		{"POST", "/v1/auth/token", handleToken(s.limiter, s.trusted), true},
+		{"POST", "/v1/auth/refresh", handleRefresh(), true},
+		{"POST", "/v1/auth/register", handleRegister(s.store), true},
 		{"GET", "/healthz", handleHealth(s.store), false},
 		{"GET", "/readyz", handleReady(s.tenants), false},
 		{"GET", "/v1/openapi.json", handleOpenAPI(), false},
@@ -595,7 +595,7 @@ func handleConfig() http.Handler {
 
 // handleLogin exchanges an authorization code for tokens and verifies the
 // ID token.
-func handleLogin(log *slog.Logger) http.Handler {
+func handleLogin() http.Handler {
 	rejected := &apiError{http.StatusUnauthorized, "SW_AUTH_OIDC_FAILED", "the identity provider rejected the authorization code"}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := tenantOf(r)
@@ -653,7 +653,7 @@ func validCodeVerifier(s string) bool {
 
 // handleToken runs the resource-owner password grant, when the tenant
 // enables it, with failed attempts limited per username and per address.
-func handleToken(lim *loginLimiter, trusted []netip.Prefix, log *slog.Logger) http.Handler {
+func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 	rejected := &apiError{http.StatusUnauthorized, "SW_AUTH_INVALID_CREDENTIALS", "invalid username or password"}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := tenantOf(r)
@@ -721,7 +721,7 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix, log *slog.Logger) ht
 
 // handleRefresh exchanges a refresh token. Concurrent and repeated calls with
 // one token share one IdP call and one answer (see refreshFlights).
-func handleRefresh(log *slog.Logger) http.Handler {
+func handleRefresh() http.Handler {
 	rejected := &apiError{http.StatusUnauthorized, "SW_AUTH_REFRESH_FAILED", "the identity provider rejected the refresh token"}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := tenantOf(r)
@@ -767,7 +767,7 @@ func handleRefresh(log *slog.Logger) http.Handler {
 
 // handleRegister creates or refreshes the participant for the bearer's
 // principal and returns it, with its personal workspace.
-func handleRegister(st *store, met *metrics) http.Handler {
+func handleRegister(st *store) http.Handler {
 	type registerData struct {
 		ParticipantID       string `json:"participant_id"`
 		TenantID            string `json:"tenant_id"`
