@@ -13,7 +13,10 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // config is the JSON configuration file. Field names follow SPEC.md; unknown
@@ -280,7 +283,7 @@ func (t *tenantConfig) validate(getenv func(string) string) error {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return configErrorf("ca_file: %s holds no PEM certificate", t.CAFile)
+			return configErrorf("ca_file: %s holds no PEM certificate", printable(t.CAFile))
 		}
 		t.roots = pool
 	}
@@ -309,12 +312,12 @@ func (t *tenantConfig) resolveSecret(getenv func(string) string) error {
 		}
 		t.secret = strings.TrimRight(string(b), "\r\n")
 		if t.secret == "" {
-			return configErrorf("client_secret_file: %s is empty", t.ClientSecretFile)
+			return configErrorf("client_secret_file: %s is empty", printable(t.ClientSecretFile))
 		}
 	case t.ClientSecretEnv != "":
 		t.secret = getenv(t.ClientSecretEnv)
 		if t.secret == "" {
-			return configErrorf("client_secret_env: environment variable %s is unset or empty", t.ClientSecretEnv)
+			return configErrorf("client_secret_env: environment variable %s is unset or empty", printable(t.ClientSecretEnv))
 		}
 	}
 	return nil
@@ -357,16 +360,49 @@ func isLoopbackHost(host string) bool {
 }
 
 // normalizeHost lowercases a host name and rejects ports, paths and blanks,
-// since routing ignores the port of the Host header.
+// since routing ignores the port of the Host header. An IPv6 literal may be
+// given with or without brackets and is kept without them, the form
+// tenantFor compares; what is inside brackets must be such a literal, so
+// that a normalized host is accepted again as it is.
 func normalizeHost(h string) (string, error) {
 	h = strings.ToLower(strings.TrimSpace(h))
 	if h == "" {
 		return "", errors.New("must not be empty")
 	}
-	if strings.ContainsAny(h, "/:@ ") && !strings.HasPrefix(h, "[") {
+	if inner, ok := strings.CutPrefix(h, "["); ok {
+		inner, ok = strings.CutSuffix(inner, "]")
+		if !ok || !isIPv6Literal(inner) {
+			return "", fmt.Errorf("%q must be a bare host name, or an IPv6 address in brackets", h)
+		}
+		return inner, nil
+	}
+	if isIPv6Literal(h) {
+		return h, nil
+	}
+	if strings.ContainsAny(h, "/:@ ") {
 		return "", fmt.Errorf("%q must be a bare host name, without scheme, port or path", h)
 	}
-	return strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"), "."), nil
+	// One trailing dot is the DNS root, as tenantFor treats it; more are
+	// not a host name.
+	if n := strings.TrimSuffix(h, "."); n != "" && !strings.HasSuffix(n, ".") {
+		return n, nil
+	}
+	return "", fmt.Errorf("%q is not a host name", h)
+}
+
+// printable returns s as it is when every character prints, else quoted, so
+// that a message stays one readable line whatever a name in the file holds.
+func printable(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+// isIPv6Literal reports whether s is an IPv6 address without a zone.
+func isIPv6Literal(s string) bool {
+	a, err := netip.ParseAddr(s)
+	return err == nil && a.Is6() && a.Zone() == ""
 }
 
 // normalizeOrigin checks a CORS origin (scheme://host[:port], nothing else)

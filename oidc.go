@@ -395,6 +395,11 @@ func parseJWK(raw json.RawMessage) (jose.JSONWebKey, error) {
 		if pub.N.BitLen() < 2048 {
 			return jose.JSONWebKey{}, fmt.Errorf("RSA key of %d bits is under 2048", pub.N.BitLen())
 		}
+		// crypto/rsa refuses these keys at every verification, so such a
+		// key is skipped here rather than counted as usable.
+		if pub.N.Bit(0) == 0 || pub.E < 3 || pub.E%2 == 0 || pub.E > 1<<31-1 {
+			return jose.JSONWebKey{}, errors.New("RSA key with an even modulus or an unusable exponent")
+		}
 	case *ecdsa.PublicKey, ed25519.PublicKey:
 	default:
 		return jose.JSONWebKey{}, fmt.Errorf("unsupported key %T", k.Key)
@@ -487,7 +492,8 @@ func (n *flexInt) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 || f > 1<<40 {
+	// Written so that NaN, which ParseFloat accepts, fails too.
+	if err != nil || !(f >= 0 && f <= 1<<40) {
 		return fmt.Errorf("expires_in %q is not a number of seconds", s)
 	}
 	*n = flexInt(f)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,9 @@ const (
 	tokenCacheEntries = 50_000
 	tokenCacheBytes   = 32 << 20
 )
+
+// strictB64 is base64url without padding that refuses non-zero unused bits.
+var strictB64 = base64.RawURLEncoding.Strict()
 
 // tokenKind selects the audience rules of SPEC.md.
 type tokenKind int
@@ -145,6 +149,17 @@ func (p *provider) verifyGen(ctx context.Context, raw string, kind tokenKind, no
 	// also spares the parser a token made of a million dots.
 	if strings.Count(raw, ".") != 2 {
 		return nil, 0, refuse(reasonMalformed, "not a compact JWS")
+	}
+	// go-jose decodes leniently: it skips line breaks and ignores the unused
+	// bits of a segment's last character, so one signed token has many
+	// spellings that all verify. Only the canonical one is a token.
+	for seg := range strings.SplitSeq(raw, ".") {
+		if strings.ContainsAny(seg, "\r\n") {
+			return nil, 0, refuse(reasonMalformed, "line break in a segment")
+		}
+		if _, err := strictB64.DecodeString(seg); err != nil {
+			return nil, 0, refuse(reasonMalformed, "segment is not canonical base64url")
+		}
 	}
 	ks := p.keys.Load()
 	algs := p.algs.Load()
