@@ -22,6 +22,13 @@ import (
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// The live heap is a few MB, so the default (collect at 100% growth)
+		// runs the collector every few MB of token parsing. 400 costs a few
+		// MB of memory and gave 9% more verified requests per second under
+		// wrk here. GOGC in the environment still wins.
+		debug.SetGCPercent(400)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
 	stop()
