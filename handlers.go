@@ -19,6 +19,10 @@ import (
 	"time"
 )
 
+// statusClientClosed is logged for requests whose client left before the
+// answer (nginx's convention); no client ever reads it.
+const statusClientClosed = 499
+
 // maxBodyBytes is the limit on every request body (SPEC.md: 413 beyond).
 const maxBodyBytes = 64 << 10
 
@@ -370,13 +374,15 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
+	case errors.Is(r.Context().Err(), context.Canceled) && (errors.Is(err, context.Canceled) || errors.Is(err, errIdPUnavailable)):
+		// The client went away, which is what cut the work short, and nobody
+		// reads this answer. 499 (nginx's "client closed request") keeps it
+		// out of the 5xx logs and counts.
+		ae = &apiError{statusClientClosed, "SW_BAD_REQUEST", "request canceled by the client"}
 	case errors.Is(err, errIdPUnavailable), errors.Is(err, context.DeadlineExceeded):
 		info(r).log.Warn("identity provider unavailable", "request_id", info(r).id, "err", err)
 		w.Header().Set("Retry-After", "5")
 		ae = &apiError{http.StatusServiceUnavailable, "SW_AUTH_IDP_UNAVAILABLE", "the identity provider is unavailable; try again shortly"}
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		// The client went away; nobody reads this answer.
-		ae = &apiError{http.StatusServiceUnavailable, "SW_AUTH_IDP_UNAVAILABLE", "request canceled"}
 	default:
 		info(r).log.Error("internal error", "request_id", info(r).id, "err", err)
 		ae = &apiError{http.StatusInternalServerError, "SW_INTERNAL", "internal error; the server log has details under request id " + info(r).id}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -293,4 +295,21 @@ func TestTokenResponsesAreNotCached(t *testing.T) {
 // waitFor sleeps; a method so tests read as steps.
 func (a *testApp) waitFor(ns int64) {
 	<-timeAfter(ns)
+}
+
+// TestClientGoneIsNot5xx: a request whose client disconnected while its
+// registration was queued is logged as 499, not as a server error.
+func TestClientGoneIsNot5xx(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := httptest.NewRequest("POST", "/v1/auth/register", nil).WithContext(ctx)
+	r.Header.Set("Authorization", "Bearer "+f.accessToken(map[string]any{"sub": "gone"}))
+	w := httptest.NewRecorder()
+	a.srv.ServeHTTP(w, r)
+	if w.Code != statusClientClosed {
+		t.Fatalf("register with the client gone = %d %s; want %d", w.Code, w.Body, statusClientClosed)
+	}
 }
