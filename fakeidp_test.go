@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -114,6 +115,7 @@ type fakeIDP struct {
 	lastBasic [2]string
 
 	discHits, jwksHits, tokenHits atomic.Int64
+	newConns                      atomic.Int64 // connections accepted
 }
 
 const (
@@ -128,7 +130,13 @@ func newFakeIDP(t testing.TB) *fakeIDP {
 	t.Helper()
 	f := &fakeIDP{t: t, slow: 3 * time.Second}
 	f.keys = []testKey{newTestKey(t, jose.RS256, "k1", 0)}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	f.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			f.newConns.Add(1)
+		}
+	}
+	f.srv.Start()
 	t.Cleanup(f.srv.Close)
 	f.issuer = f.srv.URL
 	return f

@@ -313,3 +313,22 @@ func TestClientGoneIsNot5xx(t *testing.T) {
 		t.Fatalf("register with the client gone = %d %s; want %d", w.Code, w.Body, statusClientClosed)
 	}
 }
+
+// TestIdPConnectionsAreReused: grants through the service keep using the
+// connections they opened to the IdP instead of dialing each time.
+func TestIdPConnectionsAreReused(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	before := f.newConns.Load()
+	const n = 30
+	for range n {
+		w := a.do("POST", "/v1/auth/token", "grant_type=password&username=alice&password=alice-pw")
+		if w.Code != 200 {
+			t.Fatalf("POST /v1/auth/token = %d %s", w.Code, w.Body)
+		}
+	}
+	if dialed := f.newConns.Load() - before; dialed > 2 {
+		t.Errorf("%d sequential grants opened %d new connections to the IdP; want them reused (at most 2)", n, dialed)
+	}
+}
