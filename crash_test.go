@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,26 +42,8 @@ func TestBinary(t *testing.T) {
 	t.Run("SIGTERM finishes in-flight requests", func(t *testing.T) { testTermUnderLoad(t, bin) })
 }
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // logLines decodes the JSON log lines written so far; other lines are skipped.
-func (b *lockedBuffer) logLines() []map[string]any {
+func (b *syncBuffer) logLines() []map[string]any {
 	var out []map[string]any
 	for line := range strings.Lines(b.String()) {
 		var m map[string]any
@@ -77,7 +58,7 @@ func (b *lockedBuffer) logLines() []map[string]any {
 type binProc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	log    *lockedBuffer
+	log    *syncBuffer
 	addr   string
 	exited chan struct{}
 	err    error // from Wait, once exited is closed
@@ -87,7 +68,7 @@ type binProc struct {
 // and /readyz answers 200.
 func startBinary(t *testing.T, bin string, args ...string) *binProc {
 	t.Helper()
-	p := &binProc{t: t, log: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &binProc{t: t, log: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, append(args, "-addr", "127.0.0.1:0")...)
 	p.cmd.Env = []string{} // no SCAIWAVE_* from the test's environment
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
