@@ -432,5 +432,8 @@ func checkListenAddr(addr string) error {
 	if err != nil || port == "" {
 		return fmt.Errorf("%q must be host:port", addr)
 	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: port must be a number from 0 to 65535", addr)
+	}
 	return nil
 }

@@ -156,6 +156,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"addr without port", cfgJSON(tenants(cfgTenant("acme")), "addr", "127.0.0.1"), `addr: "127.0.0.1" must be host:port`},
 		{"addr a bare port", cfgJSON(tenants(cfgTenant("acme")), "addr", "8080"), `addr: "8080" must be host:port`},
 		{"addr with empty port", cfgJSON(tenants(cfgTenant("acme")), "addr", "localhost:"), `addr: "localhost:" must be host:port`},
+		{"addr with a port out of range", cfgJSON(tenants(cfgTenant("acme")), "addr", "127.0.0.1:99999"), `addr: "127.0.0.1:99999": port must be a number from 0 to 65535`},
+		{"metrics_addr with a named port", cfgJSON(tenants(cfgTenant("acme")), "metrics_addr", "127.0.0.1:http"), `metrics_addr: "127.0.0.1:http": port must be a number`},
 		{"metrics_addr without port", cfgJSON(tenants(cfgTenant("acme")), "metrics_addr", "localhost"), `metrics_addr: "localhost" must be host:port`},
 		{"trusted_proxies bad CIDR", cfgJSON(tenants(cfgTenant("acme")), "trusted_proxies", []string{"10.0.0.0/8", "10.0.0.0/33"}), `trusted_proxies[1]: "10.0.0.0/33" is not a CIDR`},
 		{"trusted_proxies a name", cfgJSON(tenants(cfgTenant("acme")), "trusted_proxies", []string{"proxy.internal"}), `trusted_proxies[0]: "proxy.internal" is not a CIDR`},

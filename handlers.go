@@ -58,6 +58,7 @@ func (s *server) routes() []route {
 func (s *server) newMux(extra map[string]http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	rs := s.routes()
+	s.routeTable = rs
 	for _, rt := range rs {
 		h := rt.handler
 		if rt.tenant {
@@ -84,6 +85,8 @@ type server struct {
 	limiter *loginLimiter
 	trusted []netip.Prefix
 	handler http.Handler
+	// routeTable is routes() as built once by newMux, for 405s and preflights.
+	routeTable []route
 }
 
 // tenant is a configured tenant at run time.
@@ -239,7 +242,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // none for others, and Allow in both cases.
 func (s *server) preflight(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
 	ri.route = "OPTIONS /v1/auth/"
-	methods := allowedMethods(s.routes(), r.URL.Path)
+	methods := allowedMethods(s.routeTable, r.URL.Path)
 	if len(methods) == 0 {
 		writeError(w, r, &apiError{http.StatusNotFound, "SW_NOT_FOUND", "no such route"})
 		return
@@ -367,7 +370,8 @@ func badRequest(format string, args ...any) *apiError {
 }
 
 // writeError is the one place an error becomes a response. An *apiError is
-// sent as it is; errIdPUnavailable becomes 503 with Retry-After; anything
+// sent as it is; errIdPUnavailable becomes 503 with Retry-After (IdP
+// timeouts are wrapped in it; a storage timeout is not and is a 500); anything
 // else is logged with the request id and answered SW_INTERNAL, so no driver
 // or upstream text reaches a client.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -379,7 +383,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// reads this answer. 499 (nginx's "client closed request") keeps it
 		// out of the 5xx logs and counts.
 		ae = &apiError{statusClientClosed, "SW_BAD_REQUEST", "request canceled by the client"}
-	case errors.Is(err, errIdPUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, errIdPUnavailable):
 		info(r).log.Warn("identity provider unavailable", "request_id", info(r).id, "err", err)
 		w.Header().Set("Retry-After", "5")
 		ae = &apiError{http.StatusServiceUnavailable, "SW_AUTH_IDP_UNAVAILABLE", "the identity provider is unavailable; try again shortly"}
@@ -743,7 +747,7 @@ func handleRefresh() http.Handler {
 		}
 		scope := v.Get("scope")
 		key := refreshKey(t.cfg.ID, rt, scope)
-		tr, err := t.prov.refresh.do(r.Context(), key, t.prov.now(), func(ctx context.Context) (*tokenResponse, error) {
+		tr, err := t.prov.refresh.do(r.Context(), key, func(ctx context.Context) (*tokenResponse, error) {
 			form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
 			if scope != "" {
 				form.Set("scope", scope)

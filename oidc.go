@@ -7,7 +7,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,7 +67,6 @@ type keySet struct {
 	keys        []jose.JSONWebKey
 	fingerprint [32]byte
 	gen         uint64 // bumped when the keys differ from the previous set
-	fetched     time.Time
 }
 
 // provider is one tenant's view of its IdP: the discovery document and key
@@ -100,14 +98,14 @@ type provider struct {
 // newProvider makes a provider for t; call run to start fetching.
 func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 	p := &provider{
-		tenant:  t,
-		client:  newIdPClient(t),
-		log:     log.With("tenant", t.ID),
-		met:     met,
-		now:     time.Now,
-		tokens:  newTokenCache(tokenCacheEntries, tokenCacheBytes),
-		refresh: newRefreshFlights(),
+		tenant: t,
+		client: newIdPClient(t),
+		log:    log.With("tenant", t.ID),
+		met:    met,
+		now:    time.Now,
+		tokens: newTokenCache(tokenCacheEntries, tokenCacheBytes),
 	}
+	p.refresh = newRefreshFlights(func() time.Time { return p.now() })
 	return p
 }
 
@@ -323,7 +321,7 @@ func (p *provider) fetchKeys(ctx context.Context, jwksURI string) error {
 	for _, s := range skipped {
 		p.log.Debug("jwks key skipped", "reason", s)
 	}
-	ks := &keySet{keys: keys, fingerprint: sha256.Sum256(body), fetched: p.now()}
+	ks := &keySet{keys: keys, fingerprint: sha256.Sum256(body)}
 	// Only the gen is decided under kmu. The scheduled fetches do not
 	// restart the unknown-kid interval: a key the IdP starts signing with
 	// just after one must still be picked up by its first token.
@@ -646,8 +644,10 @@ func truncate(s string, n int) string {
 // second tab or a retried request gets the same tokens instead of tripping
 // the IdP's reuse detection. Answers live only in memory and only that long.
 type refreshFlights struct {
-	mu sync.Mutex
-	m  map[[32]byte]*refreshFlight
+	now       func() time.Time
+	mu        sync.Mutex
+	m         map[[32]byte]*refreshFlight
+	lastPrune time.Time
 }
 
 type refreshFlight struct {
@@ -662,22 +662,23 @@ const (
 	maxRefreshFlights   = 10_000
 )
 
-func newRefreshFlights() *refreshFlights {
-	return &refreshFlights{m: make(map[[32]byte]*refreshFlight)}
+func newRefreshFlights(now func() time.Time) *refreshFlights {
+	return &refreshFlights{now: now, m: make(map[[32]byte]*refreshFlight)}
 }
 
 // do returns fn's answer for key, sharing a call in flight or a recent
 // success. fn runs detached from ctx, so one impatient caller cannot fail
 // the others; ctx only bounds how long this caller waits.
-func (f *refreshFlights) do(ctx context.Context, key [32]byte, now time.Time, fn func(context.Context) (*tokenResponse, error)) (*tokenResponse, error) {
+func (f *refreshFlights) do(ctx context.Context, key [32]byte, fn func(context.Context) (*tokenResponse, error)) (*tokenResponse, error) {
+	now := f.now()
 	f.mu.Lock()
+	f.pruneLocked(now)
 	fl, ok := f.m[key]
-	if ok && !fl.expires.IsZero() && now.After(fl.expires) {
+	if ok && !fl.expires.IsZero() && !now.Before(fl.expires) {
 		delete(f.m, key)
 		ok = false
 	}
 	if !ok {
-		f.pruneLocked(now)
 		fl = &refreshFlight{done: make(chan struct{})}
 		f.m[key] = fl
 		go func() {
@@ -690,7 +691,7 @@ func (f *refreshFlights) do(ctx context.Context, key [32]byte, now time.Time, fn
 				// Failures are not replayed: the next try asks the IdP again.
 				delete(f.m, key)
 			} else {
-				fl.expires = time.Now().Add(refreshReplayWindow)
+				fl.expires = f.now().Add(refreshReplayWindow)
 			}
 			f.mu.Unlock()
 			close(fl.done)
@@ -701,18 +702,22 @@ func (f *refreshFlights) do(ctx context.Context, key [32]byte, now time.Time, fn
 	case <-fl.done:
 		return fl.resp, fl.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		// This caller stopped waiting for the IdP; the call goes on for the others.
+		return nil, fmt.Errorf("refresh: %w: %v", errIdPUnavailable, ctx.Err())
 	}
 }
 
-// pruneLocked drops expired answers; when the map is still full, it drops
-// finished answers early (losing only the replay convenience).
+// pruneLocked drops expired answers, at least once per replay window so
+// that no token stays in memory much longer than that; when the map is
+// full of live answers it drops finished ones early (losing only the
+// replay convenience), never calls in flight.
 func (f *refreshFlights) pruneLocked(now time.Time) {
-	if len(f.m) < maxRefreshFlights {
+	if now.Sub(f.lastPrune) < refreshReplayWindow && len(f.m) < maxRefreshFlights {
 		return
 	}
+	f.lastPrune = now
 	for k, fl := range f.m {
-		if !fl.expires.IsZero() && now.After(fl.expires) {
+		if !fl.expires.IsZero() && !now.Before(fl.expires) {
 			delete(f.m, k)
 		}
 	}
@@ -737,10 +742,4 @@ func refreshKey(tenantID, refreshToken, scope string) [32]byte {
 	var k [32]byte
 	h.Sum(k[:0])
 	return k
-}
-
-// thumbprint is a short, non-secret identifier for a token in logs.
-func thumbprint(token string) string {
-	s := sha256.Sum256([]byte(token))
-	return base64.RawURLEncoding.EncodeToString(s[:6])
 }

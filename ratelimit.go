@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"net"
 	"net/http"
 	"net/netip"
@@ -45,28 +46,45 @@ func (l *loginLimiter) attempt(userKey string, addr netip.Addr) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	a := addr.String()
-	if wait := max(l.users.wait(userKey, now), l.addrs.wait(a, now)); wait > 0 {
+	u, a := userCounterKey(userKey), addrCounterKey(addr)
+	if wait := max(l.users.wait(u, now), l.addrs.wait(a, now)); wait > 0 {
 		return wait
 	}
-	l.users.add(userKey, now)
+	l.users.add(u, now)
 	l.addrs.add(a, now)
 	return 0
+}
+
+// userCounterKey hashes the tenant+username key, so that each counter costs
+// the same few bytes whatever length of username a client sends.
+func userCounterKey(userKey string) string {
+	h := sha256.Sum256([]byte(userKey))
+	return string(h[:])
+}
+
+// addrCounterKey counts IPv6 clients by their /64, the block one client
+// usually holds: counting single addresses would give it 2^64 budgets.
+func addrCounterKey(a netip.Addr) string {
+	if a.Is6() && !a.Is4In6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
 }
 
 // release takes back an attempt that did not fail for the user's sake (the
 // IdP could not be asked, or refused our own client credentials).
 func (l *loginLimiter) release(userKey string, addr netip.Addr) {
-	l.users.undo(userKey)
-	l.addrs.undo(addr.String())
+	l.users.undo(userCounterKey(userKey))
+	l.addrs.undo(addrCounterKey(addr))
 }
 
 // succeed clears the user's count and takes back the attempt from the
 // address (not the address's whole count: one good password must not reset
 // an attacker's budget for other accounts).
 func (l *loginLimiter) succeed(userKey string, addr netip.Addr) {
-	l.users.reset(userKey)
-	l.addrs.undo(addr.String())
+	l.users.reset(userCounterKey(userKey))
+	l.addrs.undo(addrCounterKey(addr))
 }
 
 // failCounter is a fixed-window counter per key.

@@ -1560,3 +1560,57 @@ func TestE2ECodeFlowWithDevIDP(t *testing.T) {
 	w = a.do("POST", "/v1/auth/login", url.Values{"code": {authCode}, "code_verifier": {tokVerifier}, "nonce": {nonce}}.Encode())
 	tokCheck(t, "/v1/auth/login", "verifier of another sign-in", w, 401, "SW_AUTH_OIDC_FAILED")
 }
+
+// TestRateLimitCountsIPv6ByPrefix: one client holding a /64 gets one budget,
+// not one per address.
+func TestRateLimitCountsIPv6ByPrefix(t *testing.T) {
+	t.Parallel()
+	l := newLoginLimiter()
+	for i := range addrFailLimit {
+		a := netip.MustParseAddr(fmt.Sprintf("2001:db8:1:2::%x", i+1))
+		if wait := l.attempt(fmt.Sprintf("acme\x00user%d", i), a); wait > 0 {
+			t.Fatalf("attempt %d from the /64 limited early", i)
+		}
+	}
+	if wait := l.attempt("acme\x00another", netip.MustParseAddr("2001:db8:1:2:ffff::9")); wait == 0 {
+		t.Errorf("attempt %d from the same /64 was not limited", addrFailLimit+1)
+	}
+	if wait := l.attempt("acme\x00another", netip.MustParseAddr("2001:db8:1:3::1")); wait > 0 {
+		t.Errorf("an attempt from another /64 was limited")
+	}
+}
+
+// TestRateLimitKeysAreBounded: a huge username costs a counter no more
+// memory than a short one.
+func TestRateLimitKeysAreBounded(t *testing.T) {
+	t.Parallel()
+	if k := userCounterKey("acme\x00" + strings.Repeat("u", 60<<10)); len(k) != 32 {
+		t.Errorf("counter key for a 60 KiB username is %d bytes; want 32", len(k))
+	}
+}
+
+// TestRefreshAnswersLeaveMemory: a replayed answer (which holds tokens) is
+// dropped once the window has passed, without waiting for the map to fill.
+func TestRefreshAnswersLeaveMemory(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_700_000_000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	f := newRefreshFlights(clock)
+	answer := func(context.Context) (*tokenResponse, error) { return &tokenResponse{AccessToken: "a"}, nil }
+	if _, err := f.do(context.Background(), [32]byte{1}, answer); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(refreshReplayWindow + time.Second)
+	mu.Unlock()
+	if _, err := f.do(context.Background(), [32]byte{2}, answer); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	_, kept := f.m[[32]byte{1}]
+	f.mu.Unlock()
+	if kept {
+		t.Error("an answer older than the replay window is still in memory")
+	}
+}

@@ -444,7 +444,7 @@ func (tc *tokenCache) evictLocked(now time.Time, gen uint64, need int) {
 	}
 }
 
-// len reports the number of entries, for tests and metrics.
+// len reports the number of entries.
 func (tc *tokenCache) len() int {
 	tc.mu.RLock()
 	defer tc.mu.RUnlock()
