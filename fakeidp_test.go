@@ -401,7 +401,13 @@ func newTestApp(t testing.TB, tenants []tenantConfig, noWait ...bool) *testApp {
 	if err := cfg.validate(func(string) string { return "" }); err != nil {
 		t.Fatalf("test config: %v", err)
 	}
-	dbPath := t.TempDir() + "/test.db"
+	return startTestApp(t, cfg, t.TempDir()+"/test.db", len(noWait) == 0 || !noWait[0])
+}
+
+// startTestApp serves a validated configuration with its database at
+// dbPath; every way of building a testApp ends here.
+func startTestApp(t testing.TB, cfg *config, dbPath string, wait bool) *testApp {
+	t.Helper()
 	cfg.Database = dbPath
 	st, err := openStore(context.Background(), dbPath)
 	if err != nil {
@@ -418,7 +424,7 @@ func newTestApp(t testing.TB, tenants []tenantConfig, noWait ...bool) *testApp {
 		cancel()
 		st.Close()
 	})
-	if len(noWait) == 0 || !noWait[0] {
+	if wait {
 		a.waitReady(5 * time.Second)
 	}
 	return a

@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -913,21 +911,11 @@ func mountTmpfs(t *testing.T, size string) string {
 // newTestAppAt is newTestApp with the database at a given path.
 func newTestAppAt(t *testing.T, tenants []tenantConfig, dbPath string) *testApp {
 	t.Helper()
-	cfg := &config{Tenants: tenants, Database: dbPath}
+	cfg := &config{Tenants: tenants}
 	if err := cfg.validate(func(string) string { return "" }); err != nil {
 		t.Fatalf("test config: %v", err)
 	}
-	st := openTestStore(t, dbPath)
-	s := newServer(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics(), nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	s.startProviders(ctx)
-	a := &testApp{t: t, srv: s, store: st, dbPath: dbPath, cancel: cancel}
-	t.Cleanup(func() {
-		cancel()
-		st.Close()
-	})
-	a.waitReady(5 * time.Second)
-	return a
+	return startTestApp(t, cfg, dbPath, true)
 }
 
 // fillDisk writes a file in dir until the file system is full.

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"html"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -166,24 +165,7 @@ func newTokTestApp(t testing.TB, trustedProxies []string, tenants ...tenantConfi
 	if err != nil {
 		t.Fatalf("test config: %v", err)
 	}
-	dbPath := t.TempDir() + "/test.db"
-	cfg.Database = dbPath
-	st, err := openStore(context.Background(), dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	met := newMetrics()
-	st.onCreate = met.participantCreated
-	s := newServer(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)), met, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	s.startProviders(ctx)
-	a := &testApp{t: t, srv: s, store: st, dbPath: dbPath, cancel: cancel}
-	t.Cleanup(func() {
-		cancel()
-		st.Close()
-	})
-	a.waitReady(5 * time.Second)
-	return a
+	return startTestApp(t, cfg, t.TempDir()+"/test.db", true)
 }
 
 // --- /v1/auth/login ---
