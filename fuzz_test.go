@@ -243,7 +243,8 @@ func checkEnvelope(t *testing.T, what string, w *httptest.ResponseRecorder, allo
 
 // FuzzBearerHeader checks bearerToken against the RFC 6750 grammar: it
 // accepts exactly one header of the form "Bearer" (any case), one or more
-// spaces, and a b64token, and returns that token.
+// spaces, and a b64token, and returns that token; an empty header or another
+// scheme reads as no bearer at all.
 func FuzzBearerHeader(f *testing.F) {
 	wellFormed := regexp.MustCompile(`^[Bb][Ee][Aa][Rr][Ee][Rr] +[A-Za-z0-9._~+/-]+=*$`)
 	for _, v := range []string{
@@ -264,8 +265,15 @@ func FuzzBearerHeader(f *testing.F) {
 		tok, err := bearerToken(r)
 		want := !twice && wellFormed.MatchString(value)
 		if err != nil {
-			if _, ok := err.(*verifyError); !ok {
-				t.Fatalf("bearerToken(%q) error %T %v; want *verifyError", value, err, err)
+			// errNoBearer only for a single header that is empty or of another
+			// scheme ("Basic …"): RFC 6750 §3.1, no error code in the challenge.
+			if errors.Is(err, errNoBearer) {
+				scheme, _, hasSpace := strings.Cut(value, " ")
+				if twice || !(value == "" || hasSpace && !strings.EqualFold(scheme, "bearer")) {
+					t.Fatalf("bearerToken(%q, twice=%v) = errNoBearer; want a *verifyError", value, twice)
+				}
+			} else if _, ok := err.(*verifyError); !ok {
+				t.Fatalf("bearerToken(%q) error %T %v; want *verifyError or errNoBearer", value, err, err)
 			}
 			if tok != "" {
 				t.Fatalf("bearerToken(%q) = %q with error %v", value, tok, err)

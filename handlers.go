@@ -834,7 +834,15 @@ func bearerToken(r *http.Request) (string, error) {
 	if len(hs) > 1 {
 		return "", refuse(reasonMalformed, "several Authorization headers")
 	}
+	if hs[0] == "" {
+		return "", errNoBearer
+	}
 	scheme, tok, ok := strings.Cut(hs[0], " ")
+	if ok && !strings.EqualFold(scheme, "bearer") {
+		// Another scheme (Basic, …) is no bearer token at all: RFC 6750
+		// §3.1 says the challenge then carries no error code.
+		return "", errNoBearer
+	}
 	if !ok || !strings.EqualFold(scheme, "bearer") {
 		return "", refuse(reasonMalformed, "not a Bearer authorization")
 	}
