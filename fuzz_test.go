@@ -190,12 +190,12 @@ func newFuzzProvider(tb testing.TB, h http.Handler) *provider {
 }
 
 func fuzzDiscoveryDoc() *discovery {
-	return &discovery{
+	return &discovery{idpEndpoints: idpEndpoints{
 		Issuer:                fuzzIssuer,
 		AuthorizationEndpoint: fuzzIssuer + "/authorize",
 		TokenEndpoint:         fuzzIssuer + "/token",
 		JWKSURI:               fuzzIssuer + "/jwks",
-	}
+	}}
 }
 
 // fuzzEnvelope is a response body of the contract: data or error, nothing else.

@@ -563,12 +563,7 @@ func verifyFailed(t *tenant, err error, code string) error {
 // handleConfig serves the tenant's OIDC configuration for client bootstrap.
 func handleConfig() http.Handler {
 	type configData struct {
-		Issuer                        string   `json:"issuer"`
-		AuthorizationEndpoint         string   `json:"authorization_endpoint"`
-		TokenEndpoint                 string   `json:"token_endpoint"`
-		JWKSURI                       string   `json:"jwks_uri"`
-		UserinfoEndpoint              string   `json:"userinfo_endpoint,omitempty"`
-		EndSessionEndpoint            string   `json:"end_session_endpoint,omitempty"`
+		idpEndpoints
 		ScopesSupported               []string `json:"scopes_supported"`
 		RedirectURI                   string   `json:"redirect_uri"`
 		ClientID                      string   `json:"client_id"`
@@ -588,12 +583,7 @@ func handleConfig() http.Handler {
 		}
 		w.Header().Set("Cache-Control", "public, max-age=60")
 		writeData(w, configData{
-			Issuer:                        d.Issuer,
-			AuthorizationEndpoint:         d.AuthorizationEndpoint,
-			TokenEndpoint:                 d.TokenEndpoint,
-			JWKSURI:                       d.JWKSURI,
-			UserinfoEndpoint:              d.UserinfoEndpoint,
-			EndSessionEndpoint:            d.EndSessionEndpoint,
+			idpEndpoints:                  d.idpEndpoints,
 			ScopesSupported:               t.cfg.Scopes,
 			RedirectURI:                   t.cfg.RedirectURI,
 			ClientID:                      t.cfg.ClientID,
