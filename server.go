@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// server holds what the handlers share.
+type server struct {
+	cfg     *config
+	tenants []*tenant
+	byHost  map[string]*tenant
+	store   *store
+	log     *slog.Logger
+	met     *metrics
+	limiter *loginLimiter
+	trusted []netip.Prefix
+	handler http.Handler
+	// routeTable is routes() as built once by newMux, for 405s and preflights.
+	routeTable []route
+}
+
+// tenant is a configured tenant at run time.
+type tenant struct {
+	cfg  *tenantConfig
+	prov *provider
+	cors map[string]bool
+}
+
+// newServer wires tenants, providers and routes. Call startProviders to begin
+// fetching discovery documents.
+func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, extra map[string]http.Handler) *server {
+	s := &server{
+		cfg:     cfg,
+		byHost:  make(map[string]*tenant),
+		store:   st,
+		log:     log,
+		met:     met,
+		limiter: newLoginLimiter(),
+		trusted: cfg.trustedNets,
+	}
+	for i := range cfg.Tenants {
+		tc := &cfg.Tenants[i]
+		t := &tenant{cfg: tc, prov: newProvider(tc, log, met), cors: make(map[string]bool)}
+		for _, o := range tc.CORSOrigins {
+			t.cors[o] = true
+		}
+		for _, h := range tc.Hosts {
+			s.byHost[h] = t
+		}
+		s.tenants = append(s.tenants, t)
+		if tc.Features.Auth.PasswordGrantEnabled {
+			log.Warn("password grant enabled: /v1/auth/token accepts usernames and passwords for this tenant", "tenant", tc.ID)
+		}
+	}
+	met.discoveryAges = func() map[string]int64 {
+		ages := make(map[string]int64, len(s.tenants))
+		for _, t := range s.tenants {
+			ages[t.cfg.ID] = t.prov.discAt.Load()
+		}
+		return ages
+	}
+	s.handler = s.newMux(extra)
+	return s
+}
+
+// startProviders starts each tenant's background discovery loop; they stop
+// when ctx ends.
+func (s *server) startProviders(ctx context.Context) {
+	for _, t := range s.tenants {
+		go t.prov.run(ctx)
+	}
+}
+
+// tenantFor routes a request to its tenant by Host (port ignored,
+// case-insensitive). With one tenant and no hosts, that tenant serves all.
+func (s *server) tenantFor(r *http.Request) *tenant {
+	if len(s.tenants) == 1 && len(s.tenants[0].cfg.Hosts) == 0 {
+		return s.tenants[0]
+	}
+	host := r.Host
+	if h, _, ok := strings.Cut(host, ":"); ok && !strings.HasPrefix(host, "[") {
+		host = h
+	} else if strings.HasPrefix(host, "[") {
+		host = strings.TrimPrefix(host, "[")
+		host, _, _ = strings.Cut(host, "]")
+	}
+	return s.byHost[strings.TrimSuffix(strings.ToLower(host), ".")]
+}
+
+// reqInfo travels with a request so the log line can name its route and
+// tenant.
+type reqInfo struct {
+	id     string
+	route  string
+	tenant *tenant
+	log    *slog.Logger
+}
+
+type reqInfoKey struct{}
+
+func info(r *http.Request) *reqInfo {
+	if i, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
+		return i
+	}
+	return &reqInfo{log: slog.Default()}
+}
+
+func tenantOf(r *http.Request) *tenant { return info(r).tenant }
+
+func withRoute(pattern string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info(r).route = pattern
+		h.ServeHTTP(w, r)
+	})
+}
+
+// withTenant resolves the tenant and applies its CORS policy.
+func (s *server) withTenant(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := s.tenantFor(r)
+		if t == nil {
+			writeError(w, r, &apiError{http.StatusNotFound, "SW_TENANT_NOT_FOUND", "no tenant is configured for this host"})
+			return
+		}
+		info(r).tenant = t
+		setCORS(w, r, t)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// setCORS adds the CORS headers when the Origin is one of the tenant's.
+func setCORS(w http.ResponseWriter, r *http.Request, t *tenant) bool {
+	w.Header().Add("Vary", "Origin")
+	origin := r.Header.Get("Origin")
+	if origin == "" || !t.cors[strings.ToLower(origin)] {
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Expose-Headers", "X-Request-Id, WWW-Authenticate, Retry-After")
+	return true
+}
+
+// ServeHTTP is the outermost layer: request id, panic recovery, CORS
+// preflight, the mux, then one log line and the metrics.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ri := &reqInfo{id: requestID(r.Header.Get("X-Request-Id")), log: s.log}
+	r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, ri))
+	w.Header().Set("X-Request-Id", ri.id)
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("panic in handler", "request_id", ri.id, "panic", fmt.Sprint(p))
+			if sw.status == 0 {
+				writeError(sw, r, errors.New("panic"))
+			}
+		}
+		s.logRequest(r, ri, sw, time.Since(start))
+	}()
+	if r.Method == http.MethodOptions && strings.HasPrefix(r.URL.Path, "/v1/auth/") {
+		s.preflight(sw, r, ri)
+		return
+	}
+	s.handler.ServeHTTP(sw, r)
+}
+
+// preflight answers OPTIONS on the API: CORS headers for a listed origin,
+// none for others, and Allow in both cases.
+func (s *server) preflight(w http.ResponseWriter, r *http.Request, ri *reqInfo) {
+	ri.route = "OPTIONS /v1/auth/"
+	methods := allowedMethods(s.routeTable, r.URL.Path)
+	if len(methods) == 0 {
+		writeError(w, r, &apiError{http.StatusNotFound, "SW_NOT_FOUND", "no such route"})
+		return
+	}
+	t := s.tenantFor(r)
+	if t == nil {
+		writeError(w, r, &apiError{http.StatusNotFound, "SW_TENANT_NOT_FOUND", "no tenant is configured for this host"})
+		return
+	}
+	ri.tenant = t
+	allow := strings.Join(append(methods, "OPTIONS"), ", ")
+	w.Header().Set("Allow", allow)
+	if setCORS(w, r, t) && r.Header.Get("Access-Control-Request-Method") != "" {
+		w.Header().Set("Access-Control-Allow-Methods", allow)
+		w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id")
+		w.Header().Set("Access-Control-Max-Age", "600")
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) logRequest(r *http.Request, ri *reqInfo, sw *statusWriter, d time.Duration) {
+	status := sw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	route := ri.route
+	if route == "" {
+		route = "unmatched"
+	}
+	s.met.request(route, status, d)
+	tenantID := ""
+	if ri.tenant != nil {
+		tenantID = ri.tenant.cfg.ID
+	}
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	// Only the path: a query may carry an authorization code.
+	s.log.LogAttrs(r.Context(), level, "request",
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.Duration("duration", d),
+		slog.String("tenant", tenantID),
+		slog.String("request_id", ri.id),
+		slog.String("client", clientAddr(r, s.trusted).String()),
+	)
+}
+
+// statusWriter remembers the status for the log line.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// requestID accepts a client's X-Request-Id when it is short and plain, else
+// makes one.
+func requestID(given string) string {
+	if given != "" && len(given) <= 128 && !strings.ContainsFunc(given, func(c rune) bool {
+		return !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_.:", c))
+	}) {
+		return given
+	}
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
