@@ -9,7 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 )
@@ -21,10 +25,34 @@ type keySet struct {
 	gen         uint64 // bumped when the keys differ from the previous set
 }
 
-// fetchKeys fetches the key set and publishes it when it parses. A failed
+// keySource is one IdP's key set: the last good copy, swapped atomically,
+// and the refetch an unknown kid triggers, throttled. The provider supplies
+// the HTTP client and the discovery document that names the JWKS URI.
+type keySource struct {
+	// get is the provider's IdP client; discovery its current document,
+	// which names the JWKS URI a refetch asks.
+	get       func(ctx context.Context, what, u string) ([]byte, error)
+	discovery func() *discovery
+	log       *slog.Logger
+	met       *metrics
+	now       func() time.Time
+
+	cur atomic.Pointer[keySet]
+
+	// mu guards the refetch state: one fetch in flight at a time, and no
+	// more than one per kidRefetchInterval.
+	mu      sync.Mutex
+	flight  chan struct{}
+	lastGet time.Time
+}
+
+// Load returns the last good key set, nil before the first fetch.
+func (s *keySource) Load() *keySet { return s.cur.Load() }
+
+// fetch fetches the key set and publishes it when it parses. A failed
 // fetch leaves the cached keys in place.
-func (p *provider) fetchKeys(ctx context.Context, jwksURI string) error {
-	body, err := p.get(ctx, "jwks", jwksURI)
+func (s *keySource) fetch(ctx context.Context, jwksURI string) error {
+	body, err := s.get(ctx, "jwks", jwksURI)
 	if err != nil {
 		return err
 	}
@@ -32,22 +60,22 @@ func (p *provider) fetchKeys(ctx context.Context, jwksURI string) error {
 	if err != nil {
 		return fmt.Errorf("jwks %s: %w", jwksURI, err)
 	}
-	for _, s := range skipped {
-		p.log.Debug("jwks key skipped", "reason", s)
+	for _, sk := range skipped {
+		s.log.Debug("jwks key skipped", "reason", sk)
 	}
 	ks := &keySet{keys: keys, fingerprint: sha256.Sum256(body)}
-	// Only the gen is decided under kmu. The scheduled fetches do not
+	// Only the gen is decided under mu. The scheduled fetches do not
 	// restart the unknown-kid interval: a key the IdP starts signing with
 	// just after one must still be picked up by its first token.
-	p.kmu.Lock()
-	defer p.kmu.Unlock()
-	if old := p.keys.Load(); old != nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.cur.Load(); old != nil {
 		ks.gen = old.gen
 		if old.fingerprint != ks.fingerprint {
 			ks.gen++
 		}
 	}
-	p.keys.Store(ks)
+	s.cur.Store(ks)
 	return nil
 }
 
@@ -142,43 +170,43 @@ func keyFits(k *jose.JSONWebKey, alg string) bool {
 	return false
 }
 
-// refetchKeysForUnknownKid refetches the key set after a token named a kid we
+// refetchForUnknownKid refetches the key set after a token named a kid we
 // do not have. Concurrent callers share one fetch, and these fetches are at
 // most one per kidRefetchInterval (the scheduled ones do not count): a real
 // rotation is picked up by the first token signed with the new key, while a
 // flood of random kids costs the IdP one request per interval. It returns the key set
 // to use, the cached one when the fetch fails or is throttled.
-func (p *provider) refetchKeysForUnknownKid(ctx context.Context) *keySet {
-	p.kmu.Lock()
-	flight := p.kflight
+func (s *keySource) refetchForUnknownKid(ctx context.Context) *keySet {
+	s.mu.Lock()
+	flight := s.flight
 	if flight == nil {
-		if p.now().Sub(p.lastKeyGet) < kidRefetchInterval {
-			p.kmu.Unlock()
-			return p.keys.Load()
+		if s.now().Sub(s.lastGet) < kidRefetchInterval {
+			s.mu.Unlock()
+			return s.cur.Load()
 		}
-		p.lastKeyGet = p.now()
+		s.lastGet = s.now()
 		flight = make(chan struct{})
-		p.kflight = flight
-		d := p.disc.Load()
+		s.flight = flight
+		d := s.discovery()
 		// The fetch is not tied to the first caller's context: the others
 		// are waiting for it too.
 		go func() {
 			fctx, cancel := context.WithTimeout(context.Background(), idpRequestTimeout)
 			defer cancel()
-			p.met.jwksRefetch()
-			if err := p.fetchKeys(fctx, d.JWKSURI); err != nil {
-				p.log.Warn("jwks refetch for an unknown kid failed; keeping the cached keys", "err", err)
+			s.met.jwksRefetch()
+			if err := s.fetch(fctx, d.JWKSURI); err != nil {
+				s.log.Warn("jwks refetch for an unknown kid failed; keeping the cached keys", "err", err)
 			}
-			p.kmu.Lock()
-			p.kflight = nil
-			p.kmu.Unlock()
+			s.mu.Lock()
+			s.flight = nil
+			s.mu.Unlock()
 			close(flight)
 		}()
 	}
-	p.kmu.Unlock()
+	s.mu.Unlock()
 	select {
 	case <-flight:
 	case <-ctx.Done():
 	}
-	return p.keys.Load()
+	return s.cur.Load()
 }

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,9 +63,9 @@ var supportedAlgs = []jose.SignatureAlgorithm{
 	jose.EdDSA,
 }
 
-// provider is one tenant's view of its IdP: the discovery document and key
-// set (each the last good copy, swapped atomically), the HTTP client, and
-// the caches that hang off the keys.
+// provider is one tenant's view of its IdP: the discovery document (the last
+// good copy, swapped atomically) and the HTTP client, which it lends to the
+// key source, and the caches that hang off the keys.
 type provider struct {
 	tenant *tenantConfig
 	client *http.Client
@@ -76,16 +75,10 @@ type provider struct {
 
 	disc atomic.Pointer[discovery]
 	algs atomic.Pointer[[]jose.SignatureAlgorithm] // allowed ∩ advertised
-	keys atomic.Pointer[keySet]
 	// discAt is the Unix time of the last good discovery fetch.
 	discAt atomic.Int64
 
-	// kmu guards the key refetch state: one fetch in flight at a time, and
-	// no more than one per kidRefetchInterval.
-	kmu        sync.Mutex
-	kflight    chan struct{}
-	lastKeyGet time.Time
-
+	keys    *keySource
 	tokens  *tokenCache
 	refresh *refreshFlights
 }
@@ -100,6 +93,7 @@ func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 		now:    time.Now,
 		tokens: newTokenCache(tokenCacheEntries, tokenCacheBytes),
 	}
+	p.keys = &keySource{get: p.get, discovery: p.disc.Load, log: p.log, met: met, now: func() time.Time { return p.now() }}
 	p.refresh = newRefreshFlights(func() time.Time { return p.now() })
 	return p
 }
@@ -180,6 +174,11 @@ func (p *provider) refreshAll(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// fetchKeys fetches the key set at jwksURI into p.keys.
+func (p *provider) fetchKeys(ctx context.Context, jwksURI string) error {
+	return p.keys.fetch(ctx, jwksURI)
 }
 
 // check fetches discovery and keys once, for -check.

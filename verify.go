@@ -211,7 +211,7 @@ func (p *provider) checkSignature(ctx context.Context, tok *jwt.JSONWebToken, h 
 	candidates := fittingKeys(ks, h)
 	if len(candidates) == 0 && h.KeyID != "" && !hasKid(ks, h.KeyID) {
 		// An unknown kid may be a rotation: look again, within limits.
-		ks = p.refetchKeysForUnknownKid(ctx)
+		ks = p.keys.refetchForUnknownKid(ctx)
 		candidates = fittingKeys(ks, h)
 	}
 	if len(candidates) == 0 {
