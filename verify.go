@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -25,9 +24,6 @@ const (
 	maxTokenSize = 16 << 10
 	// leeway is the one clock-skew allowance, applied alike to exp, nbf and iat.
 	leeway = 60 * time.Second
-
-	tokenCacheEntries = 50_000
-	tokenCacheBytes   = 32 << 20
 )
 
 // strictB64 is base64url without padding that refuses non-zero unused bits.
@@ -359,94 +355,4 @@ func (p *provider) verifyAccess(ctx context.Context, raw string) (*claims, error
 		p.tokens.put(key, c, gen, now)
 	}
 	return c, nil
-}
-
-// tokenCacheEnabled is false only in builds with the tokencacheoff tag, used
-// to measure the verification path under load (see README, Performance).
-var tokenCacheEnabled = true
-
-// tokenCache maps the SHA-256 of a verified access token to its claims until
-// the token's exp, for the key-set generation that verified it. It is
-// bounded both in entries and in the bytes of the claims it holds.
-type tokenCache struct {
-	mu       sync.RWMutex
-	m        map[[32]byte]tokenCacheEntry
-	maxN     int
-	maxBytes int
-	bytes    int
-}
-
-type tokenCacheEntry struct {
-	c    *claims
-	exp  time.Time
-	gen  uint64
-	size int
-}
-
-func newTokenCache(maxN, maxBytes int) *tokenCache {
-	return &tokenCache{m: make(map[[32]byte]tokenCacheEntry), maxN: maxN, maxBytes: maxBytes}
-}
-
-func (tc *tokenCache) get(key [32]byte, gen uint64, now time.Time) (*claims, bool) {
-	tc.mu.RLock()
-	e, ok := tc.m[key]
-	tc.mu.RUnlock()
-	if !ok || e.gen != gen || !now.Before(e.exp) {
-		return nil, false
-	}
-	return e.c, true
-}
-
-func (tc *tokenCache) put(key [32]byte, c *claims, gen uint64, now time.Time) {
-	exp := c.Expiry.Time()
-	if !now.Before(exp) {
-		return // accepted within the leeway only: not worth keeping
-	}
-	size := 200 + len(c.Issuer) + len(c.Subject) + len(c.AuthorizedParty) + len(c.Nonce) +
-		len(c.Name) + len(c.PreferredUsername) + len(c.Email)
-	for _, a := range c.Audience {
-		size += len(a) + 16
-	}
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	if old, ok := tc.m[key]; ok {
-		tc.bytes -= old.size
-		delete(tc.m, key)
-	}
-	if len(tc.m) >= tc.maxN || tc.bytes+size > tc.maxBytes {
-		tc.evictLocked(now, gen, size)
-	}
-	if len(tc.m) >= tc.maxN || tc.bytes+size > tc.maxBytes {
-		return
-	}
-	tc.m[key] = tokenCacheEntry{c: c, exp: exp, gen: gen, size: size}
-	tc.bytes += size
-}
-
-// evictLocked drops stale entries (expired or of an older key set), then
-// arbitrary ones (map order is random) until there is room for one more.
-func (tc *tokenCache) evictLocked(now time.Time, gen uint64, need int) {
-	for k, e := range tc.m {
-		if e.gen != gen || !now.Before(e.exp) {
-			tc.bytes -= e.size
-			delete(tc.m, k)
-		}
-	}
-	// Make room for a tenth more at once, so that a full cache does not
-	// scan the map on every insert.
-	lowN, lowBytes := tc.maxN-tc.maxN/10, tc.maxBytes-tc.maxBytes/10
-	for k, e := range tc.m {
-		if len(tc.m) < lowN && tc.bytes+need <= lowBytes {
-			return
-		}
-		tc.bytes -= e.size
-		delete(tc.m, k)
-	}
-}
-
-// len reports the number of entries.
-func (tc *tokenCache) len() int {
-	tc.mu.RLock()
-	defer tc.mu.RUnlock()
-	return len(tc.m)
 }
