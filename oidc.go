@@ -79,7 +79,7 @@ type provider struct {
 	discAt atomic.Int64
 
 	keys    *keySource
-	tokens  *tokenCache
+	tokens  *tokenCache // nil: no cache, every bearer token verified in full
 	refresh *refreshFlights
 }
 
@@ -91,7 +91,9 @@ func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 		log:    log.With("tenant", t.ID),
 		met:    met,
 		now:    time.Now,
-		tokens: newTokenCache(tokenCacheEntries, tokenCacheBytes),
+	}
+	if tokenCacheEnabled {
+		p.tokens = newTokenCache(tokenCacheEntries, tokenCacheBytes)
 	}
 	p.keys = &keySource{get: p.get, discovery: p.disc.Load, log: p.log, met: met, now: func() time.Time { return p.now() }}
 	p.refresh = newRefreshFlights(func() time.Time { return p.now() })

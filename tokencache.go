@@ -11,13 +11,12 @@ const (
 	tokenCacheBytes   = 32 << 20
 )
 
-// tokenCacheEnabled is false only in builds with the tokencacheoff tag, used
-// to measure the verification path under load (see README, Performance).
-var tokenCacheEnabled = true
-
 // tokenCache maps the SHA-256 of a verified access token to its claims until
 // the token's exp, for the key-set generation that verified it. It is
-// bounded both in entries and in the bytes of the claims it holds.
+// bounded both in entries and in the bytes of the claims it holds. A nil
+// *tokenCache is no cache: the provider then verifies every bearer token in
+// full, as in builds with the tokencacheoff tag (tokenCacheEnabled), or in a
+// test that sets the provider's cache to nil.
 type tokenCache struct {
 	mu       sync.RWMutex
 	m        map[[32]byte]tokenCacheEntry
@@ -94,8 +93,11 @@ func (tc *tokenCache) evictLocked(now time.Time, gen uint64, need int) {
 	}
 }
 
-// len reports the number of entries.
+// len reports the number of entries, 0 for a nil (absent) cache.
 func (tc *tokenCache) len() int {
+	if tc == nil {
+		return 0
+	}
 	tc.mu.RLock()
 	defer tc.mu.RUnlock()
 	return len(tc.m)

@@ -330,7 +330,7 @@ func (p *provider) verifyAccess(ctx context.Context, raw string) (*claims, error
 	if len(raw) > maxTokenSize {
 		return nil, refuse(reasonTooLarge, "%d bytes", len(raw))
 	}
-	if !tokenCacheEnabled {
+	if p.tokens == nil {
 		return p.verify(ctx, raw, kindAccessToken, "")
 	}
 	key := sha256.Sum256([]byte(raw))
