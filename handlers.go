@@ -51,11 +51,10 @@ func (s *server) newMux(extra map[string]http.Handler) *http.ServeMux {
 		if rt.tenant {
 			h = s.withTenant(h)
 		}
-		pattern := rt.method + " " + rt.path
-		mux.Handle(pattern, withRoute(pattern, h))
+		mux.Handle(rt.method+" "+rt.path, withRoute(h))
 	}
 	for prefix, h := range extra {
-		mux.Handle(prefix, withRoute(prefix, h))
+		mux.Handle(prefix, withRoute(h))
 	}
 	mux.Handle("/", handleNoRoute(rs))
 	return mux

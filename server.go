@@ -116,9 +116,16 @@ func info(r *http.Request) *reqInfo {
 
 func tenantOf(r *http.Request) *tenant { return info(r).tenant }
 
-func withRoute(pattern string, h http.Handler) http.Handler {
+// withRoute records the pattern the mux matched (r.Pattern) as the request's
+// route for the metrics, as the matched handler is entered. Reading r.Pattern
+// once the mux has returned would not name the same routes: the mux's own
+// redirects to a cleaned path (//healthz) carry the pattern they lead to, the
+// catch-all has the pattern "/", and the development IdP's mux overwrites the
+// pattern with its own. The first two count as "unmatched", as the catch-all
+// is not wrapped; the development IdP counts as "/dev/idp/".
+func withRoute(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		info(r).route = pattern
+		info(r).route = r.Pattern
 		h.ServeHTTP(w, r)
 	})
 }
