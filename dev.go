@@ -6,11 +6,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"path/filepath"
 )
 
 const devDatabase = "scaiwave-dev.db"
+
+// devIDPPath is where -dev serves the development IdP, on the service's own
+// listener: its issuer is the listener's URL plus this path.
+const devIDPPath = "/dev/idp"
 
 // runDev runs the service on embedded defaults: the development IdP mounted
 // at /dev/idp on the same loopback listener, one tenant pointed at it with
@@ -33,7 +36,7 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		return fmt.Errorf("listen on %s: %w", o.addr, err)
 	}
 	base := "http://" + ln.Addr().String()
-	issuer := base + "/dev/idp"
+	issuer := base + devIDPPath
 	idp, err := newDevIDP(issuer, filepath.Dir(db))
 	if err != nil {
 		ln.Close()
@@ -59,7 +62,7 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	}
 	printDevBanner(stdout, base, issuer)
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	return serve(ctx, cfg, ln, log, map[string]http.Handler{"/dev/idp/": idp.Handler()})
+	return serve(ctx, cfg, ln, log, idp.Handler())
 }
 
 func printDevBanner(w io.Writer, base, issuer string) {

@@ -40,9 +40,9 @@ func (s *server) routes() []route {
 	return rs
 }
 
-// newMux builds the mux from the route table, plus extra prefix handlers
-// (the development IdP) that bypass tenant routing.
-func (s *server) newMux(extra map[string]http.Handler) *http.ServeMux {
+// newMux builds the mux from the route table, plus devIDP, when not nil,
+// mounted under devIDPPath without tenant routing.
+func (s *server) newMux(devIDP http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	rs := s.routes()
 	s.routeTable = rs
@@ -53,8 +53,8 @@ func (s *server) newMux(extra map[string]http.Handler) *http.ServeMux {
 		}
 		mux.Handle(rt.method+" "+rt.path, withRoute(h))
 	}
-	for prefix, h := range extra {
-		mux.Handle(prefix, withRoute(h))
+	if devIDP != nil {
+		mux.Handle(devIDPPath+"/", withRoute(devIDP))
 	}
 	mux.Handle("/", handleNoRoute(rs))
 	return mux

@@ -190,8 +190,9 @@ func applyOverrides(cfg *config, o *options) {
 }
 
 // serve runs the service on ln until ctx ends, then shuts down gracefully:
-// in-flight requests finish, then the database is closed.
-func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, extra map[string]http.Handler) error {
+// in-flight requests finish, then the database is closed. devIDP, when not
+// nil, is served under devIDPPath (-dev).
+func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, devIDP http.Handler) error {
 	slog.SetDefault(log)
 	st, err := openStore(ctx, cfg.Database)
 	if err != nil {
@@ -200,7 +201,7 @@ func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, 
 	}
 	met := newMetrics()
 	st.onCreate = met.participantCreated
-	s := newServer(cfg, st, log, met, extra)
+	s := newServer(cfg, st, log, met, devIDP)
 
 	pctx, stopProviders := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopProviders()

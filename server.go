@@ -35,9 +35,10 @@ type tenant struct {
 	cors map[string]bool
 }
 
-// newServer wires tenants, providers and routes. Call startProviders to begin
-// fetching discovery documents.
-func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, extra map[string]http.Handler) *server {
+// newServer wires tenants, providers and routes; devIDP, when not nil, is the
+// development IdP's handler, served under devIDPPath. Call startProviders to
+// begin fetching discovery documents.
+func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP http.Handler) *server {
 	s := &server{
 		cfg:     cfg,
 		byHost:  make(map[string]*tenant),
@@ -68,7 +69,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, extra map
 		}
 		return ages
 	}
-	s.handler = s.newMux(extra)
+	s.handler = s.newMux(devIDP)
 	return s
 }
 
