@@ -194,13 +194,12 @@ func applyOverrides(cfg *config, o *options) {
 // nil, is served under devIDPPath (-dev).
 func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, devIDP http.Handler) error {
 	slog.SetDefault(log)
-	st, err := openStore(ctx, cfg.Database)
+	met := newMetrics()
+	st, err := openStore(ctx, cfg.Database, onParticipantCreated(met.participantCreated))
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	met := newMetrics()
-	st.onCreate = met.participantCreated
 	s := newServer(cfg, st, log, met, devIDP)
 
 	pctx, stopProviders := context.WithCancel(context.WithoutCancel(ctx))

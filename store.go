@@ -87,8 +87,18 @@ type store struct {
 	closed bool
 
 	cache *participantCache
-	// onCreate, when set, is called once per participant created.
+	// onCreate, when set, is called once per participant created
+	// (onParticipantCreated).
 	onCreate func()
+}
+
+// storeOption configures a store as openStore makes it.
+type storeOption func(*store)
+
+// onParticipantCreated has the store call f once per participant it creates,
+// after the transaction that created it commits.
+func onParticipantCreated(f func()) storeOption {
+	return func(s *store) { s.onCreate = f }
 }
 
 // ensureRequest is one queued ensureParticipant call.
@@ -122,9 +132,9 @@ func sqliteDSN(path string, extra ...string) string {
 	return "file:" + esc + "?" + strings.Join(append(params, extra...), "&")
 }
 
-// openStore opens (creating if needed) and migrates the database at path and
-// starts the writer. Close releases it.
-func openStore(ctx context.Context, path string) (*store, error) {
+// openStore opens (creating if needed) and migrates the database at path,
+// applies opts and starts the writer. Close releases it.
+func openStore(ctx context.Context, path string, opts ...storeOption) (*store, error) {
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
 		return nil, errors.New("database: a file path is required (an in-memory database is not shared between connections)")
 	}
@@ -154,6 +164,9 @@ func openStore(ctx context.Context, path string) (*store, error) {
 		queue: make(chan *ensureRequest, 1024),
 		stop:  make(chan struct{}),
 		cache: newParticipantCache(participantCacheN),
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	gen, err := s.generation(ctx)
 	if err != nil {
