@@ -35,7 +35,7 @@ func (s *server) routes() []route {
 		{"GET", "/v1/openapi.json", handleOpenAPI(), false},
 	}
 	if s.cfg.MetricsAddr == "" {
-		rs = append(rs, route{"GET", "/metrics", handleMetrics(s.met), false})
+		rs = append(rs, route{"GET", "/metrics", handleMetrics(s.met, s.discoveryAges), false})
 	}
 	return rs
 }

@@ -216,7 +216,7 @@ func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, 
 			return fmt.Errorf("listen on metrics_addr %s: %w", cfg.MetricsAddr, err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", handleMetrics(met))
+		mux.Handle("GET /metrics", handleMetrics(met, s.discoveryAges))
 		servers = append(servers, newHTTPServer(mux, log))
 		listeners = append(listeners, mln)
 		log.Info("metrics listening", "addr", mln.Addr().String())

@@ -26,10 +26,7 @@ type metrics struct {
 	tokenCacheMisses    atomic.Uint64
 	participantsCreated atomic.Uint64
 
-	// discoveryAges reports, per tenant, the Unix time of the last good
-	// discovery fetch (0 for never); set by the server.
-	discoveryAges func() map[string]int64
-	now           func() time.Time
+	now func() time.Time
 }
 
 var durationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
@@ -104,14 +101,16 @@ func (m *metrics) participantCreated() {
 }
 
 // handleMetrics serves the metrics in the Prometheus text format.
-func handleMetrics(m *metrics) http.Handler {
+// discoveryAges reports, per tenant, the Unix time of the last good discovery
+// fetch (0 for never); with it nil the discovery age gauge is left out.
+func handleMetrics(m *metrics, discoveryAges func() map[string]int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		m.write(w)
+		m.write(w, discoveryAges)
 	})
 }
 
-func (m *metrics) write(w io.Writer) {
+func (m *metrics) write(w io.Writer, discoveryAges func() map[string]int64) {
 	var b strings.Builder
 	m.mu.Lock()
 	b.WriteString("# HELP scaiwave_http_requests_total HTTP requests by route and status.\n# TYPE scaiwave_http_requests_total counter\n")
@@ -145,9 +144,9 @@ func (m *metrics) write(w io.Writer) {
 	fmt.Fprintf(&b, "# HELP scaiwave_token_cache_hits_total Bearer tokens answered from the verified-token cache.\n# TYPE scaiwave_token_cache_hits_total counter\nscaiwave_token_cache_hits_total %d\n", m.tokenCacheHits.Load())
 	fmt.Fprintf(&b, "# HELP scaiwave_token_cache_misses_total Bearer tokens that needed a signature check.\n# TYPE scaiwave_token_cache_misses_total counter\nscaiwave_token_cache_misses_total %d\n", m.tokenCacheMisses.Load())
 	fmt.Fprintf(&b, "# HELP scaiwave_participants_created_total Participants created by /v1/auth/register.\n# TYPE scaiwave_participants_created_total counter\nscaiwave_participants_created_total %d\n", m.participantsCreated.Load())
-	if m.discoveryAges != nil {
+	if discoveryAges != nil {
 		b.WriteString("# HELP scaiwave_discovery_age_seconds Age of the tenant's last good discovery document (-1: none yet).\n# TYPE scaiwave_discovery_age_seconds gauge\n")
-		ages := m.discoveryAges()
+		ages := discoveryAges()
 		tenants := make([]string, 0, len(ages))
 		for t := range ages {
 			tenants = append(tenants, t)

@@ -62,15 +62,18 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 			log.Warn("password grant enabled: /v1/auth/token accepts usernames and passwords for this tenant", "tenant", tc.ID)
 		}
 	}
-	met.discoveryAges = func() map[string]int64 {
-		ages := make(map[string]int64, len(s.tenants))
-		for _, t := range s.tenants {
-			ages[t.cfg.ID] = t.prov.discAt.Load()
-		}
-		return ages
-	}
 	s.handler = s.newMux(devIDP)
 	return s
+}
+
+// discoveryAges reports, per tenant, the Unix time of the last good discovery
+// fetch (0 for never), for the metrics.
+func (s *server) discoveryAges() map[string]int64 {
+	ages := make(map[string]int64, len(s.tenants))
+	for _, t := range s.tenants {
+		ages[t.cfg.ID] = t.prov.discAt.Load()
+	}
+	return ages
 }
 
 // startProviders starts each tenant's background discovery loop; they stop
