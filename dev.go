@@ -62,6 +62,7 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	}
 	printDevBanner(stdout, base, issuer)
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	slog.SetDefault(log) // as run does
 	return serve(ctx, cfg, ln, log, idp.Handler())
 }
 

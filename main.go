@@ -176,6 +176,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	// The process's default logger as well, set where the program chooses
+	// its logger rather than inside serve: what the standard library writes
+	// with the log package goes to the same JSON log.
+	slog.SetDefault(log)
 	return serve(ctx, cfg, ln, log, nil)
 }
 
@@ -193,7 +197,6 @@ func applyOverrides(cfg *config, o *options) {
 // in-flight requests finish, then the database is closed. devIDP, when not
 // nil, is served under devIDPPath (-dev).
 func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, devIDP http.Handler) error {
-	slog.SetDefault(log)
 	met := newMetrics()
 	st, err := openStore(ctx, cfg.Database, onParticipantCreated(met.participantCreated))
 	if err != nil {
