@@ -1,8 +1,12 @@
 package main
 
-// devidp.go: the embedded development OpenID Connect provider behind -dev and
-// the handler tests. It plays a standards-following IdP (Keycloak-like) for one
-// confidential client and two demo users, with every state in memory.
+// The embedded development OpenID Connect provider behind -dev and the
+// handler tests. It plays a standards-following IdP (Keycloak-like) for one
+// confidential client and two demo users, with every state in memory, and
+// shares no code with the service. This file holds its type, users, keys,
+// discovery and routes, and what its endpoints share; devidp_authorize.go
+// the authorization endpoint and login, devidp_token.go the token endpoint,
+// its tokens, userinfo and logout; devidp_pages.go the HTML pages.
 
 import (
 	"crypto"
@@ -375,6 +379,8 @@ func devServeCached(body []byte) http.Handler {
 		w.Write(body)
 	})
 }
+
+// --- shared by the endpoints ---
 
 // devOAuthError is an OAuth 2.0 error answer. Descriptions are fixed text,
 // never an echo of the request, so they stay within RFC 6749's character set.
