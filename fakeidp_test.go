@@ -2,12 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -23,63 +17,6 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 )
-
-// Test keys are made once per test binary: RSA generation dominates the run
-// time otherwise. They are never written to disk.
-var (
-	rsaKeysOnce sync.Once
-	rsaKeys     []*rsa.PrivateKey
-)
-
-func testRSAKey(i int) *rsa.PrivateKey {
-	rsaKeysOnce.Do(func() {
-		for range 4 {
-			k, err := rsa.GenerateKey(rand.Reader, 2048)
-			if err != nil {
-				panic(err)
-			}
-			rsaKeys = append(rsaKeys, k)
-		}
-	})
-	return rsaKeys[i%len(rsaKeys)]
-}
-
-// testKey is a signing key of the fake IdP.
-type testKey struct {
-	kid    string
-	alg    jose.SignatureAlgorithm
-	priv   crypto.Signer
-	hidden bool // signs, but is not in the published key set
-}
-
-func (k testKey) publicJWK() jose.JSONWebKey {
-	return jose.JSONWebKey{Key: k.priv.Public(), KeyID: k.kid, Algorithm: string(k.alg), Use: "sig"}
-}
-
-// newTestKey makes a key for alg; RSA keys come from the shared pool (n picks one).
-func newTestKey(t testing.TB, alg jose.SignatureAlgorithm, kid string, n int) testKey {
-	t.Helper()
-	var priv crypto.Signer
-	var err error
-	switch alg {
-	case jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512:
-		priv = testRSAKey(n)
-	case jose.ES256:
-		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case jose.ES384:
-		priv, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case jose.ES512:
-		priv, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
-	case jose.EdDSA:
-		_, priv, err = ed25519.GenerateKey(rand.Reader)
-	default:
-		t.Fatalf("newTestKey: unsupported alg %s", alg)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testKey{kid: kid, alg: alg, priv: priv}
-}
 
 // Modes make one endpoint of the fake IdP misbehave.
 const (
@@ -271,20 +208,6 @@ func (f *fakeIDP) addKey(k testKey) testKey {
 	defer f.mu.Unlock()
 	f.keys = append(f.keys, k)
 	return k
-}
-
-// signWith signs claims with k; hdr adds protected headers. A kid of "-"
-// leaves the kid out.
-func signWith(t testing.TB, k testKey, claims any, hdr map[jose.HeaderKey]any) string {
-	t.Helper()
-	opts := (&jose.SignerOptions{}).WithType("JWT")
-	if k.kid != "-" {
-		opts = opts.WithHeader("kid", k.kid)
-	}
-	for name, v := range hdr {
-		opts = opts.WithHeader(name, v)
-	}
-	return signOpts(t, k.alg, k.priv, opts, claims)
 }
 
 // accessClaims are valid access token claims for testSubject; mods change

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -84,89 +82,6 @@ func checkAccess(t testing.TB, a *testApp, name, tok string, wantStatus int, wan
 	}
 	_, err := a.srv.tenants[0].prov.verify(context.Background(), tok, kindAccessToken, "")
 	checkReason(t, name, err, wantReason)
-}
-
-func b64u(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-// craft builds a compact JWS by hand from a header and claims (any JSON
-// value, or a string taken as the raw segment) and signature bytes.
-func craft(t testing.TB, header, claims any, sig []byte) string {
-	t.Helper()
-	seg := func(v any) string {
-		if s, ok := v.(string); ok {
-			return b64u([]byte(s))
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b64u(b)
-	}
-	return seg(header) + "." + seg(claims) + "." + b64u(sig)
-}
-
-// hmacToken signs header and claims with HS256 under secret, the way an
-// attacker who mistakes a public key for an HMAC secret would.
-func hmacToken(t testing.TB, secret []byte, header, claims any) string {
-	t.Helper()
-	unsigned := strings.TrimSuffix(craft(t, header, claims, nil), ".")
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(unsigned))
-	return unsigned + "." + b64u(m.Sum(nil))
-}
-
-// signOpts signs claims with an arbitrary key and signer options.
-func signOpts(t testing.TB, alg jose.SignatureAlgorithm, key any, opts *jose.SignerOptions, claims any) string {
-	t.Helper()
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// flipSig flips one bit in the middle of a token's signature.
-func flipSig(t testing.TB, tok string) string {
-	t.Helper()
-	i := strings.LastIndexByte(tok, '.')
-	sig, err := base64.RawURLEncoding.DecodeString(tok[i+1:])
-	if err != nil || len(sig) == 0 {
-		t.Fatalf("flipSig: bad signature segment: %v", err)
-	}
-	sig[len(sig)/2] ^= 0x01
-	return tok[:i+1] + b64u(sig)
-}
-
-// swapPayload keeps tok's header and signature but replaces its claims.
-func swapPayload(t testing.TB, tok string, claims any) string {
-	t.Helper()
-	parts := strings.Split(tok, ".")
-	b, err := json.Marshal(claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return parts[0] + "." + b64u(b) + "." + parts[2]
-}
-
-func newECKey(t testing.TB, c elliptic.Curve) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(c, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 // registerWithAuth posts to /v1/auth/register with each value as its own
