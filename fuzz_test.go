@@ -63,8 +63,6 @@ const (
 // fuzzNow is the provider's clock in the token targets.
 var fuzzNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-var b64 = base64.RawURLEncoding.EncodeToString
-
 // fuzzKeys are the fixed signing keys of the token targets.
 type fuzzKeys struct{ rsa, ec, ed testKey }
 
@@ -340,8 +338,8 @@ func FuzzRegisterRequest(f *testing.F) {
 	f.Add(valid, form, []byte("a=b&a=c"))
 	f.Add(valid, "text/plain", []byte("hello"))
 	f.Add(valid[:len(valid)-12], "", []byte(nil))
-	f.Add(parts[0]+"."+b64(forged)+"."+parts[2], "", []byte(nil))
-	f.Add(b64([]byte(`{"alg":"none","typ":"JWT"}`))+"."+parts[1]+".", "", []byte(nil))
+	f.Add(parts[0]+"."+b64u(forged)+"."+parts[2], "", []byte(nil))
+	f.Add(b64u([]byte(`{"alg":"none","typ":"JWT"}`))+"."+parts[1]+".", "", []byte(nil))
 	f.Add(idp.accessToken(map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}), "", []byte(nil))
 	f.Add(idp.accessToken(map[string]any{"aud": "someone-else", "azp": nil}), "", []byte(nil))
 	f.Add("", "", []byte(nil))
@@ -412,7 +410,7 @@ func FuzzVerifyToken(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	hsInput := b64([]byte(`{"alg":"HS256","kid":"r1","typ":"JWT"}`)) + "." + parts[1]
+	hsInput := b64u([]byte(`{"alg":"HS256","kid":"r1","typ":"JWT"}`)) + "." + parts[1]
 	mac := hmac.New(sha256.New, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: rsaDER}))
 	mac.Write([]byte(hsInput))
 
@@ -440,9 +438,9 @@ func FuzzVerifyToken(f *testing.F) {
 		{signWith(f, unknownKid, fuzzClaims(), nil), false, ""},
 		{signWith(f, attacker, fuzzClaims(), map[jose.HeaderKey]any{"jwk": jose.JSONWebKey{Key: attacker.priv.Public()}}), false, ""},
 		{signWith(f, attacker, fuzzClaims(), map[jose.HeaderKey]any{"jku": "https://evil.example/jwks"}), false, ""},
-		{parts[0] + "." + b64(forged) + "." + parts[2], false, ""},
-		{b64([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + ".", false, ""},
-		{hsInput + "." + b64(mac.Sum(nil)), false, ""},
+		{parts[0] + "." + b64u(forged) + "." + parts[2], false, ""},
+		{b64u([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + ".", false, ""},
+		{hsInput + "." + b64u(mac.Sum(nil)), false, ""},
 		{access[:len(access)-9], false, ""},
 		{parts[0] + "." + parts[1] + ".", false, ""},
 		{"a.b.c.d.e", false, ""},
@@ -459,7 +457,7 @@ func FuzzVerifyToken(f *testing.F) {
 		}
 		for _, seg := range strings.Split(raw, ".") {
 			b, err := base64.RawURLEncoding.DecodeString(seg)
-			if err != nil || b64(b) != seg {
+			if err != nil || b64u(b) != seg {
 				return false
 			}
 		}
@@ -683,8 +681,8 @@ func FuzzJWKS(f *testing.F) {
 		{jwk(jose.JSONWebKey{Key: keys.rsa.priv, KeyID: "private-rsa"})},
 		{jwk(jose.JSONWebKey{Key: small.Public(), KeyID: "small"})},
 		{jwk(jose.JSONWebKey{Key: keys.rsa.priv.Public(), KeyID: "enc", Use: "enc"}), `{"kty":"oct","k":"c2VjcmV0","kid":"hmac"}`},
-		{`{"kty":"OKP","crv":"X25519","x":"` + b64(make([]byte, 32)) + `"}`, `{"kty":"EC","crv":"P-256","x":"AQ","y":"AQ"}`},
-		{`{"kty":"RSA","n":"` + b64(keys.rsa.priv.Public().(*rsa.PublicKey).N.Bytes()) + `","e":"AQ"}`},
+		{`{"kty":"OKP","crv":"X25519","x":"` + b64u(make([]byte, 32)) + `"}`, `{"kty":"EC","crv":"P-256","x":"AQ","y":"AQ"}`},
+		{`{"kty":"RSA","n":"` + b64u(keys.rsa.priv.Public().(*rsa.PublicKey).N.Bytes()) + `","e":"AQ"}`},
 		{`{"kty":"RSA","e":"AQAB"}`, `{"kty":"EC"}`, `{"kty":"OKP","crv":"Ed25519","x":"AAAA"}`},
 		{`1`, `"x"`, `null`, `[]`, `{"kty":5}`},
 		{},

@@ -93,6 +93,7 @@ func signWith(t testing.TB, k testKey, claims any, hdr map[jose.HeaderKey]any) s
 	return signOpts(t, k.alg, k.priv, opts, claims)
 }
 
+// b64u is unpadded base64url, the encoding of every JWS segment.
 func b64u(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // craft builds a compact JWS by hand from a header and claims (any JSON
