@@ -292,11 +292,6 @@ func TestTokenResponsesAreNotCached(t *testing.T) {
 	}
 }
 
-// waitFor sleeps; a method so tests read as steps.
-func (a *testApp) waitFor(ns int64) {
-	<-timeAfter(ns)
-}
-
 // TestClientGoneIsNot5xx: a request whose client disconnected while its
 // registration was queued is logged as 499, not as a server error.
 func TestClientGoneIsNot5xx(t *testing.T) {

@@ -1,0 +1,140 @@
+package main
+
+// The app harness: the service built in-process for a configuration and
+// served through its real handler, and the helpers that send it requests
+// and read its answers.
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testApp is the service under test, served in-process through its real
+// handler (ServeHTTP), with its store in a temporary directory.
+type testApp struct {
+	t      testing.TB
+	srv    *server
+	store  *store
+	dbPath string
+	cancel context.CancelFunc
+}
+
+// newTestApp builds the service for the tenants, starts their providers
+// and, unless noWait, waits until every tenant is ready.
+func newTestApp(t testing.TB, tenants []tenantConfig, noWait ...bool) *testApp {
+	t.Helper()
+	cfg := &config{Tenants: tenants}
+	if err := cfg.validate(func(string) string { return "" }); err != nil {
+		t.Fatalf("test config: %v", err)
+	}
+	return startTestApp(t, cfg, t.TempDir()+"/test.db", len(noWait) == 0 || !noWait[0])
+}
+
+// startTestApp serves a validated configuration with its database at
+// dbPath; every way of building a testApp ends here.
+func startTestApp(t testing.TB, cfg *config, dbPath string, wait bool) *testApp {
+	t.Helper()
+	cfg.Database = dbPath
+	st, err := openStore(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	met := newMetrics()
+	st.onCreate = met.participantCreated
+	s := newServer(cfg, st, log, met, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.startProviders(ctx)
+	a := &testApp{t: t, srv: s, store: st, dbPath: dbPath, cancel: cancel}
+	t.Cleanup(func() {
+		cancel()
+		st.Close()
+	})
+	if wait {
+		a.waitReady(5 * time.Second)
+	}
+	return a
+}
+
+func (a *testApp) waitReady(d time.Duration) {
+	a.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		ready := true
+		for _, t := range a.srv.tenants {
+			ready = ready && t.prov.ready()
+		}
+		if ready {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	a.t.Fatal("tenants not ready in time")
+}
+
+// do sends a request through the service's handler. hdr is name, value pairs;
+// a body with no Content-Type header given is sent as a form.
+func (a *testApp) do(method, target, body string, hdr ...string) *httptest.ResponseRecorder {
+	a.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	r := httptest.NewRequest(method, target, rd)
+	if body != "" {
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	a.srv.ServeHTTP(w, r)
+	return w
+}
+
+// register calls /v1/auth/register with a bearer token.
+func (a *testApp) register(token string) *httptest.ResponseRecorder {
+	a.t.Helper()
+	return a.do("POST", "/v1/auth/register", "", "Authorization", "Bearer "+token)
+}
+
+// envelope is a decoded response body.
+type envelope struct {
+	Data  map[string]any `json:"data"`
+	Error *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func decode(t testing.TB, w *httptest.ResponseRecorder) envelope {
+	t.Helper()
+	var e envelope
+	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil {
+		t.Fatalf("response is not JSON: %v: %q", err, w.Body.String())
+	}
+	return e
+}
+
+// code returns the error code of a response, or "" for a success.
+func code(t testing.TB, w *httptest.ResponseRecorder) string {
+	t.Helper()
+	e := decode(t, w)
+	if e.Error == nil {
+		return ""
+	}
+	return e.Error.Code
+}
+
+// waitFor sleeps; a method so tests read as steps.
+func (a *testApp) waitFor(ns int64) {
+	<-timeAfter(ns)
+}
+
+func timeAfter(ns int64) <-chan time.Time { return time.After(time.Duration(ns)) }
