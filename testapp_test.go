@@ -82,11 +82,21 @@ func (a *testApp) waitReady(d time.Duration) {
 // a body with no Content-Type header given is sent as a form.
 func (a *testApp) do(method, target, body string, hdr ...string) *httptest.ResponseRecorder {
 	a.t.Helper()
+	return a.doFrom(context.Background(), "", method, target, body, hdr...)
+}
+
+// doFrom is do with ctx as the request's context and remote (host:port) as
+// the connection's peer; "" keeps httptest's 192.0.2.1:1234.
+func (a *testApp) doFrom(ctx context.Context, remote, method, target, body string, hdr ...string) *httptest.ResponseRecorder {
+	a.t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	r := httptest.NewRequest(method, target, rd)
+	r := httptest.NewRequestWithContext(ctx, method, target, rd)
+	if remote != "" {
+		r.RemoteAddr = remote
+	}
 	if body != "" {
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}

@@ -136,22 +136,6 @@ func tokCheckRetryAfter(t *testing.T, path, name string, w *httptest.ResponseRec
 	return n
 }
 
-// tokPost sends a form POST through the service's handler from remote (the
-// connection's peer, host:port) with ctx as the request's context; hdr is
-// name, value pairs, added.
-func (a *testApp) tokPost(ctx context.Context, remote, path, body string, hdr ...string) *httptest.ResponseRecorder {
-	a.t.Helper()
-	r := httptest.NewRequest("POST", path, strings.NewReader(body)).WithContext(ctx)
-	r.RemoteAddr = remote
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	for i := 0; i+1 < len(hdr); i += 2 {
-		r.Header.Add(hdr[i], hdr[i+1])
-	}
-	w := httptest.NewRecorder()
-	a.srv.ServeHTTP(w, r)
-	return w
-}
-
 // newTokTestApp is newTestApp for a configuration with trusted_proxies,
 // which newTestApp cannot express. The document goes through parseConfig,
 // as a configuration file would.
@@ -488,7 +472,7 @@ func TestTokenEndpointSlowIdP(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), deadline)
 			defer cancel()
 			start := time.Now()
-			w := a.tokPost(ctx, "192.0.2.1:1234", ep.path, ep.good)
+			w := a.doFrom(ctx, "192.0.2.1:1234", "POST", ep.path, ep.good)
 			took := time.Since(start)
 			if tokCheck(t, ep.path, "IdP slower than the request's deadline", w, 503, "SW_AUTH_IDP_UNAVAILABLE") {
 				tokCheckRetryAfter(t, ep.path, "slow", w)
@@ -609,7 +593,7 @@ func TestPasswordRateLimitPerUser(t *testing.T) {
 	// Each attempt from its own address, so only the per-user limit counts.
 	from := func(i int) string { return fmt.Sprintf("198.51.100.%d:4000", i+1) }
 	for i := range userFailLimit {
-		w := a.tokPost(ctx, from(i), "/v1/auth/token", tokWrongPassword)
+		w := a.doFrom(ctx, from(i), "POST", "/v1/auth/token", tokWrongPassword)
 		tokCheck(t, "/v1/auth/token", fmt.Sprintf("wrong password %d of %d", i+1, userFailLimit), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
 	}
 	before := f.tokenHits.Load()
@@ -618,7 +602,7 @@ func TestPasswordRateLimitPerUser(t *testing.T) {
 		{"username in other case", "grant_type=password&username=ALICE&password=alice-pw"},
 		{"wrong password after the limit", tokWrongPassword},
 	} {
-		w := a.tokPost(ctx, from(100), "/v1/auth/token", tc.body)
+		w := a.doFrom(ctx, from(100), "POST", "/v1/auth/token", tc.body)
 		if tokCheck(t, "/v1/auth/token", tc.name, w, 429, "SW_RATE_LIMITED") {
 			if n := tokCheckRetryAfter(t, "/v1/auth/token", tc.name, w); n > int(failWindow/time.Second) {
 				t.Errorf("POST /v1/auth/token (%s): Retry-After %d; want at most the window, %d", tc.name, n, int(failWindow/time.Second))
@@ -629,17 +613,17 @@ func TestPasswordRateLimitPerUser(t *testing.T) {
 		t.Errorf("rate-limited attempts reached the IdP %d times; want 0", n)
 	}
 	// Another user is not affected.
-	w := a.tokPost(ctx, from(101), "/v1/auth/token", "grant_type=password&username=carol&password=x")
+	w := a.doFrom(ctx, from(101), "POST", "/v1/auth/token", "grant_type=password&username=carol&password=x")
 	tokCheck(t, "/v1/auth/token", "another user", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
 	clock.advance(failWindow / 2)
-	w = a.tokPost(ctx, from(102), "/v1/auth/token", tokRightPassword)
+	w = a.doFrom(ctx, from(102), "POST", "/v1/auth/token", tokRightPassword)
 	if tokCheck(t, "/v1/auth/token", "half the window later", w, 429, "SW_RATE_LIMITED") {
 		if n := tokCheckRetryAfter(t, "/v1/auth/token", "half the window later", w); n > int(failWindow/time.Second)/2+1 {
 			t.Errorf("POST /v1/auth/token half the window later: Retry-After %d; want at most %d", n, int(failWindow/time.Second)/2+1)
 		}
 	}
 	clock.advance(failWindow/2 + time.Second)
-	w = a.tokPost(ctx, from(103), "/v1/auth/token", tokRightPassword)
+	w = a.doFrom(ctx, from(103), "POST", "/v1/auth/token", tokRightPassword)
 	tokCheck(t, "/v1/auth/token", "after the window", w, 200, "")
 }
 
@@ -651,12 +635,12 @@ func TestPasswordRateLimitPerUserPerTenant(t *testing.T) {
 	t2.ID, t2.Hosts = "two", []string{"two.example.com"}
 	a := newTestApp(t, []tenantConfig{t1, t2})
 	for i := range userFailLimit {
-		w := a.tokPost(context.Background(), fmt.Sprintf("198.51.100.%d:1", i+1), "http://one.example.com/v1/auth/token", tokWrongPassword)
+		w := a.doFrom(context.Background(), fmt.Sprintf("198.51.100.%d:1", i+1), "POST", "http://one.example.com/v1/auth/token", tokWrongPassword)
 		tokCheck(t, "/v1/auth/token", "tenant one, wrong password", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
 	}
-	w := a.tokPost(context.Background(), "198.51.100.50:1", "http://one.example.com/v1/auth/token", tokRightPassword)
+	w := a.doFrom(context.Background(), "198.51.100.50:1", "POST", "http://one.example.com/v1/auth/token", tokRightPassword)
 	tokCheck(t, "/v1/auth/token", "tenant one after the limit", w, 429, "SW_RATE_LIMITED")
-	w = a.tokPost(context.Background(), "198.51.100.51:1", "http://two.example.com/v1/auth/token", tokRightPassword)
+	w = a.doFrom(context.Background(), "198.51.100.51:1", "POST", "http://two.example.com/v1/auth/token", tokRightPassword)
 	tokCheck(t, "/v1/auth/token", "same username at tenant two", w, 200, "")
 }
 
@@ -668,11 +652,11 @@ func TestPasswordSuccessClearsUserCount(t *testing.T) {
 	ctx := context.Background()
 	for round := range 2 {
 		for i := range userFailLimit - 1 {
-			w := a.tokPost(ctx, from(i), "/v1/auth/token", tokWrongPassword)
+			w := a.doFrom(ctx, from(i), "POST", "/v1/auth/token", tokWrongPassword)
 			tokCheck(t, "/v1/auth/token", fmt.Sprintf("round %d, wrong password %d", round, i+1), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
 		}
 		// Had the first round's failures been kept, this would be over the limit.
-		w := a.tokPost(ctx, from(50), "/v1/auth/token", tokRightPassword)
+		w := a.doFrom(ctx, from(50), "POST", "/v1/auth/token", tokRightPassword)
 		tokCheck(t, "/v1/auth/token", fmt.Sprintf("round %d, right password", round), w, 200, "")
 	}
 }
@@ -684,7 +668,7 @@ func TestPasswordRateLimitPerAddress(t *testing.T) {
 	ctx := context.Background()
 	const attacker = "198.51.100.7:5555"
 	for i := range addrFailLimit {
-		w := a.tokPost(ctx, attacker, "/v1/auth/token", fmt.Sprintf("grant_type=password&username=user%d&password=guess", i))
+		w := a.doFrom(ctx, attacker, "POST", "/v1/auth/token", fmt.Sprintf("grant_type=password&username=user%d&password=guess", i))
 		tokCheck(t, "/v1/auth/token", fmt.Sprintf("guess %d of %d", i+1, addrFailLimit), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
 	}
 	before := f.tokenHits.Load()
@@ -693,7 +677,7 @@ func TestPasswordRateLimitPerAddress(t *testing.T) {
 		{"right password from the address", attacker, tokRightPassword},
 		{"same address, another port", "198.51.100.7:6666", tokRightPassword},
 	} {
-		w := a.tokPost(ctx, tc.remote, "/v1/auth/token", tc.body)
+		w := a.doFrom(ctx, tc.remote, "POST", "/v1/auth/token", tc.body)
 		if tokCheck(t, "/v1/auth/token", tc.name, w, 429, "SW_RATE_LIMITED") {
 			tokCheckRetryAfter(t, "/v1/auth/token", tc.name, w)
 		}
@@ -701,7 +685,7 @@ func TestPasswordRateLimitPerAddress(t *testing.T) {
 	if n := f.tokenHits.Load() - before; n != 0 {
 		t.Errorf("rate-limited attempts reached the IdP %d times; want 0", n)
 	}
-	w := a.tokPost(ctx, "198.51.100.8:5555", "/v1/auth/token", tokRightPassword)
+	w := a.doFrom(ctx, "198.51.100.8:5555", "POST", "/v1/auth/token", tokRightPassword)
 	tokCheck(t, "/v1/auth/token", "right password from another address", w, 200, "")
 }
 
@@ -725,14 +709,14 @@ func TestPasswordRateLimitCountsOnlyRefusals(t *testing.T) {
 	} {
 		f.set(func(f *fakeIDP) { f.tokenMode, f.tokenFn = tc.mode, tc.answer })
 		for range userFailLimit + 1 {
-			w := a.tokPost(ctx, from, "/v1/auth/token", tokWrongPassword)
+			w := a.doFrom(ctx, from, "POST", "/v1/auth/token", tokWrongPassword)
 			tokCheck(t, "/v1/auth/token", tc.name, w, tc.wantStatus, tc.wantCode)
 		}
 	}
 	f.set(func(f *fakeIDP) { f.tokenMode, f.tokenFn = modeOK, nil })
 	// Nor is a good one: an office behind one NAT address signs in all day.
 	for i := range addrFailLimit + 5 {
-		w := a.tokPost(ctx, from, "/v1/auth/token", tokRightPassword)
+		w := a.doFrom(ctx, from, "POST", "/v1/auth/token", tokRightPassword)
 		if !tokCheck(t, "/v1/auth/token", fmt.Sprintf("sign-in %d from one address", i+1), w, 200, "") {
 			break
 		}
@@ -776,7 +760,7 @@ func TestPasswordRateLimitConcurrentAttempts(t *testing.T) {
 			for i := range n {
 				wg.Go(func() {
 					<-start
-					statuses[i] = a.tokPost(context.Background(), tc.remote(i), "/v1/auth/token", tc.body(i)).Code
+					statuses[i] = a.doFrom(context.Background(), tc.remote(i), "POST", "/v1/auth/token", tc.body(i)).Code
 				})
 			}
 			close(start)
@@ -808,29 +792,29 @@ func TestPasswordRateLimitForwardedFor(t *testing.T) {
 
 	// Behind the trusted proxy, the client named in X-Forwarded-For is limited.
 	for i := range addrFailLimit {
-		w := a.tokPost(ctx, proxy, "/v1/auth/token", guess(i), "X-Forwarded-For", "203.0.113.7")
+		w := a.doFrom(ctx, proxy, "POST", "/v1/auth/token", guess(i), "X-Forwarded-For", "203.0.113.7")
 		tokCheck(t, "/v1/auth/token", "guess via the trusted proxy", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
 	}
-	w := a.tokPost(ctx, proxy, "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.7")
+	w := a.doFrom(ctx, proxy, "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.7")
 	tokCheck(t, "/v1/auth/token", "limited client via the trusted proxy", w, 429, "SW_RATE_LIMITED")
-	w = a.tokPost(ctx, proxy, "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "192.0.2.99, 203.0.113.7")
+	w = a.doFrom(ctx, proxy, "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "192.0.2.99, 203.0.113.7")
 	tokCheck(t, "/v1/auth/token", "limited client prepends a spoofed hop", w, 429, "SW_RATE_LIMITED")
-	w = a.tokPost(ctx, "10.9.9.9:1", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.7, 10.1.2.3")
+	w = a.doFrom(ctx, "10.9.9.9:1", "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.7, 10.1.2.3")
 	tokCheck(t, "/v1/auth/token", "limited client via two trusted proxies", w, 429, "SW_RATE_LIMITED")
-	w = a.tokPost(ctx, proxy, "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.8")
+	w = a.doFrom(ctx, proxy, "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.8")
 	tokCheck(t, "/v1/auth/token", "another client via the same proxy", w, 200, "")
 
 	// An untrusted peer's X-Forwarded-For is ignored: inventing a new
 	// address for each guess does not escape the limit.
 	const attacker = "198.51.100.9:1"
 	for i := range addrFailLimit {
-		w := a.tokPost(ctx, attacker, "/v1/auth/token", guess(100+i), "X-Forwarded-For", fmt.Sprintf("192.0.2.%d", i+1))
+		w := a.doFrom(ctx, attacker, "POST", "/v1/auth/token", guess(100+i), "X-Forwarded-For", fmt.Sprintf("192.0.2.%d", i+1))
 		tokCheck(t, "/v1/auth/token", "guess with a spoofed X-Forwarded-For", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
 	}
-	w = a.tokPost(ctx, attacker, "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "192.0.2.200")
+	w = a.doFrom(ctx, attacker, "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "192.0.2.200")
 	tokCheck(t, "/v1/auth/token", "spoofing peer after the limit", w, 429, "SW_RATE_LIMITED")
 	// ... and the spoofed addresses were not charged.
-	w = a.tokPost(ctx, proxy, "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "192.0.2.1")
+	w = a.doFrom(ctx, proxy, "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "192.0.2.1")
 	tokCheck(t, "/v1/auth/token", "an address the attacker spoofed", w, 200, "")
 }
 
@@ -839,11 +823,11 @@ func TestPasswordRateLimitIgnoresForwardedForByDefault(t *testing.T) {
 	f := newFakeIDP(t)
 	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
 	for i := range addrFailLimit {
-		w := a.tokPost(context.Background(), "10.1.2.3:1", "/v1/auth/token", fmt.Sprintf("grant_type=password&username=user%d&password=guess", i),
+		w := a.doFrom(context.Background(), "10.1.2.3:1", "POST", "/v1/auth/token", fmt.Sprintf("grant_type=password&username=user%d&password=guess", i),
 			"X-Forwarded-For", fmt.Sprintf("203.0.113.%d", i+1))
 		tokCheck(t, "/v1/auth/token", "guess, no trusted proxies", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
 	}
-	w := a.tokPost(context.Background(), "10.1.2.3:1", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.200")
+	w := a.doFrom(context.Background(), "10.1.2.3:1", "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.200")
 	tokCheck(t, "/v1/auth/token", "no trusted proxies, after the limit", w, 429, "SW_RATE_LIMITED")
 }
 
