@@ -908,16 +908,6 @@ func mountTmpfs(t *testing.T, size string) string {
 	return dir
 }
 
-// newTestAppAt is newTestApp with the database at a given path.
-func newTestAppAt(t *testing.T, tenants []tenantConfig, dbPath string) *testApp {
-	t.Helper()
-	cfg := &config{Tenants: tenants}
-	if err := cfg.validate(func(string) string { return "" }); err != nil {
-		t.Fatalf("test config: %v", err)
-	}
-	return startTestApp(t, cfg, dbPath, true)
-}
-
 // fillDisk writes a file in dir until the file system is full.
 func fillDisk(t *testing.T, dir string) string {
 	t.Helper()
@@ -945,7 +935,7 @@ func TestRegisterOnFullDisk(t *testing.T) {
 	t.Parallel()
 	dir := mountTmpfs(t, "16m")
 	f := newFakeIDP(t)
-	a := newTestAppAt(t, []tenantConfig{f.tenantConfig()}, filepath.Join(dir, "auth.db"))
+	a := startTestApp(t, &config{Tenants: []tenantConfig{f.tenantConfig()}}, filepath.Join(dir, "auth.db"), true)
 	register := func(sub string) (int, envelope) {
 		w := a.register(f.accessToken(map[string]any{"sub": sub}))
 		return w.Code, decode(t, w)

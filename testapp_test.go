@@ -29,17 +29,17 @@ type testApp struct {
 // and, unless noWait, waits until every tenant is ready.
 func newTestApp(t testing.TB, tenants []tenantConfig, noWait ...bool) *testApp {
 	t.Helper()
-	cfg := &config{Tenants: tenants}
-	if err := cfg.validate(func(string) string { return "" }); err != nil {
-		t.Fatalf("test config: %v", err)
-	}
-	return startTestApp(t, cfg, t.TempDir()+"/test.db", len(noWait) == 0 || !noWait[0])
+	return startTestApp(t, &config{Tenants: tenants}, t.TempDir()+"/test.db", len(noWait) == 0 || !noWait[0])
 }
 
-// startTestApp serves a validated configuration with its database at
-// dbPath; every way of building a testApp ends here.
+// startTestApp validates cfg, as loading a configuration file would, and
+// serves it with its database at dbPath; every way of building a testApp
+// ends here.
 func startTestApp(t testing.TB, cfg *config, dbPath string, wait bool) *testApp {
 	t.Helper()
+	if err := cfg.validate(noEnv); err != nil {
+		t.Fatalf("test config: %v", err)
+	}
 	cfg.Database = dbPath
 	st, err := openStore(context.Background(), dbPath)
 	if err != nil {

@@ -136,22 +136,6 @@ func tokCheckRetryAfter(t *testing.T, path, name string, w *httptest.ResponseRec
 	return n
 }
 
-// newTokTestApp is newTestApp for a configuration with trusted_proxies,
-// which newTestApp cannot express. The document goes through parseConfig,
-// as a configuration file would.
-func newTokTestApp(t testing.TB, trustedProxies []string, tenants ...tenantConfig) *testApp {
-	t.Helper()
-	doc, err := json.Marshal(map[string]any{"trusted_proxies": trustedProxies, "tenants": tenants})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := parseConfig(doc, func(string) string { return "" })
-	if err != nil {
-		t.Fatalf("test config: %v", err)
-	}
-	return startTestApp(t, cfg, t.TempDir()+"/test.db", true)
-}
-
 // --- /v1/auth/login ---
 
 func TestLoginErrors(t *testing.T) {
@@ -785,7 +769,7 @@ func TestPasswordRateLimitConcurrentAttempts(t *testing.T) {
 func TestPasswordRateLimitForwardedFor(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
-	a := newTokTestApp(t, []string{"10.0.0.0/8"}, f.tenantConfig())
+	a := startTestApp(t, &config{TrustedProxies: []string{"10.0.0.0/8"}, Tenants: []tenantConfig{f.tenantConfig()}}, t.TempDir()+"/test.db", true)
 	ctx := context.Background()
 	const proxy = "10.1.2.3:40000"
 	guess := func(i int) string { return fmt.Sprintf("grant_type=password&username=user%d&password=guess", i) }
