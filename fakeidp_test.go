@@ -223,7 +223,7 @@ func (f *fakeIDP) accessClaims(mods ...map[string]any) map[string]any {
 		"preferred_username": "tuser",
 		"email":              "test.user@example.com",
 	}
-	return applyMods(c, mods)
+	return withMods(c, mods...)
 }
 
 // idClaims are valid ID token claims; nonce "" leaves it out.
@@ -232,20 +232,26 @@ func (f *fakeIDP) idClaims(nonce string, mods ...map[string]any) map[string]any 
 	if nonce != "" {
 		c["nonce"] = nonce
 	}
-	return applyMods(c, mods)
+	return withMods(c, mods...)
 }
 
-func applyMods(c map[string]any, mods []map[string]any) map[string]any {
-	for _, m := range mods {
-		for k, v := range m {
+// withMods returns a copy of m with each of mods applied in turn: a nil
+// value deletes the key, any other value sets it.
+func withMods(m map[string]any, mods ...map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	for _, mod := range mods {
+		for k, v := range mod {
 			if v == nil {
-				delete(c, k)
+				delete(out, k)
 			} else {
-				c[k] = v
+				out[k] = v
 			}
 		}
 	}
-	return c
+	return out
 }
 
 // accessToken is a valid access token signed with the first key.

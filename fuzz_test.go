@@ -139,7 +139,7 @@ func fuzzJWKS(k fuzzKeys) []byte {
 
 // fuzzClaims are valid claims, ID and access token alike, at fuzzNow.
 func fuzzClaims(mods ...map[string]any) map[string]any {
-	return applyMods(map[string]any{
+	return withMods(map[string]any{
 		"iss":   fuzzIssuer,
 		"sub":   testSubject,
 		"aud":   testClientID,
@@ -148,7 +148,7 @@ func fuzzClaims(mods ...map[string]any) map[string]any {
 		"iat":   fuzzNow.Unix(),
 		"name":  "Test User",
 		"email": "test.user@example.com",
-	}, mods)
+	}, mods...)
 }
 
 // routeTo sends every request to srv whatever its URL names, so that a
@@ -804,15 +804,6 @@ func FuzzDiscovery(f *testing.F) {
 			}
 		}
 	})
-}
-
-// withMods returns a copy of m with mods applied (nil deletes).
-func withMods(m, mods map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return applyMods(out, []map[string]any{mods})
 }
 
 // FuzzTokenResponse serves an arbitrary status and body from the token

@@ -370,15 +370,7 @@ func TestTokenEndpointIdPFailures(t *testing.T) {
 			f := newFakeIDP(t)
 			a := newTestApp(t, []tenantConfig{f.tenantConfig()})
 			good := func(mods map[string]any) tokAnswerFn {
-				m := f.tokTokens(f.idToken(""))
-				for k, v := range mods {
-					if v == nil {
-						delete(m, k)
-					} else {
-						m[k] = v
-					}
-				}
-				return tokAnswer(200, m)
+				return tokAnswer(200, withMods(f.tokTokens(f.idToken("")), mods))
 			}
 			tests := []struct {
 				name       string
