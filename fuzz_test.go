@@ -196,21 +196,12 @@ func fuzzDiscoveryDoc() *discovery {
 	}}
 }
 
-// fuzzEnvelope is a response body of the contract: data or error, nothing else.
-type fuzzEnvelope struct {
-	Data  json.RawMessage `json:"data"`
-	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 var errorCodeSyntax = regexp.MustCompile(`^SW_[A-Z_]+$`)
 
 // checkEnvelope fails unless the response has one of the allowed statuses and
 // a body that is exactly the JSON envelope: data on 200, else an error with
 // a code and a message.
-func checkEnvelope(t *testing.T, what string, w *httptest.ResponseRecorder, allowed ...int) fuzzEnvelope {
+func checkEnvelope(t *testing.T, what string, w *httptest.ResponseRecorder, allowed ...int) envelope {
 	t.Helper()
 	if !slices.Contains(allowed, w.Code) {
 		t.Fatalf("%s = %d %s; want one of %v", what, w.Code, w.Body, allowed)
@@ -218,7 +209,11 @@ func checkEnvelope(t *testing.T, what string, w *httptest.ResponseRecorder, allo
 	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("%s = %d with Content-Type %q", what, w.Code, ct)
 	}
-	var env fuzzEnvelope
+	// data is read raw first, so that a null or a non-object shows.
+	var env struct {
+		envelope
+		Data json.RawMessage `json:"data"`
+	}
 	dec := json.NewDecoder(bytes.NewReader(w.Body.Bytes()))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&env); err != nil {
@@ -231,12 +226,15 @@ func checkEnvelope(t *testing.T, what string, w *httptest.ResponseRecorder, allo
 		if env.Error != nil || len(env.Data) == 0 || env.Data[0] != '{' {
 			t.Fatalf("%s = 200 without data: %q", what, w.Body)
 		}
-		return env
+		if err := json.Unmarshal(env.Data, &env.envelope.Data); err != nil {
+			t.Fatalf("%s = 200 with data that is not an object (%v): %q", what, err, w.Body)
+		}
+		return env.envelope
 	}
 	if env.Error == nil || env.Data != nil || !errorCodeSyntax.MatchString(env.Error.Code) || env.Error.Message == "" {
 		t.Fatalf("%s = %d without a proper error: %q", what, w.Code, w.Body)
 	}
-	return env
+	return env.envelope
 }
 
 // FuzzBearerHeader checks bearerToken against the RFC 6750 grammar: it
