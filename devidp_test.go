@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,20 +20,13 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-// devTestClock is a clock tests can move forward while the IdP serves.
-type devTestClock struct{ offset atomic.Int64 }
-
-func (c *devTestClock) now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
-
-func (c *devTestClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
-
 // devTestEnv is a dev IdP served over real HTTP, with a client that does not
 // follow redirects.
 type devTestEnv struct {
 	idp    *devIDP
 	srv    *httptest.Server
 	client *http.Client
-	clock  *devTestClock
+	clock  *testClock
 }
 
 // newDevTestEnv serves a dev IdP whose issuer is the server URL plus path.
@@ -47,7 +39,7 @@ func newDevTestEnv(t *testing.T, path string) *devTestEnv {
 	if err != nil {
 		t.Fatalf("newDevIDP: %v", err)
 	}
-	clock := &devTestClock{}
+	clock := &testClock{}
 	idp.now = clock.now
 	mux.Handle(path+"/", idp.Handler())
 	client := srv.Client()

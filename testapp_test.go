@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -148,3 +149,10 @@ func (a *testApp) waitFor(ns int64) {
 }
 
 func timeAfter(ns int64) <-chan time.Time { return time.After(time.Duration(ns)) }
+
+// testClock is a clock a test moves forward while the code under test reads
+// it from other goroutines.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }

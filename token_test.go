@@ -548,12 +548,6 @@ func TestPasswordGrant(t *testing.T) {
 	}
 }
 
-// tokClock is a settable clock for the limiter.
-type tokClock struct{ offset atomic.Int64 }
-
-func (c *tokClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
-func (c *tokClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
-
 const (
 	tokRightPassword = "grant_type=password&username=alice&password=alice-pw"
 	tokWrongPassword = "grant_type=password&username=alice&password=wrong"
@@ -563,7 +557,7 @@ func TestPasswordRateLimitPerUser(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
 	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
-	var clock tokClock
+	var clock testClock
 	a.srv.limiter.now = clock.now
 	ctx := context.Background()
 	// Each attempt from its own address, so only the per-user limit counts.
