@@ -178,7 +178,7 @@ func newFuzzProvider(tb testing.TB, h http.Handler) *provider {
 		ClientSecret: testClientSecret,
 		RedirectURI:  testRedirectURI,
 	}}}
-	if err := cfg.validate(func(string) string { return "" }); err != nil {
+	if err := cfg.validate(noEnv); err != nil {
 		tb.Fatal(err)
 	}
 	p := newProvider(&cfg.Tenants[0], slog.New(slog.DiscardHandler), newMetrics())

@@ -420,7 +420,7 @@ func TestRunExitCodes(t *testing.T) {
 func TestRunVersion(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"/usr/local/bin/scaiwave-auth", "-version"}, envOf(nil), &out, io.Discard)
+	err := run(context.Background(), []string{"/usr/local/bin/scaiwave-auth", "-version"}, noEnv, &out, io.Discard)
 	if err != nil {
 		t.Fatalf("run -version = %v; want nil", err)
 	}
@@ -449,7 +449,7 @@ func TestRunCheck(t *testing.T) {
 		}
 		path := writeConfigFile(t, t.TempDir(), map[string]any{"tenants": ts})
 		var out bytes.Buffer
-		err := run(context.Background(), []string{"scaiwave-auth", "-config", path, "-check"}, envOf(nil), &out, io.Discard)
+		err := run(context.Background(), []string{"scaiwave-auth", "-config", path, "-check"}, noEnv, &out, io.Discard)
 		return out.String(), err
 	}
 

@@ -778,7 +778,7 @@ func TestBackupWhileWriting(t *testing.T) {
 // runCmd runs the program as the operator would, with an empty environment.
 func runCmd(args ...string) (stdout, stderr string, err error) {
 	var out, errb bytes.Buffer
-	err = run(context.Background(), append([]string{"scaiwave-auth"}, args...), func(string) string { return "" }, &out, &errb)
+	err = run(context.Background(), append([]string{"scaiwave-auth"}, args...), noEnv, &out, &errb)
 	return out.String(), errb.String(), err
 }
 
