@@ -19,24 +19,24 @@ import (
 )
 
 var (
-	tokFormTag  = regexp.MustCompile(`(?is)<form\b[^>]*>`)
-	tokInputTag = regexp.MustCompile(`(?is)<input\b[^>]*>`)
-	tokAttr     = regexp.MustCompile(`([a-zA-Z_:-]+)\s*=\s*"([^"]*)"`)
+	e2eFormTag  = regexp.MustCompile(`(?is)<form\b[^>]*>`)
+	e2eInputTag = regexp.MustCompile(`(?is)<input\b[^>]*>`)
+	e2eAttr     = regexp.MustCompile(`([a-zA-Z_:-]+)\s*=\s*"([^"]*)"`)
 )
 
-func tokAttrs(tag string) map[string]string {
+func e2eAttrs(tag string) map[string]string {
 	m := map[string]string{}
-	for _, a := range tokAttr.FindAllStringSubmatch(tag, -1) {
+	for _, a := range e2eAttr.FindAllStringSubmatch(tag, -1) {
 		m[strings.ToLower(a[1])] = html.UnescapeString(a[2])
 	}
 	return m
 }
 
-// tokBrowser is a browser for the code flow: it shows the login page of the
+// e2eBrowser is a browser for the code flow: it shows the login page of the
 // authorization URL, fills in the form and submits it, and returns where the
 // IdP redirected to. It follows no redirects, so that the redirect to the
 // (unreachable) redirect URI can be read.
-func tokBrowser(t *testing.T, authURL *url.URL, username, password string) *url.URL {
+func e2eBrowser(t *testing.T, authURL *url.URL, username, password string) *url.URL {
 	t.Helper()
 	client := &http.Client{
 		Timeout:       5 * time.Second,
@@ -51,11 +51,11 @@ func tokBrowser(t *testing.T, authURL *url.URL, username, password string) *url.
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("GET %s = %d %s; want the login page", authURL, resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	formTag := tokFormTag.FindString(string(page))
+	formTag := e2eFormTag.FindString(string(page))
 	if formTag == "" {
 		t.Fatalf("login page has no form: %s", page)
 	}
-	fa := tokAttrs(formTag)
+	fa := e2eAttrs(formTag)
 	if !strings.EqualFold(fa["method"], "post") {
 		t.Fatalf("login form method %q; want post", fa["method"])
 	}
@@ -65,8 +65,8 @@ func tokBrowser(t *testing.T, authURL *url.URL, username, password string) *url.
 	}
 	form := url.Values{}
 	visible := map[string]bool{}
-	for _, tag := range tokInputTag.FindAllString(string(page), -1) {
-		ia := tokAttrs(tag)
+	for _, tag := range e2eInputTag.FindAllString(string(page), -1) {
+		ia := e2eAttrs(tag)
 		if strings.EqualFold(ia["type"], "hidden") {
 			form.Add(ia["name"], ia["value"])
 		} else {
@@ -94,8 +94,8 @@ func tokBrowser(t *testing.T, authURL *url.URL, username, password string) *url.
 	return loc
 }
 
-// tokRandom is a random base64url string of n bytes.
-func tokRandom(n int) string {
+// e2eRandom is a random base64url string of n bytes.
+func e2eRandom(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
@@ -147,8 +147,8 @@ func TestE2ECodeFlowWithDevIDP(t *testing.T) {
 	// and nonce it was bound to.
 	signIn := func(user devUser) (authCode, verifier, nonce string) {
 		t.Helper()
-		verifier, nonce = tokRandom(32), tokRandom(16)
-		state := tokRandom(16)
+		verifier, nonce = e2eRandom(32), e2eRandom(16)
+		state := e2eRandom(16)
 		sum := sha256.Sum256([]byte(verifier))
 		authURL, err := url.Parse(cfg["authorization_endpoint"].(string))
 		if err != nil {
@@ -164,7 +164,7 @@ func TestE2ECodeFlowWithDevIDP(t *testing.T) {
 		q.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
 		q.Set("code_challenge_method", "S256")
 		authURL.RawQuery = q.Encode()
-		loc := tokBrowser(t, authURL, user.Username, user.Password)
+		loc := e2eBrowser(t, authURL, user.Username, user.Password)
 		lq := loc.Query()
 		if got := loc.Scheme + "://" + loc.Host + loc.Path; got != redirectURI {
 			t.Fatalf("the IdP redirected to %s; want %s", got, redirectURI)
