@@ -1,0 +1,98 @@
+package main
+
+// What the service answers whatever went wrong: the bearer header read to
+// the letter, errors mapped to the contract with nothing secret or upstream
+// in them, and token answers never cached.
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func TestTokenEndpointErrorsHoldNoSecrets(t *testing.T) {
+	t.Parallel()
+	const (
+		secretCode     = "c0de-SENSITIVE-7f3a"
+		secretPassword = "pa55-SENSITIVE-91bc"
+		secretRefresh  = "rt-SENSITIVE-4d2e"
+	)
+	// A careless IdP that echoes what it was sent, secret included, in its
+	// error answers.
+	echo := func(status int, code string) tokAnswerFn {
+		return func(form url.Values, r *http.Request) (int, any) {
+			all := form.Encode() + " " + r.Header.Get("Authorization") + " " + testClientSecret
+			return status, map[string]string{"error": code, "error_description": all, "error_uri": "https://idp.example/e?" + all}
+		}
+	}
+	f := newFakeIDP(t)
+	cfg := f.tenantConfig()
+	off := cfg
+	off.ID, off.Hosts = "off", []string{"off.example.com"}
+	off.Features.Auth.PasswordGrantEnabled = false
+	cfg.Hosts = []string{"on.example.com"}
+	a := newTestApp(t, []tenantConfig{cfg, off})
+	login := "code=" + secretCode + "&code_verifier=" + tokVerifier
+	password := "grant_type=password&username=alice&password=" + secretPassword
+	refresh := "refresh_token=" + secretRefresh
+	tests := []struct {
+		name, path, body string
+		answer           tokAnswerFn
+		mode             string
+	}{
+		{"login, IdP invalid_grant", "/v1/auth/login", login, echo(400, "invalid_grant"), ""},
+		{"login, IdP invalid_client", "/v1/auth/login", login, echo(401, "invalid_client"), ""},
+		{"login, IdP 500", "/v1/auth/login", login, echo(500, "server_error"), ""},
+		{"login, IdP 400 without error", "/v1/auth/login", login, echo(400, ""), ""},
+		{"login, IdP garbage", "/v1/auth/login", login, nil, modeGarbage},
+		{"login, redirect mismatch", "/v1/auth/login", login + "&redirect_uri=https://evil.example/" + secretCode, nil, ""},
+		{"login, bad verifier", "/v1/auth/login", "code=" + secretCode + "&code_verifier=" + secretCode, nil, ""},
+		{"login, code twice", "/v1/auth/login?code=" + secretCode, "code=" + secretCode + "x", nil, ""},
+		{"login, evil ID token", "/v1/auth/login", login + "&nonce=" + secretCode, tokAnswer(200, f.tokTokens(f.idToken("other"))), ""},
+		{"token, IdP invalid_grant", "/v1/auth/token", password, echo(400, "invalid_grant"), ""},
+		{"token, IdP unauthorized_client", "/v1/auth/token", password, echo(400, "unauthorized_client"), ""},
+		{"token, IdP 503", "/v1/auth/token", password, echo(503, "temporarily_unavailable"), ""},
+		{"token, password twice", "/v1/auth/token", password + "&password=" + secretPassword, nil, ""},
+		{"token, disabled", "http://off.example.com/v1/auth/token", password, nil, ""},
+		{"token, JSON with a number", "/v1/auth/token", `{"password":"` + secretPassword + `","username":1}`, nil, ""},
+		{"refresh, IdP invalid_grant", "/v1/auth/refresh", refresh, echo(400, "invalid_grant"), ""},
+		{"refresh, IdP invalid_request", "/v1/auth/refresh", refresh, echo(400, "invalid_request"), ""},
+		{"refresh, IdP invalid_client", "/v1/auth/refresh", refresh, echo(401, "invalid_client"), ""},
+		{"refresh, IdP 502", "/v1/auth/refresh", refresh, echo(502, "bad_gateway"), ""},
+		{"refresh, IdP huge", "/v1/auth/refresh", refresh, nil, modeHuge},
+		{"refresh, given twice", "/v1/auth/refresh", refresh + "&refresh_token=" + secretRefresh, nil, ""},
+	}
+	forbidden := []string{secretCode, secretPassword, secretRefresh, testClientSecret, url.QueryEscape(testClientSecret), "s3cret", "SENSITIVE"}
+	for _, tc := range tests {
+		f.set(func(f *fakeIDP) { f.tokenFn, f.tokenMode = tc.answer, tc.mode })
+		hdr := []string{}
+		if strings.HasPrefix(tc.body, "{") {
+			hdr = []string{"Content-Type", "application/json"}
+		}
+		target := tc.path
+		if !strings.HasPrefix(target, "http") {
+			target = "http://on.example.com" + target
+		}
+		w := a.do("POST", target, tc.body, hdr...)
+		if w.Code < 400 {
+			t.Errorf("POST %s (%s) = %d; want an error", tc.path, tc.name, w.Code)
+			continue
+		}
+		raw := w.Body.String()
+		for _, s := range forbidden {
+			if strings.Contains(raw, s) {
+				t.Errorf("POST %s (%s) = %d: body holds %q: %s", tc.path, tc.name, w.Code, s, raw)
+			}
+		}
+		for name, vs := range w.Header() {
+			for _, v := range vs {
+				for _, s := range forbidden {
+					if strings.Contains(v, s) {
+						t.Errorf("POST %s (%s): header %s holds %q", tc.path, tc.name, name, s)
+					}
+				}
+			}
+		}
+	}
+}
