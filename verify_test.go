@@ -84,18 +84,6 @@ func checkAccess(t testing.TB, a *testApp, name, tok string, wantStatus int, wan
 	checkReason(t, name, err, wantReason)
 }
 
-// registerWithAuth posts to /v1/auth/register with each value as its own
-// Authorization header (none when values is empty).
-func registerWithAuth(a *testApp, values ...string) *httptest.ResponseRecorder {
-	r := httptest.NewRequest("POST", "/v1/auth/register", nil)
-	for _, v := range values {
-		r.Header.Add("Authorization", v)
-	}
-	w := httptest.NewRecorder()
-	a.srv.ServeHTTP(w, r)
-	return w
-}
-
 func TestAttackSignatures(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
@@ -343,57 +331,6 @@ func TestAttackMalformedTokens(t *testing.T) {
 	} {
 		_, err := p.verify(context.Background(), tc.token, kindAccessToken, "")
 		checkReason(t, tc.name, err, tc.wantReason)
-	}
-}
-
-func TestBearerHeader(t *testing.T) {
-	t.Parallel()
-	f := newFakeIDP(t)
-	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
-	tok := f.accessToken()
-	tests := []struct {
-		name          string
-		auth          []string
-		wantStatus    int
-		wantChallenge string
-	}{
-		{"Bearer", []string{"Bearer " + tok}, 200, ""},
-		{"lowercase bearer", []string{"bearer " + tok}, 200, ""},
-		{"uppercase BEARER", []string{"BEARER " + tok}, 200, ""},
-		{"no Authorization header", nil, 401, `Bearer realm="scaiwave"`},
-		{"empty Authorization header", []string{""}, 401, `Bearer realm="scaiwave"`},
-		{"Bearer without a token", []string{"Bearer"}, 401, wantChallenge},
-		{"Bearer and a space", []string{"Bearer "}, 401, wantChallenge},
-		{"Bearer with two tokens", []string{"Bearer " + tok + " " + tok}, 401, wantChallenge},
-		{"Bearer with two comma-separated tokens", []string{"Bearer " + tok + "," + tok}, 401, wantChallenge},
-		// Another scheme is no bearer at all: no error code (RFC 6750 §3.1).
-		{"Basic scheme", []string{"Basic dXNlcjpwYXNzd29yZA=="}, 401, `Bearer realm="scaiwave"`},
-		{"Basic scheme carrying the token", []string{"Basic " + tok}, 401, `Bearer realm="scaiwave"`},
-		{"token without a scheme", []string{tok}, 401, wantChallenge},
-		{"two Authorization headers, both good", []string{"Bearer " + tok, "Bearer " + tok}, 401, wantChallenge},
-		{"two Authorization headers, Bearer and Basic", []string{"Bearer " + tok, "Basic dXNlcjpwdw=="}, 401, wantChallenge},
-		{"characters outside b64token", []string{"Bearer !!!.@@@.$$$"}, 401, wantChallenge},
-		{"garbage b64token", []string{"Bearer abc.def.ghi"}, 401, wantChallenge},
-	}
-	for _, tc := range tests {
-		w := registerWithAuth(a, tc.auth...)
-		wantCode := ""
-		if tc.wantStatus == 401 {
-			wantCode = "SW_AUTH_UNAUTHENTICATED"
-		}
-		if got := code(t, w); w.Code != tc.wantStatus || got != wantCode {
-			t.Errorf("POST /v1/auth/register (%s) = %d %s; want %d %s", tc.name, w.Code, got, tc.wantStatus, wantCode)
-		}
-		if h := w.Header().Get("WWW-Authenticate"); h != tc.wantChallenge {
-			t.Errorf("POST /v1/auth/register (%s): WWW-Authenticate %q; want %q", tc.name, h, tc.wantChallenge)
-		}
-	}
-	// The token in the query string is not a bearer credential here.
-	r := httptest.NewRequest("POST", "/v1/auth/register?access_token="+tok, nil)
-	w := httptest.NewRecorder()
-	a.srv.ServeHTTP(w, r)
-	if w.Code != 401 || code(t, w) != "SW_AUTH_UNAUTHENTICATED" {
-		t.Errorf("POST /v1/auth/register (token in the query) = %d %s; want 401 SW_AUTH_UNAUTHENTICATED", w.Code, code(t, w))
 	}
 }
 
