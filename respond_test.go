@@ -5,6 +5,7 @@ package main
 // in them, and token answers never cached.
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -158,5 +159,38 @@ func TestBearerHeader(t *testing.T) {
 	a.srv.ServeHTTP(w, r)
 	if w.Code != 401 || code(t, w) != "SW_AUTH_UNAUTHENTICATED" {
 		t.Errorf("POST /v1/auth/register (token in the query) = %d %s; want 401 SW_AUTH_UNAUTHENTICATED", w.Code, code(t, w))
+	}
+}
+
+func TestTokenResponsesAreNotCached(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/auth/login", "code=good-code"},
+		{"/v1/auth/token", "grant_type=password&username=alice&password=alice-pw"},
+		{"/v1/auth/refresh", "refresh_token=rt-good"},
+	} {
+		w := a.do("POST", tc.path, tc.body)
+		if w.Code != http.StatusOK || w.Header().Get("Cache-Control") != "no-store" {
+			t.Errorf("POST %s = %d, Cache-Control %q; want 200 no-store (%s)", tc.path, w.Code, w.Header().Get("Cache-Control"), w.Body)
+		}
+	}
+}
+
+// TestClientGoneIsNot5xx: a request whose client disconnected while its
+// registration was queued is logged as 499, not as a server error.
+func TestClientGoneIsNot5xx(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := httptest.NewRequest("POST", "/v1/auth/register", nil).WithContext(ctx)
+	r.Header.Set("Authorization", "Bearer "+f.accessToken(map[string]any{"sub": "gone"}))
+	w := httptest.NewRecorder()
+	a.srv.ServeHTTP(w, r)
+	if w.Code != statusClientClosed {
+		t.Fatalf("register with the client gone = %d %s; want %d", w.Code, w.Body, statusClientClosed)
 	}
 }
