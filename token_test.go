@@ -6,40 +6,12 @@ package main
 // development IdP.
 
 import (
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 )
-
-// tokAnswerFn is the type of fakeIDP.tokenFn.
-type tokAnswerFn = func(url.Values, *http.Request) (int, any)
-
-// tokAnswer makes the fake token endpoint answer status and body.
-func tokAnswer(status int, body any) tokAnswerFn {
-	return func(url.Values, *http.Request) (int, any) { return status, body }
-}
-
-// tokOAuthError is an RFC 6749 §5.2 error answer.
-func tokOAuthError(status int, code string) tokAnswerFn {
-	return tokAnswer(status, map[string]string{"error": code, "error_description": "refused by the test"})
-}
-
-// tokTokens is a good token response carrying idToken, none when "".
-func (f *fakeIDP) tokTokens(idToken string) map[string]any {
-	m := map[string]any{
-		"access_token":  f.accessToken(),
-		"token_type":    "Bearer",
-		"expires_in":    300,
-		"refresh_token": "rt-from-idp",
-	}
-	if idToken != "" {
-		m["id_token"] = idToken
-	}
-	return m
-}
 
 // tokCheck reports whether w has the wanted status and error code ("" for a
 // success), and fails the test when not.
