@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -156,3 +157,44 @@ type testClock struct{ offset atomic.Int64 }
 
 func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// tokCheck reports whether w has the wanted status and error code ("" for a
+// success), and fails the test when not.
+func tokCheck(t *testing.T, path, name string, w *httptest.ResponseRecorder, wantStatus int, wantCode string) bool {
+	t.Helper()
+	got := code(t, w)
+	if w.Code != wantStatus || got != wantCode {
+		t.Errorf("POST %s (%s) = %d %s; want %d %s (%s)", path, name, w.Code, got, wantStatus, wantCode, strings.TrimSpace(w.Body.String()))
+		return false
+	}
+	return true
+}
+
+// tokCheckTokens checks the shape of a 200 token response and returns its
+// data: an access token, token_type Bearer, and Cache-Control no-store.
+func tokCheckTokens(t *testing.T, path, name string, w *httptest.ResponseRecorder) map[string]any {
+	t.Helper()
+	d := decode(t, w).Data
+	if s, _ := d["access_token"].(string); s == "" {
+		t.Errorf("POST %s (%s): no access_token in %v", path, name, d)
+	}
+	if d["token_type"] != "Bearer" {
+		t.Errorf("POST %s (%s): token_type = %v; want Bearer", path, name, d["token_type"])
+	}
+	if cc := w.Header().Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("POST %s (%s): Cache-Control = %q; want no-store", path, name, cc)
+	}
+	return d
+}
+
+// tokCheckRetryAfter checks that a 429 or 503 says, in whole seconds, when
+// to come back.
+func tokCheckRetryAfter(t *testing.T, path, name string, w *httptest.ResponseRecorder) int {
+	t.Helper()
+	ra := w.Header().Get("Retry-After")
+	n, err := strconv.Atoi(ra)
+	if err != nil || n <= 0 {
+		t.Errorf("POST %s (%s) = %d: Retry-After %q; want a number of seconds > 0", path, name, w.Code, ra)
+	}
+	return n
+}
