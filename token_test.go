@@ -1,23 +1,12 @@
 package main
 
-// token_test.go: the three token endpoints (/login, /token, /refresh) through
-// the real handler, against the fake IdP and hostile variants of it; the
-// password grant's rate limits; and one end-to-end code flow against the
-// development IdP.
+// POST /v1/auth/token: the password grant, on and off.
 
 import (
 	"net/url"
 	"strconv"
 	"testing"
 )
-
-// --- /v1/auth/login ---
-
-// --- client authentication ---
-
-// --- IdP failures, on all three endpoints ---
-
-// --- /v1/auth/token ---
 
 func TestPasswordGrantDisabled(t *testing.T) {
 	t.Parallel()
@@ -104,9 +93,3 @@ func TestPasswordGrant(t *testing.T) {
 		tokCheckTokens(t, "/v1/auth/token", "no ID token", w)
 	}
 }
-
-// --- /v1/auth/refresh ---
-
-// --- response hygiene ---
-
-// --- end to end, against the development IdP ---
