@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -39,18 +38,6 @@ func TestBinary(t *testing.T) {
 	}
 	t.Run("SIGKILL loses no registered participant", func(t *testing.T) { testKillUnderLoad(t, bin) })
 	t.Run("SIGTERM finishes in-flight requests", func(t *testing.T) { testTermUnderLoad(t, bin) })
-}
-
-// logLines decodes the JSON log lines written so far; other lines are skipped.
-func (b *syncBuffer) logLines() []map[string]any {
-	var out []map[string]any
-	for line := range strings.Lines(b.String()) {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 // binProc is the program running as a child process.

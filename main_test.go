@@ -36,6 +36,18 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// logLines decodes the JSON log lines written so far; other lines are skipped.
+func (b *syncBuffer) logLines() []map[string]any {
+	var out []map[string]any
+	for line := range strings.Lines(b.String()) {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // envOf is a getenv over a map.
 func envOf(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
