@@ -291,25 +291,6 @@ func (f *fakeIDP) defaultToken(form url.Values, r *http.Request) (int, any) {
 	}
 }
 
-// tenantConfig is a tenant pointed at this IdP with the password grant on.
-func (f *fakeIDP) tenantConfig() tenantConfig {
-	return tenantConfig{
-		ID:           "acme",
-		Issuer:       f.issuer,
-		ClientID:     testClientID,
-		ClientSecret: testClientSecret,
-		RedirectURI:  testRedirectURI,
-		CORSOrigins:  []string{"https://app.example.com"},
-		Features:     tenantFeatures{Auth: authFeatures{PasswordGrantEnabled: true}},
-	}
-}
-
-func writeTestJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
 // tokAnswerFn is the type of fakeIDP.tokenFn.
 type tokAnswerFn = func(url.Values, *http.Request) (int, any)
 
@@ -335,4 +316,23 @@ func (f *fakeIDP) tokTokens(idToken string) map[string]any {
 		m["id_token"] = idToken
 	}
 	return m
+}
+
+// tenantConfig is a tenant pointed at this IdP with the password grant on.
+func (f *fakeIDP) tenantConfig() tenantConfig {
+	return tenantConfig{
+		ID:           "acme",
+		Issuer:       f.issuer,
+		ClientID:     testClientID,
+		ClientSecret: testClientSecret,
+		RedirectURI:  testRedirectURI,
+		CORSOrigins:  []string{"https://app.example.com"},
+		Features:     tenantFeatures{Auth: authFeatures{PasswordGrantEnabled: true}},
+	}
+}
+
+func writeTestJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
 }

@@ -144,20 +144,6 @@ func code(t testing.TB, w *httptest.ResponseRecorder) string {
 	return e.Error.Code
 }
 
-// waitFor sleeps; a method so tests read as steps.
-func (a *testApp) waitFor(ns int64) {
-	<-timeAfter(ns)
-}
-
-func timeAfter(ns int64) <-chan time.Time { return time.After(time.Duration(ns)) }
-
-// testClock is a clock a test moves forward while the code under test reads
-// it from other goroutines.
-type testClock struct{ offset atomic.Int64 }
-
-func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
-func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
-
 // tokCheck reports whether w has the wanted status and error code ("" for a
 // success), and fails the test when not.
 func tokCheck(t *testing.T, path, name string, w *httptest.ResponseRecorder, wantStatus int, wantCode string) bool {
@@ -198,3 +184,17 @@ func tokCheckRetryAfter(t *testing.T, path, name string, w *httptest.ResponseRec
 	}
 	return n
 }
+
+// waitFor sleeps; a method so tests read as steps.
+func (a *testApp) waitFor(ns int64) {
+	<-timeAfter(ns)
+}
+
+func timeAfter(ns int64) <-chan time.Time { return time.After(time.Duration(ns)) }
+
+// testClock is a clock a test moves forward while the code under test reads
+// it from other goroutines.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
