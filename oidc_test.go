@@ -1,8 +1,9 @@
 package main
 
-// The IdP client: discovery, the token client (client authentication, the
-// IdP's failures and slowness, on each endpoint that calls it) and the
-// refresh flights.
+// The provider's side of talking to the IdP: discovery and the last good
+// document when the IdP goes away, connection reuse, the token client
+// (client authentication, the IdP's failures and slowness, on each endpoint
+// that calls it) and the refresh flights.
 
 import (
 	"context"
