@@ -31,17 +31,13 @@ func cfgTenant(id string, kv ...any) map[string]any {
 	return setKeys(t, kv)
 }
 
-// setKeys sets key, value pairs on m; a nil value deletes the key.
+// setKeys is withMods for key, value pairs: a nil value deletes the key.
 func setKeys(m map[string]any, kv []any) map[string]any {
+	mods := map[string]any{}
 	for i := 0; i+1 < len(kv); i += 2 {
-		k := kv[i].(string)
-		if kv[i+1] == nil {
-			delete(m, k)
-		} else {
-			m[k] = kv[i+1]
-		}
+		mods[kv[i].(string)] = kv[i+1]
 	}
-	return m
+	return withMods(m, mods)
 }
 
 // cfgJSON is a configuration document with the tenants and top-level

@@ -8,11 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -40,18 +38,6 @@ func TestBinary(t *testing.T) {
 	}
 	t.Run("SIGKILL loses no registered participant", func(t *testing.T) { testKillUnderLoad(t, bin) })
 	t.Run("SIGTERM finishes in-flight requests", func(t *testing.T) { testTermUnderLoad(t, bin) })
-}
-
-// logLines decodes the JSON log lines written so far; other lines are skipped.
-func (b *syncBuffer) logLines() []map[string]any {
-	var out []map[string]any
-	for line := range strings.Lines(b.String()) {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 // binProc is the program running as a child process.
@@ -139,27 +125,6 @@ func (p *binProc) waitExit(limit time.Duration) {
 	}
 }
 
-// writeBinaryConfig writes a configuration whose one tenant trusts f.
-func writeBinaryConfig(t *testing.T, dir string, f *fakeIDP) string {
-	t.Helper()
-	tc := f.tenantConfig()
-	b, err := json.Marshal(map[string]any{"tenants": []map[string]any{{
-		"id":            tc.ID,
-		"issuer":        tc.Issuer,
-		"client_id":     tc.ClientID,
-		"client_secret": tc.ClientSecret,
-		"redirect_uri":  tc.RedirectURI,
-	}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "scaiwave.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // postRegister calls /v1/auth/register; err is a transport error, where no
 // response came.
 func postRegister(c *http.Client, addr, token, requestID string) (status int, participantID string, err error) {
@@ -189,7 +154,7 @@ func testKillUnderLoad(t *testing.T, bin string) {
 	f := newFakeIDP(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "crash.db")
-	args := []string{"-config", writeBinaryConfig(t, dir, f), "-db", db}
+	args := []string{"-config", writeConfigFile(t, dir, map[string]any{"tenants": []any{fakeTenantJSON(f, "acme")}}), "-db", db}
 	p := startBinary(t, bin, args...)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 
@@ -291,7 +256,7 @@ func testTermUnderLoad(t *testing.T, bin string) {
 	f := newFakeIDP(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "term.db")
-	p := startBinary(t, bin, "-config", writeBinaryConfig(t, dir, f), "-db", db)
+	p := startBinary(t, bin, "-config", writeConfigFile(t, dir, map[string]any{"tenants": []any{fakeTenantJSON(f, "acme")}}), "-db", db)
 
 	// A request in flight across the shutdown: the handler is reading its
 	// body (the server asked for it with 100 Continue) when SIGTERM comes,

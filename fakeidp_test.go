@@ -1,16 +1,8 @@
 package main
 
 import (
-	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,63 +15,6 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 )
-
-// Test keys are made once per test binary: RSA generation dominates the run
-// time otherwise. They are never written to disk.
-var (
-	rsaKeysOnce sync.Once
-	rsaKeys     []*rsa.PrivateKey
-)
-
-func testRSAKey(i int) *rsa.PrivateKey {
-	rsaKeysOnce.Do(func() {
-		for range 4 {
-			k, err := rsa.GenerateKey(rand.Reader, 2048)
-			if err != nil {
-				panic(err)
-			}
-			rsaKeys = append(rsaKeys, k)
-		}
-	})
-	return rsaKeys[i%len(rsaKeys)]
-}
-
-// testKey is a signing key of the fake IdP.
-type testKey struct {
-	kid    string
-	alg    jose.SignatureAlgorithm
-	priv   crypto.Signer
-	hidden bool // signs, but is not in the published key set
-}
-
-func (k testKey) publicJWK() jose.JSONWebKey {
-	return jose.JSONWebKey{Key: k.priv.Public(), KeyID: k.kid, Algorithm: string(k.alg), Use: "sig"}
-}
-
-// newTestKey makes a key for alg; RSA keys come from the shared pool (n picks one).
-func newTestKey(t testing.TB, alg jose.SignatureAlgorithm, kid string, n int) testKey {
-	t.Helper()
-	var priv crypto.Signer
-	var err error
-	switch alg {
-	case jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512:
-		priv = testRSAKey(n)
-	case jose.ES256:
-		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case jose.ES384:
-		priv, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case jose.ES512:
-		priv, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
-	case jose.EdDSA:
-		_, priv, err = ed25519.GenerateKey(rand.Reader)
-	default:
-		t.Fatalf("newTestKey: unsupported alg %s", alg)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testKey{kid: kid, alg: alg, priv: priv}
-}
 
 // Modes make one endpoint of the fake IdP misbehave.
 const (
@@ -273,20 +208,6 @@ func (f *fakeIDP) addKey(k testKey) testKey {
 	return k
 }
 
-// signWith signs claims with k; hdr adds protected headers. A kid of "-"
-// leaves the kid out.
-func signWith(t testing.TB, k testKey, claims any, hdr map[jose.HeaderKey]any) string {
-	t.Helper()
-	opts := (&jose.SignerOptions{}).WithType("JWT")
-	if k.kid != "-" {
-		opts = opts.WithHeader("kid", k.kid)
-	}
-	for name, v := range hdr {
-		opts = opts.WithHeader(name, v)
-	}
-	return signOpts(t, k.alg, k.priv, opts, claims)
-}
-
 // accessClaims are valid access token claims for testSubject; mods change
 // them (set a value to nil to delete the claim).
 func (f *fakeIDP) accessClaims(mods ...map[string]any) map[string]any {
@@ -302,7 +223,7 @@ func (f *fakeIDP) accessClaims(mods ...map[string]any) map[string]any {
 		"preferred_username": "tuser",
 		"email":              "test.user@example.com",
 	}
-	return applyMods(c, mods)
+	return withMods(c, mods...)
 }
 
 // idClaims are valid ID token claims; nonce "" leaves it out.
@@ -311,20 +232,26 @@ func (f *fakeIDP) idClaims(nonce string, mods ...map[string]any) map[string]any 
 	if nonce != "" {
 		c["nonce"] = nonce
 	}
-	return applyMods(c, mods)
+	return withMods(c, mods...)
 }
 
-func applyMods(c map[string]any, mods []map[string]any) map[string]any {
-	for _, m := range mods {
-		for k, v := range m {
+// withMods returns a copy of m with each of mods applied in turn: a nil
+// value deletes the key, any other value sets it.
+func withMods(m map[string]any, mods ...map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	for _, mod := range mods {
+		for k, v := range mod {
 			if v == nil {
-				delete(c, k)
+				delete(out, k)
 			} else {
-				c[k] = v
+				out[k] = v
 			}
 		}
 	}
-	return c
+	return out
 }
 
 // accessToken is a valid access token signed with the first key.
@@ -364,6 +291,33 @@ func (f *fakeIDP) defaultToken(form url.Values, r *http.Request) (int, any) {
 	}
 }
 
+// tokAnswerFn is the type of fakeIDP.tokenFn.
+type tokAnswerFn = func(url.Values, *http.Request) (int, any)
+
+// tokAnswer makes the fake token endpoint answer status and body.
+func tokAnswer(status int, body any) tokAnswerFn {
+	return func(url.Values, *http.Request) (int, any) { return status, body }
+}
+
+// tokOAuthError is an RFC 6749 §5.2 error answer.
+func tokOAuthError(status int, code string) tokAnswerFn {
+	return tokAnswer(status, map[string]string{"error": code, "error_description": "refused by the test"})
+}
+
+// tokTokens is a good token response carrying idToken, none when "".
+func (f *fakeIDP) tokTokens(idToken string) map[string]any {
+	m := map[string]any{
+		"access_token":  f.accessToken(),
+		"token_type":    "Bearer",
+		"expires_in":    300,
+		"refresh_token": "rt-from-idp",
+	}
+	if idToken != "" {
+		m["id_token"] = idToken
+	}
+	return m
+}
+
 // tenantConfig is a tenant pointed at this IdP with the password grant on.
 func (f *fakeIDP) tenantConfig() tenantConfig {
 	return tenantConfig{
@@ -382,122 +336,3 @@ func writeTestJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
 }
-
-// testApp is the service under test, served in-process through its real
-// handler (ServeHTTP), with its store in a temporary directory.
-type testApp struct {
-	t      testing.TB
-	srv    *server
-	store  *store
-	dbPath string
-	cancel context.CancelFunc
-}
-
-// newTestApp builds the service for the tenants, starts their providers
-// and, unless noWait, waits until every tenant is ready.
-func newTestApp(t testing.TB, tenants []tenantConfig, noWait ...bool) *testApp {
-	t.Helper()
-	cfg := &config{Tenants: tenants}
-	if err := cfg.validate(func(string) string { return "" }); err != nil {
-		t.Fatalf("test config: %v", err)
-	}
-	return startTestApp(t, cfg, t.TempDir()+"/test.db", len(noWait) == 0 || !noWait[0])
-}
-
-// startTestApp serves a validated configuration with its database at
-// dbPath; every way of building a testApp ends here.
-func startTestApp(t testing.TB, cfg *config, dbPath string, wait bool) *testApp {
-	t.Helper()
-	cfg.Database = dbPath
-	st, err := openStore(context.Background(), dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	met := newMetrics()
-	st.onCreate = met.participantCreated
-	s := newServer(cfg, st, log, met, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	s.startProviders(ctx)
-	a := &testApp{t: t, srv: s, store: st, dbPath: dbPath, cancel: cancel}
-	t.Cleanup(func() {
-		cancel()
-		st.Close()
-	})
-	if wait {
-		a.waitReady(5 * time.Second)
-	}
-	return a
-}
-
-func (a *testApp) waitReady(d time.Duration) {
-	a.t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		ready := true
-		for _, t := range a.srv.tenants {
-			ready = ready && t.prov.ready()
-		}
-		if ready {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	a.t.Fatal("tenants not ready in time")
-}
-
-// do sends a request through the service's handler. hdr is name, value pairs;
-// a body with no Content-Type header given is sent as a form.
-func (a *testApp) do(method, target, body string, hdr ...string) *httptest.ResponseRecorder {
-	a.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	r := httptest.NewRequest(method, target, rd)
-	if body != "" {
-		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		r.Header.Set(hdr[i], hdr[i+1])
-	}
-	w := httptest.NewRecorder()
-	a.srv.ServeHTTP(w, r)
-	return w
-}
-
-// register calls /v1/auth/register with a bearer token.
-func (a *testApp) register(token string) *httptest.ResponseRecorder {
-	a.t.Helper()
-	return a.do("POST", "/v1/auth/register", "", "Authorization", "Bearer "+token)
-}
-
-// envelope is a decoded response body.
-type envelope struct {
-	Data  map[string]any `json:"data"`
-	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-func decode(t testing.TB, w *httptest.ResponseRecorder) envelope {
-	t.Helper()
-	var e envelope
-	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil {
-		t.Fatalf("response is not JSON: %v: %q", err, w.Body.String())
-	}
-	return e
-}
-
-// code returns the error code of a response, or "" for a success.
-func code(t testing.TB, w *httptest.ResponseRecorder) string {
-	t.Helper()
-	e := decode(t, w)
-	if e.Error == nil {
-		return ""
-	}
-	return e.Error.Code
-}
-
-func timeAfter(ns int64) <-chan time.Time { return time.After(time.Duration(ns)) }

@@ -63,8 +63,6 @@ const (
 // fuzzNow is the provider's clock in the token targets.
 var fuzzNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-var b64 = base64.RawURLEncoding.EncodeToString
-
 // fuzzKeys are the fixed signing keys of the token targets.
 type fuzzKeys struct{ rsa, ec, ed testKey }
 
@@ -141,7 +139,7 @@ func fuzzJWKS(k fuzzKeys) []byte {
 
 // fuzzClaims are valid claims, ID and access token alike, at fuzzNow.
 func fuzzClaims(mods ...map[string]any) map[string]any {
-	return applyMods(map[string]any{
+	return withMods(map[string]any{
 		"iss":   fuzzIssuer,
 		"sub":   testSubject,
 		"aud":   testClientID,
@@ -150,7 +148,7 @@ func fuzzClaims(mods ...map[string]any) map[string]any {
 		"iat":   fuzzNow.Unix(),
 		"name":  "Test User",
 		"email": "test.user@example.com",
-	}, mods)
+	}, mods...)
 }
 
 // routeTo sends every request to srv whatever its URL names, so that a
@@ -180,7 +178,7 @@ func newFuzzProvider(tb testing.TB, h http.Handler) *provider {
 		ClientSecret: testClientSecret,
 		RedirectURI:  testRedirectURI,
 	}}}
-	if err := cfg.validate(func(string) string { return "" }); err != nil {
+	if err := cfg.validate(noEnv); err != nil {
 		tb.Fatal(err)
 	}
 	p := newProvider(&cfg.Tenants[0], slog.New(slog.DiscardHandler), newMetrics())
@@ -198,21 +196,12 @@ func fuzzDiscoveryDoc() *discovery {
 	}}
 }
 
-// fuzzEnvelope is a response body of the contract: data or error, nothing else.
-type fuzzEnvelope struct {
-	Data  json.RawMessage `json:"data"`
-	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 var errorCodeSyntax = regexp.MustCompile(`^SW_[A-Z_]+$`)
 
 // checkEnvelope fails unless the response has one of the allowed statuses and
 // a body that is exactly the JSON envelope: data on 200, else an error with
 // a code and a message.
-func checkEnvelope(t *testing.T, what string, w *httptest.ResponseRecorder, allowed ...int) fuzzEnvelope {
+func checkEnvelope(t *testing.T, what string, w *httptest.ResponseRecorder, allowed ...int) envelope {
 	t.Helper()
 	if !slices.Contains(allowed, w.Code) {
 		t.Fatalf("%s = %d %s; want one of %v", what, w.Code, w.Body, allowed)
@@ -220,7 +209,11 @@ func checkEnvelope(t *testing.T, what string, w *httptest.ResponseRecorder, allo
 	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("%s = %d with Content-Type %q", what, w.Code, ct)
 	}
-	var env fuzzEnvelope
+	// data is read raw first, so that a null or a non-object shows.
+	var env struct {
+		envelope
+		Data json.RawMessage `json:"data"`
+	}
 	dec := json.NewDecoder(bytes.NewReader(w.Body.Bytes()))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&env); err != nil {
@@ -233,12 +226,15 @@ func checkEnvelope(t *testing.T, what string, w *httptest.ResponseRecorder, allo
 		if env.Error != nil || len(env.Data) == 0 || env.Data[0] != '{' {
 			t.Fatalf("%s = 200 without data: %q", what, w.Body)
 		}
-		return env
+		if err := json.Unmarshal(env.Data, &env.envelope.Data); err != nil {
+			t.Fatalf("%s = 200 with data that is not an object (%v): %q", what, err, w.Body)
+		}
+		return env.envelope
 	}
 	if env.Error == nil || env.Data != nil || !errorCodeSyntax.MatchString(env.Error.Code) || env.Error.Message == "" {
 		t.Fatalf("%s = %d without a proper error: %q", what, w.Code, w.Body)
 	}
-	return env
+	return env.envelope
 }
 
 // FuzzBearerHeader checks bearerToken against the RFC 6750 grammar: it
@@ -340,8 +336,8 @@ func FuzzRegisterRequest(f *testing.F) {
 	f.Add(valid, form, []byte("a=b&a=c"))
 	f.Add(valid, "text/plain", []byte("hello"))
 	f.Add(valid[:len(valid)-12], "", []byte(nil))
-	f.Add(parts[0]+"."+b64(forged)+"."+parts[2], "", []byte(nil))
-	f.Add(b64([]byte(`{"alg":"none","typ":"JWT"}`))+"."+parts[1]+".", "", []byte(nil))
+	f.Add(parts[0]+"."+b64u(forged)+"."+parts[2], "", []byte(nil))
+	f.Add(b64u([]byte(`{"alg":"none","typ":"JWT"}`))+"."+parts[1]+".", "", []byte(nil))
 	f.Add(idp.accessToken(map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}), "", []byte(nil))
 	f.Add(idp.accessToken(map[string]any{"aud": "someone-else", "azp": nil}), "", []byte(nil))
 	f.Add("", "", []byte(nil))
@@ -412,7 +408,7 @@ func FuzzVerifyToken(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	hsInput := b64([]byte(`{"alg":"HS256","kid":"r1","typ":"JWT"}`)) + "." + parts[1]
+	hsInput := b64u([]byte(`{"alg":"HS256","kid":"r1","typ":"JWT"}`)) + "." + parts[1]
 	mac := hmac.New(sha256.New, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: rsaDER}))
 	mac.Write([]byte(hsInput))
 
@@ -440,9 +436,9 @@ func FuzzVerifyToken(f *testing.F) {
 		{signWith(f, unknownKid, fuzzClaims(), nil), false, ""},
 		{signWith(f, attacker, fuzzClaims(), map[jose.HeaderKey]any{"jwk": jose.JSONWebKey{Key: attacker.priv.Public()}}), false, ""},
 		{signWith(f, attacker, fuzzClaims(), map[jose.HeaderKey]any{"jku": "https://evil.example/jwks"}), false, ""},
-		{parts[0] + "." + b64(forged) + "." + parts[2], false, ""},
-		{b64([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + ".", false, ""},
-		{hsInput + "." + b64(mac.Sum(nil)), false, ""},
+		{parts[0] + "." + b64u(forged) + "." + parts[2], false, ""},
+		{b64u([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + ".", false, ""},
+		{hsInput + "." + b64u(mac.Sum(nil)), false, ""},
 		{access[:len(access)-9], false, ""},
 		{parts[0] + "." + parts[1] + ".", false, ""},
 		{"a.b.c.d.e", false, ""},
@@ -459,7 +455,7 @@ func FuzzVerifyToken(f *testing.F) {
 		}
 		for _, seg := range strings.Split(raw, ".") {
 			b, err := base64.RawURLEncoding.DecodeString(seg)
-			if err != nil || b64(b) != seg {
+			if err != nil || b64u(b) != seg {
 				return false
 			}
 		}
@@ -683,8 +679,8 @@ func FuzzJWKS(f *testing.F) {
 		{jwk(jose.JSONWebKey{Key: keys.rsa.priv, KeyID: "private-rsa"})},
 		{jwk(jose.JSONWebKey{Key: small.Public(), KeyID: "small"})},
 		{jwk(jose.JSONWebKey{Key: keys.rsa.priv.Public(), KeyID: "enc", Use: "enc"}), `{"kty":"oct","k":"c2VjcmV0","kid":"hmac"}`},
-		{`{"kty":"OKP","crv":"X25519","x":"` + b64(make([]byte, 32)) + `"}`, `{"kty":"EC","crv":"P-256","x":"AQ","y":"AQ"}`},
-		{`{"kty":"RSA","n":"` + b64(keys.rsa.priv.Public().(*rsa.PublicKey).N.Bytes()) + `","e":"AQ"}`},
+		{`{"kty":"OKP","crv":"X25519","x":"` + b64u(make([]byte, 32)) + `"}`, `{"kty":"EC","crv":"P-256","x":"AQ","y":"AQ"}`},
+		{`{"kty":"RSA","n":"` + b64u(keys.rsa.priv.Public().(*rsa.PublicKey).N.Bytes()) + `","e":"AQ"}`},
 		{`{"kty":"RSA","e":"AQAB"}`, `{"kty":"EC"}`, `{"kty":"OKP","crv":"Ed25519","x":"AAAA"}`},
 		{`1`, `"x"`, `null`, `[]`, `{"kty":5}`},
 		{},
@@ -806,15 +802,6 @@ func FuzzDiscovery(f *testing.F) {
 			}
 		}
 	})
-}
-
-// withMods returns a copy of m with mods applied (nil deletes).
-func withMods(m, mods map[string]any) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return applyMods(out, []map[string]any{mods})
 }
 
 // FuzzTokenResponse serves an arbitrary status and body from the token

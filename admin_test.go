@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// runCmd runs the program as the operator would, with an empty environment.
+func runCmd(args ...string) (stdout, stderr string, err error) {
+	var out, errb bytes.Buffer
+	err = run(context.Background(), append([]string{"scaiwave-auth"}, args...), noEnv, &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func TestAdminCommands(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "auth.db")
+	// The service keeps running beside the admin commands.
+	svc := openTestStore(t, path)
+	t.Cleanup(func() { svc.Close() })
+	var clock atomic.Int64
+	clock.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).Unix())
+	svc.now = func() time.Time { return time.Unix(clock.Add(1), 0) } // ann before bob
+	ann, err := svc.ensureParticipant(ctx, principal{"acme", "https://idp.example.com", "ann"}, "Ann", "ann@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := svc.ensureParticipant(ctx, principal{"other", "https://idp.other.example", "bob"}, "Bob", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	list := func(args ...string) []participantOut {
+		t.Helper()
+		out, stderr, err := runCmd(append([]string{"participants", "list", "-json", "-db", path}, args...)...)
+		if err != nil {
+			t.Fatalf("participants list %v: %v (%s)", args, err, stderr)
+		}
+		var ps []participantOut
+		if err := json.Unmarshal([]byte(out), &ps); err != nil {
+			t.Fatalf("participants list -json is not a JSON array: %v: %q", err, out)
+		}
+		return ps
+	}
+	ps := list()
+	if len(ps) != 2 || ps[0].ID != ann.ID || ps[1].ID != bob.ID {
+		t.Fatalf("participants list -json = %+v; want ann then bob", ps)
+	}
+	if want := participantJSON(ann); ps[0] != want {
+		t.Errorf("participants list -json entry = %+v; want %+v", ps[0], want)
+	}
+	if ps := list("-tenant", "other"); len(ps) != 1 || ps[0].ID != bob.ID {
+		t.Errorf("participants list -tenant other = %+v; want only bob", ps)
+	}
+
+	missing := filepath.Join(dir, "missing.db")
+	tests := []struct {
+		name     string
+		args     []string
+		wantExit int
+		wantOut  string // in stdout on success, in the error otherwise
+	}{
+		{"show", []string{"participants", "show", "-db", path, ann.ID}, 0, "ann@example.com"},
+		{"show -json", []string{"participants", "show", ann.ID, "-json", "-db", path}, 0, `"personal_workspace_id":"` + ann.PersonalWorkspaceID + `"`},
+		{"show unknown", []string{"participants", "show", "-db", path, "nobody"}, 1, "participant nobody: not found"},
+		{"delete unknown", []string{"participants", "delete", "-db", path, "nobody"}, 1, "participant nobody: not found"},
+		{"no subcommand", []string{"participants"}, 2, "want list, show ID or delete ID"},
+		{"unknown subcommand", []string{"participants", "frob", "-db", path}, 2, "unknown command"},
+		{"show without id", []string{"participants", "show", "-db", path}, 2, "want 1 argument"},
+		{"backup without file", []string{"backup", "-db", path}, 2, "want exactly one FILE"},
+		{"missing database", []string{"participants", "list", "-db", missing}, 1, missing},
+		{"delete", []string{"participants", "delete", "-db", path, ann.ID}, 0, "deleted participant " + ann.ID},
+		{"delete again", []string{"participants", "delete", "-db", path, ann.ID}, 1, "not found"},
+	}
+	for _, tc := range tests {
+		out, _, err := runCmd(tc.args...)
+		if got := exitCode(err); err != nil && got != tc.wantExit || err == nil && tc.wantExit != 0 {
+			t.Errorf("%v (%s): exit %d, err %v; want exit %d", tc.args, tc.name, got, err, tc.wantExit)
+			continue
+		}
+		text := out
+		if err != nil {
+			text = err.Error()
+		}
+		if !strings.Contains(text, tc.wantOut) {
+			t.Errorf("%v (%s): output %q; want it to contain %q", tc.args, tc.name, text, tc.wantOut)
+		}
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an admin command on a missing database created it (stat: %v)", err)
+	}
+	if ps := list(); len(ps) != 1 || ps[0].ID != bob.ID {
+		t.Errorf("participants list after delete = %+v; want only bob", ps)
+	}
+	if got := queryInt(t, svc.r, `SELECT count(*) FROM workspaces WHERE owner_participant_id = ?`, ann.ID); got != 0 {
+		t.Errorf("deleted participant keeps %d workspaces", got)
+	}
+
+	target := filepath.Join(dir, "backup.db")
+	out, _, err := runCmd("backup", "-db", path, target)
+	if err != nil || !strings.Contains(out, "backed up") {
+		t.Fatalf("backup: %q, %v", out, err)
+	}
+	b := openRaw(t, target, "mode=ro")
+	integrityCheck(t, b)
+	if got := queryInt(t, b, `SELECT count(*) FROM participants WHERE id = ?`, bob.ID); got != 1 {
+		t.Errorf("backup holds %d rows for bob; want 1", got)
+	}
+	orig, _ := os.ReadFile(target)
+	_, _, err = runCmd("backup", "-db", path, target)
+	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("backup onto an existing file: err %v (exit %d); want exit 1, already exists", err, exitCode(err))
+	}
+	if now, _ := os.ReadFile(target); !bytes.Equal(now, orig) {
+		t.Errorf("a refused backup changed the existing file")
+	}
+}

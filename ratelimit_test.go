@@ -1,0 +1,411 @@
+package main
+
+// The password grant's rate limits, through POST /v1/auth/token, and the
+// limiter, its counters and clientAddr on their own.
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	tokRightPassword = "grant_type=password&username=alice&password=alice-pw"
+	tokWrongPassword = "grant_type=password&username=alice&password=wrong"
+)
+
+func TestPasswordRateLimitPerUser(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	var clock testClock
+	a.srv.limiter.now = clock.now
+	ctx := context.Background()
+	// Each attempt from its own address, so only the per-user limit counts.
+	from := func(i int) string { return fmt.Sprintf("198.51.100.%d:4000", i+1) }
+	for i := range userFailLimit {
+		w := a.doFrom(ctx, from(i), "POST", "/v1/auth/token", tokWrongPassword)
+		tokCheck(t, "/v1/auth/token", fmt.Sprintf("wrong password %d of %d", i+1, userFailLimit), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	before := f.tokenHits.Load()
+	for _, tc := range []struct{ name, body string }{
+		{"right password after the limit", tokRightPassword},
+		{"username in other case", "grant_type=password&username=ALICE&password=alice-pw"},
+		{"wrong password after the limit", tokWrongPassword},
+	} {
+		w := a.doFrom(ctx, from(100), "POST", "/v1/auth/token", tc.body)
+		if tokCheck(t, "/v1/auth/token", tc.name, w, 429, "SW_RATE_LIMITED") {
+			if n := tokCheckRetryAfter(t, "/v1/auth/token", tc.name, w); n > int(failWindow/time.Second) {
+				t.Errorf("POST /v1/auth/token (%s): Retry-After %d; want at most the window, %d", tc.name, n, int(failWindow/time.Second))
+			}
+		}
+	}
+	if n := f.tokenHits.Load() - before; n != 0 {
+		t.Errorf("rate-limited attempts reached the IdP %d times; want 0", n)
+	}
+	// Another user is not affected.
+	w := a.doFrom(ctx, from(101), "POST", "/v1/auth/token", "grant_type=password&username=carol&password=x")
+	tokCheck(t, "/v1/auth/token", "another user", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	clock.advance(failWindow / 2)
+	w = a.doFrom(ctx, from(102), "POST", "/v1/auth/token", tokRightPassword)
+	if tokCheck(t, "/v1/auth/token", "half the window later", w, 429, "SW_RATE_LIMITED") {
+		if n := tokCheckRetryAfter(t, "/v1/auth/token", "half the window later", w); n > int(failWindow/time.Second)/2+1 {
+			t.Errorf("POST /v1/auth/token half the window later: Retry-After %d; want at most %d", n, int(failWindow/time.Second)/2+1)
+		}
+	}
+	clock.advance(failWindow/2 + time.Second)
+	w = a.doFrom(ctx, from(103), "POST", "/v1/auth/token", tokRightPassword)
+	tokCheck(t, "/v1/auth/token", "after the window", w, 200, "")
+}
+
+func TestPasswordRateLimitPerUserPerTenant(t *testing.T) {
+	t.Parallel()
+	f1, f2 := newFakeIDP(t), newFakeIDP(t)
+	t1, t2 := f1.tenantConfig(), f2.tenantConfig()
+	t1.ID, t1.Hosts = "one", []string{"one.example.com"}
+	t2.ID, t2.Hosts = "two", []string{"two.example.com"}
+	a := newTestApp(t, []tenantConfig{t1, t2})
+	for i := range userFailLimit {
+		w := a.doFrom(context.Background(), fmt.Sprintf("198.51.100.%d:1", i+1), "POST", "http://one.example.com/v1/auth/token", tokWrongPassword)
+		tokCheck(t, "/v1/auth/token", "tenant one, wrong password", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	w := a.doFrom(context.Background(), "198.51.100.50:1", "POST", "http://one.example.com/v1/auth/token", tokRightPassword)
+	tokCheck(t, "/v1/auth/token", "tenant one after the limit", w, 429, "SW_RATE_LIMITED")
+	w = a.doFrom(context.Background(), "198.51.100.51:1", "POST", "http://two.example.com/v1/auth/token", tokRightPassword)
+	tokCheck(t, "/v1/auth/token", "same username at tenant two", w, 200, "")
+}
+
+func TestPasswordSuccessClearsUserCount(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	from := func(i int) string { return fmt.Sprintf("203.0.113.%d:4000", i+1) }
+	ctx := context.Background()
+	for round := range 2 {
+		for i := range userFailLimit - 1 {
+			w := a.doFrom(ctx, from(i), "POST", "/v1/auth/token", tokWrongPassword)
+			tokCheck(t, "/v1/auth/token", fmt.Sprintf("round %d, wrong password %d", round, i+1), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+		}
+		// Had the first round's failures been kept, this would be over the limit.
+		w := a.doFrom(ctx, from(50), "POST", "/v1/auth/token", tokRightPassword)
+		tokCheck(t, "/v1/auth/token", fmt.Sprintf("round %d, right password", round), w, 200, "")
+	}
+}
+
+func TestPasswordRateLimitPerAddress(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	ctx := context.Background()
+	const attacker = "198.51.100.7:5555"
+	for i := range addrFailLimit {
+		w := a.doFrom(ctx, attacker, "POST", "/v1/auth/token", fmt.Sprintf("grant_type=password&username=user%d&password=guess", i))
+		tokCheck(t, "/v1/auth/token", fmt.Sprintf("guess %d of %d", i+1, addrFailLimit), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	before := f.tokenHits.Load()
+	for _, tc := range []struct{ name, remote, body string }{
+		{"new username from the address", attacker, "grant_type=password&username=fresh&password=guess"},
+		{"right password from the address", attacker, tokRightPassword},
+		{"same address, another port", "198.51.100.7:6666", tokRightPassword},
+	} {
+		w := a.doFrom(ctx, tc.remote, "POST", "/v1/auth/token", tc.body)
+		if tokCheck(t, "/v1/auth/token", tc.name, w, 429, "SW_RATE_LIMITED") {
+			tokCheckRetryAfter(t, "/v1/auth/token", tc.name, w)
+		}
+	}
+	if n := f.tokenHits.Load() - before; n != 0 {
+		t.Errorf("rate-limited attempts reached the IdP %d times; want 0", n)
+	}
+	w := a.doFrom(ctx, "198.51.100.8:5555", "POST", "/v1/auth/token", tokRightPassword)
+	tokCheck(t, "/v1/auth/token", "right password from another address", w, 200, "")
+}
+
+func TestPasswordRateLimitCountsOnlyRefusals(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	ctx := context.Background()
+	const from = "198.51.100.77:1"
+	// The IdP being down or refusing our client is no failed sign-in.
+	for _, tc := range []struct {
+		name       string
+		mode       string
+		answer     tokAnswerFn
+		wantStatus int
+		wantCode   string
+	}{
+		{"IdP 500", mode500, nil, 503, "SW_AUTH_IDP_UNAVAILABLE"},
+		{"IdP down", modeDown, nil, 503, "SW_AUTH_IDP_UNAVAILABLE"},
+		{"IdP invalid_client", modeOK, tokOAuthError(401, "invalid_client"), 500, "SW_INTERNAL"},
+	} {
+		f.set(func(f *fakeIDP) { f.tokenMode, f.tokenFn = tc.mode, tc.answer })
+		for range userFailLimit + 1 {
+			w := a.doFrom(ctx, from, "POST", "/v1/auth/token", tokWrongPassword)
+			tokCheck(t, "/v1/auth/token", tc.name, w, tc.wantStatus, tc.wantCode)
+		}
+	}
+	f.set(func(f *fakeIDP) { f.tokenMode, f.tokenFn = modeOK, nil })
+	// Nor is a good one: an office behind one NAT address signs in all day.
+	for i := range addrFailLimit + 5 {
+		w := a.doFrom(ctx, from, "POST", "/v1/auth/token", tokRightPassword)
+		if !tokCheck(t, "/v1/auth/token", fmt.Sprintf("sign-in %d from one address", i+1), w, 200, "") {
+			break
+		}
+	}
+}
+
+// TestPasswordRateLimitConcurrentAttempts: attempts in flight count, so a
+// burst of parallel guesses gets no more tries than a sequence would.
+func TestPasswordRateLimitConcurrentAttempts(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		limit  int
+		remote func(i int) string
+		body   func(i int) string
+	}{
+		{"one username, many addresses", userFailLimit,
+			func(i int) string { return fmt.Sprintf("198.51.100.%d:1", i+1) },
+			func(int) string { return tokWrongPassword }},
+		{"one address, many usernames", addrFailLimit,
+			func(int) string { return "198.51.100.200:1" },
+			func(i int) string { return fmt.Sprintf("grant_type=password&username=u%d&password=guess", i) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeIDP(t)
+			// A password check takes the IdP a while, as a real one's
+			// password hashing does.
+			f.set(func(f *fakeIDP) {
+				f.tokenFn = func(form url.Values, r *http.Request) (int, any) {
+					time.Sleep(50 * time.Millisecond)
+					return 400, map[string]string{"error": "invalid_grant"}
+				}
+			})
+			a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+			n := 3 * tc.limit
+			statuses := make([]int, n)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					<-start
+					statuses[i] = a.doFrom(context.Background(), tc.remote(i), "POST", "/v1/auth/token", tc.body(i)).Code
+				})
+			}
+			close(start)
+			wg.Wait()
+			var refused, limited int
+			for _, s := range statuses {
+				switch s {
+				case 401:
+					refused++
+				case 429:
+					limited++
+				}
+			}
+			if hits := f.tokenHits.Load(); hits > int64(tc.limit) || refused+limited != n {
+				t.Errorf("%d parallel wrong passwords: IdP asked %d times, %d answered 401, %d answered 429; want at most %d IdP calls and the rest 429",
+					n, hits, refused, limited, tc.limit)
+			}
+		})
+	}
+}
+
+func TestPasswordRateLimitForwardedFor(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := startTestApp(t, &config{TrustedProxies: []string{"10.0.0.0/8"}, Tenants: []tenantConfig{f.tenantConfig()}}, t.TempDir()+"/test.db", true)
+	ctx := context.Background()
+	const proxy = "10.1.2.3:40000"
+	guess := func(i int) string { return fmt.Sprintf("grant_type=password&username=user%d&password=guess", i) }
+
+	// Behind the trusted proxy, the client named in X-Forwarded-For is limited.
+	for i := range addrFailLimit {
+		w := a.doFrom(ctx, proxy, "POST", "/v1/auth/token", guess(i), "X-Forwarded-For", "203.0.113.7")
+		tokCheck(t, "/v1/auth/token", "guess via the trusted proxy", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	w := a.doFrom(ctx, proxy, "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.7")
+	tokCheck(t, "/v1/auth/token", "limited client via the trusted proxy", w, 429, "SW_RATE_LIMITED")
+	w = a.doFrom(ctx, proxy, "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "192.0.2.99, 203.0.113.7")
+	tokCheck(t, "/v1/auth/token", "limited client prepends a spoofed hop", w, 429, "SW_RATE_LIMITED")
+	w = a.doFrom(ctx, "10.9.9.9:1", "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.7, 10.1.2.3")
+	tokCheck(t, "/v1/auth/token", "limited client via two trusted proxies", w, 429, "SW_RATE_LIMITED")
+	w = a.doFrom(ctx, proxy, "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.8")
+	tokCheck(t, "/v1/auth/token", "another client via the same proxy", w, 200, "")
+
+	// An untrusted peer's X-Forwarded-For is ignored: inventing a new
+	// address for each guess does not escape the limit.
+	const attacker = "198.51.100.9:1"
+	for i := range addrFailLimit {
+		w := a.doFrom(ctx, attacker, "POST", "/v1/auth/token", guess(100+i), "X-Forwarded-For", fmt.Sprintf("192.0.2.%d", i+1))
+		tokCheck(t, "/v1/auth/token", "guess with a spoofed X-Forwarded-For", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	w = a.doFrom(ctx, attacker, "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "192.0.2.200")
+	tokCheck(t, "/v1/auth/token", "spoofing peer after the limit", w, 429, "SW_RATE_LIMITED")
+	// ... and the spoofed addresses were not charged.
+	w = a.doFrom(ctx, proxy, "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "192.0.2.1")
+	tokCheck(t, "/v1/auth/token", "an address the attacker spoofed", w, 200, "")
+}
+
+func TestPasswordRateLimitIgnoresForwardedForByDefault(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	for i := range addrFailLimit {
+		w := a.doFrom(context.Background(), "10.1.2.3:1", "POST", "/v1/auth/token", fmt.Sprintf("grant_type=password&username=user%d&password=guess", i),
+			"X-Forwarded-For", fmt.Sprintf("203.0.113.%d", i+1))
+		tokCheck(t, "/v1/auth/token", "guess, no trusted proxies", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	w := a.doFrom(context.Background(), "10.1.2.3:1", "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", "203.0.113.200")
+	tokCheck(t, "/v1/auth/token", "no trusted proxies, after the limit", w, 429, "SW_RATE_LIMITED")
+}
+
+func TestClientAddr(t *testing.T) {
+	t.Parallel()
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:ffff::/48")}
+	tests := []struct {
+		name    string
+		remote  string
+		xff     []string // X-Forwarded-For headers, in order
+		trusted []netip.Prefix
+		want    string // "" for the invalid address
+	}{
+		{"no header", "203.0.113.1:1234", nil, trusted, "203.0.113.1"},
+		{"spoofed header from an untrusted peer", "203.0.113.1:1234", []string{"192.0.2.1"}, trusted, "203.0.113.1"},
+		{"header from a proxy, no trusted proxies configured", "10.0.0.1:1234", []string{"192.0.2.1"}, nil, "10.0.0.1"},
+		{"trusted proxy", "10.0.0.1:1234", []string{"192.0.2.1"}, trusted, "192.0.2.1"},
+		{"trusted proxy, client prepends a spoof", "10.0.0.1:1234", []string{"198.51.100.66, 192.0.2.1"}, trusted, "192.0.2.1"},
+		{"chain of trusted proxies", "10.0.0.1:1234", []string{"192.0.2.1, 10.0.0.3, 10.0.0.2"}, trusted, "192.0.2.1"},
+		{"chain over two headers", "10.0.0.1:1234", []string{"198.51.100.66, 192.0.2.1", "10.0.0.2"}, trusted, "192.0.2.1"},
+		{"only trusted hops", "10.0.0.1:1234", []string{"10.0.0.3, 10.0.0.2"}, trusted, "10.0.0.3"},
+		{"empty header from a trusted proxy", "10.0.0.1:1234", []string{""}, trusted, "10.0.0.1"},
+		{"garbage hop right of the client", "10.0.0.1:1234", []string{"192.0.2.1, garbage, 10.0.0.2"}, trusted, "10.0.0.2"},
+		{"garbage hop as the only hop", "10.0.0.1:1234", []string{"garbage"}, trusted, "10.0.0.1"},
+		{"garbage left of the client", "10.0.0.1:1234", []string{"garbage, 192.0.2.1"}, trusted, "192.0.2.1"},
+		{"hop written as address:port", "10.0.0.1:1234", []string{"192.0.2.1:50312"}, trusted, "192.0.2.1"},
+		{"IPv6 hop with a port", "10.0.0.1:1234", []string{"[2001:db8::1]:443"}, trusted, "2001:db8::1"},
+		{"spaces around hops", "10.0.0.1:1234", []string{"  192.0.2.1 ,10.0.0.2  "}, trusted, "192.0.2.1"},
+		{"IPv4-mapped trusted peer", "[::ffff:10.0.0.1]:1234", []string{"192.0.2.1"}, trusted, "192.0.2.1"},
+		{"IPv4-mapped client hop", "10.0.0.1:1234", []string{"::ffff:192.0.2.1"}, trusted, "192.0.2.1"},
+		{"IPv6 trusted proxy", "[2001:db8:ffff::1]:443", []string{"2001:db8:1::5"}, trusted, "2001:db8:1::5"},
+		{"IPv6 untrusted peer", "[2001:db8:1::1]:443", []string{"192.0.2.1"}, trusted, "2001:db8:1::1"},
+		{"remote address without a port", "203.0.113.1", nil, trusted, "203.0.113.1"},
+		{"unparseable remote address", "@pipe", []string{"192.0.2.1"}, trusted, ""},
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tc.remote
+		for _, h := range tc.xff {
+			r.Header.Add("X-Forwarded-For", h)
+		}
+		got := clientAddr(r, tc.trusted)
+		want := netip.Addr{}
+		if tc.want != "" {
+			want = netip.MustParseAddr(tc.want)
+		}
+		if got != want {
+			t.Errorf("clientAddr (%s): %v; want %v", tc.name, got, want)
+		}
+	}
+}
+
+func TestFailCounterBounded(t *testing.T) {
+	t.Parallel()
+	const limit, maxKeys = 3, 100
+	c := newFailCounter(limit, time.Minute, maxKeys)
+	now := time.Now()
+	for i := range 5 {
+		for range limit {
+			c.add(fmt.Sprintf("blocked-%d", i), now)
+		}
+	}
+	for i := range 50 * maxKeys {
+		c.add(fmt.Sprintf("flood-%d", i), now)
+		if n := c.len(); n > maxKeys {
+			t.Fatalf("after %d distinct keys the counter holds %d entries; want at most %d", i+1, n, maxKeys)
+		}
+	}
+	// A flood of single failures must not buy back a blocked key's attempts.
+	for i := range 5 {
+		if c.wait(fmt.Sprintf("blocked-%d", i), now) <= 0 {
+			t.Errorf("blocked-%d is no longer blocked after a flood of other keys", i)
+		}
+	}
+	// Once the window is over, nothing is blocked and expired entries go first.
+	later := now.Add(time.Minute)
+	if w := c.wait("blocked-0", later); w != 0 {
+		t.Errorf("blocked-0 after its window: wait %v; want 0", w)
+	}
+	for i := range maxKeys {
+		c.add(fmt.Sprintf("later-%d", i), later)
+	}
+	if n := c.len(); n > maxKeys {
+		t.Errorf("after the window the counter holds %d entries; want at most %d", n, maxKeys)
+	}
+	if w := c.wait("later-0", later); w != 0 {
+		t.Errorf("later-0 after one failure: wait %v; want 0", w)
+	}
+
+	// When every entry is at its limit, the table still stays bounded.
+	full := newFailCounter(limit, time.Minute, maxKeys)
+	for i := range 5 * maxKeys {
+		for range limit {
+			full.add(fmt.Sprintf("blocked-%d", i), now)
+		}
+		if n := full.len(); n > maxKeys {
+			t.Fatalf("after %d blocked keys the counter holds %d entries; want at most %d", i+1, n, maxKeys)
+		}
+	}
+
+	// The limiter's tables are such counters, bounded as configured.
+	l := newLoginLimiter()
+	for _, tc := range []struct {
+		name       string
+		c          *failCounter
+		limit, max int
+	}{
+		{"users", l.users, userFailLimit, maxFailEntries},
+		{"addrs", l.addrs, addrFailLimit, maxFailEntries},
+	} {
+		if tc.c.limit != tc.limit || tc.c.max != tc.max || tc.c.window != failWindow {
+			t.Errorf("login limiter %s: limit %d, max %d, window %v; want %d, %d, %v", tc.name, tc.c.limit, tc.c.max, tc.c.window, tc.limit, tc.max, failWindow)
+		}
+	}
+}
+
+// TestRateLimitCountsIPv6ByPrefix: one client holding a /64 gets one budget,
+// not one per address.
+func TestRateLimitCountsIPv6ByPrefix(t *testing.T) {
+	t.Parallel()
+	l := newLoginLimiter()
+	for i := range addrFailLimit {
+		a := netip.MustParseAddr(fmt.Sprintf("2001:db8:1:2::%x", i+1))
+		if wait := l.attempt(fmt.Sprintf("acme\x00user%d", i), a); wait > 0 {
+			t.Fatalf("attempt %d from the /64 limited early", i)
+		}
+	}
+	if wait := l.attempt("acme\x00another", netip.MustParseAddr("2001:db8:1:2:ffff::9")); wait == 0 {
+		t.Errorf("attempt %d from the same /64 was not limited", addrFailLimit+1)
+	}
+	if wait := l.attempt("acme\x00another", netip.MustParseAddr("2001:db8:1:3::1")); wait > 0 {
+		t.Errorf("an attempt from another /64 was limited")
+	}
+}
+
+// TestRateLimitKeysAreBounded: a huge username costs a counter no more
+// memory than a short one.
+func TestRateLimitKeysAreBounded(t *testing.T) {
+	t.Parallel()
+	if k := userCounterKey("acme\x00" + strings.Repeat("u", 60<<10)); len(k) != 32 {
+		t.Errorf("counter key for a 60 KiB username is %d bytes; want 32", len(k))
+	}
+}
