@@ -315,36 +315,6 @@ func (d *devIDP) Handler() http.Handler {
 	return mux
 }
 
-// signingKey returns the private key and its kid, for tests that forge tokens.
-func (d *devIDP) signingKey() (*rsa.PrivateKey, string) { return d.key, d.kid }
-
-// tokenRequests reports how many requests the token endpoint has served.
-func (d *devIDP) tokenRequests() int64 { return d.tokenCalls.Load() }
-
-// mintAccessToken returns a valid access token for u with the default scope,
-// valid for ttl from now (a negative ttl makes an expired one). It panics if
-// signing fails, which only a broken key can cause.
-func (d *devIDP) mintAccessToken(u devUser, ttl time.Duration) string {
-	now := d.now()
-	tok, err := d.signAccessToken(u, devDefaultScope, now, now, ttl)
-	if err != nil {
-		panic("dev idp: " + err.Error())
-	}
-	return tok
-}
-
-// mintIDToken returns a valid ID token for u with the default scope's claims,
-// carrying nonce when it is not empty, valid for ttl from now. It panics if
-// signing fails, which only a broken key can cause.
-func (d *devIDP) mintIDToken(u devUser, nonce string, ttl time.Duration) string {
-	now := d.now()
-	tok, err := d.signIDToken(u, devDefaultScope, nonce, "", now, now, ttl)
-	if err != nil {
-		panic("dev idp: " + err.Error())
-	}
-	return tok
-}
-
 func (d *devIDP) discoveryDocument() map[string]any {
 	return map[string]any{
 		"issuer":                                d.issuer,
