@@ -43,13 +43,12 @@ func startTestApp(t testing.TB, cfg *config, dbPath string, wait bool) *testApp 
 		t.Fatalf("test config: %v", err)
 	}
 	cfg.Database = dbPath
-	st, err := openStore(context.Background(), dbPath)
+	met := newMetrics()
+	st, err := openStore(context.Background(), dbPath, onParticipantCreated(met.participantCreated))
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	met := newMetrics()
-	st.onCreate = met.participantCreated
 	s := newServer(cfg, st, log, met, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.startProviders(ctx)
