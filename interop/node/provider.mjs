@@ -70,7 +70,6 @@ const configuration = {
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
-    scope: `openid offline_access profile email ${apiScope}`,
   }],
   jwks: { keys: [signingJWK] },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
