@@ -78,7 +78,10 @@ func run(m *testing.M) int {
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	wg.Add(2)
-	go func() { defer wg.Done(); errs[0] = goBuild(repoRoot, serviceBin) }()
+	// The product is built as .ci/run builds its linux/amd64 binary
+	// (static, -trimpath), so that the compile cache of that step serves
+	// this one too.
+	go func() { defer wg.Done(); errs[0] = goBuild(repoRoot, serviceBin, "-trimpath", "-ldflags=-s -w") }()
 	go func() { defer wg.Done(); errs[1] = goBuild(filepath.Join(interopDir, "zitadel"), zitadelBin) }()
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -89,8 +92,9 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-func goBuild(dir, out string) error {
-	cmd := exec.Command("go", "build", "-o", out, ".")
+func goBuild(dir, out string, flags ...string) error {
+	args := append([]string{"build", "-o", out}, flags...)
+	cmd := exec.Command("go", append(args, ".")...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	b, err := cmd.CombinedOutput()

@@ -24,6 +24,7 @@ fail() {
 }
 
 started=$(date +%s)
+elapsed() { echo "interop: $1 done at $(( $(date +%s) - started )) s"; }
 for tool in go node npm; do
   command -v "$tool" >/dev/null 2>&1 || fail "'$tool' is not on PATH; the interop tests need Go, Node.js (20.19 or later) and npm"
 done
@@ -39,6 +40,7 @@ got_node=$(node -p 'require(process.argv[1]).version' "$here/node/node_modules/o
   || fail "oidc-provider is missing from interop/node/node_modules after npm ci"
 [ "$got_node" = "$want_node" ] || fail "oidc-provider $got_node installed, $want_node pinned"
 echo "oidc-provider $got_node"
+elapsed "npm ci"
 
 echo "== download zitadel/oidc (go mod download in interop/zitadel)"
 (cd "$here/zitadel" && go mod download) \
@@ -46,9 +48,11 @@ echo "== download zitadel/oidc (go mod download in interop/zitadel)"
 zitadel=$(cd "$here/zitadel" && go list -m -f '{{.Version}}' github.com/zitadel/oidc/v3) \
   || fail "github.com/zitadel/oidc/v3 is not resolvable in interop/zitadel"
 echo "github.com/zitadel/oidc/v3 $zitadel"
+elapsed "zitadel download"
 
 echo "== download the product's modules"
 (cd "$root" && go mod download) || fail "go mod download in the repository root failed"
+elapsed "product download"
 
 echo "== interop tests (go test in interop/; builds the product and the zitadel OP first)"
 status=0
