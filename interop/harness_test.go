@@ -80,9 +80,10 @@ func run(m *testing.M) int {
 	wg.Add(2)
 	// The product is built as .ci/run builds its linux/amd64 binary
 	// (static, -trimpath), so that the compile cache of that step serves
-	// this one too.
+	// this one too; the OP with -trimpath as well, so that both share one
+	// compiled standard library (run.sh runs go test with -trimpath too).
 	go func() { defer wg.Done(); errs[0] = goBuild(repoRoot, serviceBin, "-trimpath", "-ldflags=-s -w") }()
-	go func() { defer wg.Done(); errs[1] = goBuild(filepath.Join(interopDir, "zitadel"), zitadelBin) }()
+	go func() { defer wg.Done(); errs[1] = goBuild(filepath.Join(interopDir, "zitadel"), zitadelBin, "-trimpath") }()
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintln(os.Stderr, "interop: build failed:", err)

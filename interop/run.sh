@@ -56,7 +56,7 @@ elapsed "product download"
 
 echo "== interop tests (go test in interop/; builds the product and the zitadel OP first)"
 status=0
-(cd "$here" && go test -count=1 -v -timeout 8m "$@" .) || status=$?
+(cd "$here" && go test -trimpath -count=1 -v -timeout 8m "$@" .) || status=$?
 echo "interop: $(( $(date +%s) - started )) s in all"
 if [ "$status" -ne 0 ]; then
   echo "interop: FAILED (go test exit status $status); the failing subtests are listed above with their reasons" >&2
