@@ -82,8 +82,12 @@ func run(m *testing.M) int {
 	// (static, -trimpath), so that the compile cache of that step serves
 	// this one too; the OP with -trimpath as well, so that both share one
 	// compiled standard library (run.sh runs go test with -trimpath too).
-	go func() { defer wg.Done(); errs[0] = goBuild(repoRoot, serviceBin, "-trimpath", "-ldflags=-s -w") }()
-	go func() { defer wg.Done(); errs[1] = goBuild(filepath.Join(interopDir, "zitadel"), zitadelBin, "-trimpath") }()
+	build := func(i int, dir, out string, flags ...string) {
+		defer wg.Done()
+		errs[i] = goBuild(dir, out, flags...)
+	}
+	go build(0, repoRoot, serviceBin, "-trimpath", "-ldflags=-s -w")
+	go build(1, filepath.Join(interopDir, "zitadel"), zitadelBin, "-trimpath")
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintln(os.Stderr, "interop: build failed:", err)
