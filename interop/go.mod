@@ -1,0 +1,3 @@
+module scaiwave-auth/interop
+
+go 1.26.0

@@ -1,0 +1,503 @@
+package interop
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cacheSeconds is access_tokens.cache_seconds in the service's config: a
+// token revoked at the provider must be refused within this many seconds.
+const cacheSeconds = 1
+
+// The resource indicator (RFC 8707) for which node oidc-provider issues
+// JWT access tokens (RFC 9068), and the audience those tokens carry; the
+// service's tenant lists it in `audiences`.
+const (
+	nodeAPIResource = "urn:scaiwave:interop-api"
+	nodeAPIAudience = "urn:scaiwave:interop-api"
+)
+
+// providerCase is one provider with the client registered there for the
+// service. The secrets are test values, made for this harness only.
+type providerCase struct {
+	tenantID     string
+	clientID     string
+	clientSecret string
+	username     string
+	password     string
+	scopes       []string
+	audiences    []string
+}
+
+var zitadelCase = providerCase{
+	tenantID:     "zitadel",
+	clientID:     "scaiwave-zitadel",
+	clientSecret: "zitadel-interop-client-secret",
+	username:     "alice",
+	password:     "alice-interop-password",
+	scopes:       []string{"openid", "profile", "email", "offline_access"},
+}
+
+var nodeCase = providerCase{
+	tenantID:     "node",
+	clientID:     "scaiwave-node",
+	clientSecret: "node-interop-client-secret",
+	username:     "alice",
+	password:     "alice-interop-password", // devInteractions accepts any
+	scopes:       []string{"openid", "profile", "email", "offline_access", "api:read"},
+	audiences:    []string{"scaiwave-node", nodeAPIAudience},
+}
+
+// tenantConfig is the service's tenant for a provider, with the coming
+// access_tokens block (SPEC.md, "Access tokens that are not JWTs"):
+// validation auto, the introspection endpoint from discovery, the tenant's
+// own client, and a short cache so that revocation shows within seconds.
+func (c providerCase) tenantConfig(issuer, redirectURI string) map[string]any {
+	t := map[string]any{
+		"id":            c.tenantID,
+		"issuer":        issuer,
+		"client_id":     c.clientID,
+		"client_secret": c.clientSecret,
+		"redirect_uri":  redirectURI,
+		"scopes":        c.scopes,
+		"features": map[string]any{"auth": map[string]any{
+			"refresh_token_rotation": true,
+		}},
+		"access_tokens": map[string]any{
+			"validation":    "auto",
+			"cache_seconds": cacheSeconds,
+		},
+	}
+	if len(c.audiences) > 0 {
+		t["audiences"] = c.audiences
+	}
+	return t
+}
+
+// session is what a sign-in through the service gave.
+type session struct {
+	access, refresh, idToken string
+}
+
+// env is one provider and one service set up for it.
+type env struct {
+	c           providerCase
+	disc        discovery
+	svc         *service
+	redirectURI string
+}
+
+func setup(t *testing.T, c providerCase, start func(*testing.T, providerCase, string) string) *env {
+	t.Helper()
+	port := freePort(t)
+	redirectURI := fmt.Sprintf("http://127.0.0.1:%d/v1/auth/login", port)
+	issuer := start(t, c, redirectURI)
+	t.Logf("provider issuer %s", issuer)
+	disc := fetchDiscovery(t, issuer)
+	svc := startService(t, port, c.tenantConfig(issuer, redirectURI))
+	return &env{c: c, disc: disc, svc: svc, redirectURI: redirectURI}
+}
+
+// TestZitadelOIDC runs the contract against the example OP of
+// github.com/zitadel/oidc v3: opaque access tokens only.
+func TestZitadelOIDC(t *testing.T) {
+	e := setup(t, zitadelCase, startZitadel)
+
+	t.Run("config_access_tokens", func(t *testing.T) { requireAccessTokensBlock(t, e) })
+
+	var s *session
+	t.Run("login", func(t *testing.T) {
+		s = e.login(t, nil)
+		describeAccessToken(t, "zitadel access token", s.access)
+	})
+	if s == nil {
+		t.Fatal("no session: the remaining subtests need a sign-in")
+	}
+	t.Run("provider_introspection", func(t *testing.T) { e.probeIntrospection(t, s.access) })
+	t.Run("register_opaque", func(t *testing.T) { e.register(t, s.access, "opaque access token (zitadel)") })
+	t.Run("refresh", func(t *testing.T) {
+		if next := e.refresh(t, s); next != nil {
+			// zitadel's example storage deletes the access token that
+			// belonged to the old refresh token: go on with the new one.
+			s = next
+		}
+	})
+	t.Run("revoke_opaque", func(t *testing.T) { e.revokeThenRefused(t, s.access, "opaque access token (zitadel)") })
+}
+
+// TestNodeOIDCProvider runs the contract against node oidc-provider v9:
+// opaque access tokens when no resource is asked for, RFC 9068 JWT access
+// tokens for the resource indicator nodeAPIResource.
+func TestNodeOIDCProvider(t *testing.T) {
+	e := setup(t, nodeCase, startNodeOP)
+
+	t.Run("config_access_tokens", func(t *testing.T) { requireAccessTokensBlock(t, e) })
+
+	// Opaque: no resource indicator.
+	var opaque *session
+	t.Run("login_opaque", func(t *testing.T) {
+		opaque = e.login(t, url.Values{"prompt": {"consent"}})
+		describeAccessToken(t, "oidc-provider access token without resource", opaque.access)
+	})
+	if opaque != nil {
+		t.Run("provider_introspection", func(t *testing.T) { e.probeIntrospection(t, opaque.access) })
+		t.Run("register_opaque", func(t *testing.T) { e.register(t, opaque.access, "opaque access token (oidc-provider)") })
+		t.Run("refresh_opaque", func(t *testing.T) {
+			if next := e.refresh(t, opaque); next != nil {
+				opaque = next
+			}
+		})
+		t.Run("revoke_opaque", func(t *testing.T) { e.revokeThenRefused(t, opaque.access, "opaque access token (oidc-provider)") })
+	}
+
+	// JWT: resource indicator, audience in the tenant's audiences.
+	var jwt *session
+	t.Run("login_jwt", func(t *testing.T) {
+		jwt = e.login(t, url.Values{"prompt": {"consent"}, "resource": {nodeAPIResource}})
+		claims := describeAccessToken(t, "oidc-provider access token for resource "+nodeAPIResource, jwt.access)
+		if claims == nil {
+			t.Errorf("with resource=%s the access token should be a JWT (RFC 9068), got an opaque one", nodeAPIResource)
+		}
+	})
+	if jwt != nil {
+		t.Run("register_jwt", func(t *testing.T) { e.register(t, jwt.access, "JWT access token (oidc-provider, RFC 9068)") })
+		t.Run("refresh_jwt", func(t *testing.T) {
+			next := e.refresh(t, jwt)
+			if next == nil {
+				return
+			}
+			if describeAccessToken(t, "refreshed access token", next.access) == nil {
+				t.Errorf("the refreshed access token should still be a JWT for %s", nodeAPIResource)
+			}
+			e.register(t, next.access, "refreshed JWT access token")
+			jwt = next
+		})
+		// Documents a provider fact the service depends on: a JWT access
+		// token cannot be revoked or introspected at oidc-provider, so only
+		// the service's own state (logout, back-channel logout) can end one
+		// before its exp.
+		t.Run("provider_jwt_not_revocable", func(t *testing.T) {
+			for _, ep := range []string{e.disc.RevocationEndpoint, e.disc.IntrospectionEndpoint} {
+				st, body := e.providerPost(t, ep, jwt.access)
+				t.Logf("POST %s with the JWT access token: %d %s", pathOf(ep), st, body)
+				if st != http.StatusBadRequest || !strings.Contains(string(body), "unsupported_token_type") {
+					t.Errorf("POST %s: want 400 unsupported_token_type for a JWT access token, got %d", pathOf(ep), st)
+				}
+			}
+		})
+	}
+	if opaque == nil || jwt == nil {
+		t.Fatal("a sign-in failed; see login_opaque / login_jwt")
+	}
+}
+
+// requireAccessTokensBlock fails while the service refuses access_tokens.
+func requireAccessTokensBlock(t *testing.T, e *env) {
+	if e.svc.refusedAccessTokens != "" {
+		t.Fatalf("the service refused the tenant's access_tokens block (needs the coming access_tokens feature, SPEC.md \"Access tokens that are not JWTs\"): %s", e.svc.refusedAccessTokens)
+	}
+}
+
+// needsAccessTokens is the hint added to failures that the missing
+// access_tokens feature explains.
+func (e *env) needsAccessTokens() string {
+	if e.svc.refusedAccessTokens != "" {
+		return " [the service refused access_tokens at start, so it ran without it: this needs the coming introspection feature]"
+	}
+	return ""
+}
+
+// login signs in at the provider with PKCE S256 and posts the code to the
+// service's /v1/auth/login, as a native app or SPA would.
+func (e *env) login(t *testing.T, extra url.Values) *session {
+	t.Helper()
+	state, nonce, pk := randomString(16), randomString(16), newPKCE()
+	q := url.Values{
+		"response_type":         {"code"},
+		"client_id":             {e.c.clientID},
+		"redirect_uri":          {e.redirectURI},
+		"scope":                 {strings.Join(e.c.scopes, " ")},
+		"state":                 {state},
+		"nonce":                 {nonce},
+		"code_challenge":        {pk.challenge},
+		"code_challenge_method": {"S256"},
+	}
+	for k, v := range extra {
+		q[k] = v
+	}
+	b := newBrowser(t, e.redirectURI, e.c.username, e.c.password)
+	cb, err := b.signIn(e.disc.AuthorizationEndpoint + "?" + q.Encode())
+	if err != nil {
+		t.Fatalf("sign-in at the provider: %v", err)
+	}
+	if errCode := cb.Get("error"); errCode != "" {
+		t.Fatalf("the provider redirected with error=%s: %s", errCode, cb.Get("error_description"))
+	}
+	if cb.Get("state") != state {
+		t.Fatalf("the redirect's state is not ours")
+	}
+	code := cb.Get("code")
+	if code == "" {
+		t.Fatalf("the redirect carries no code (fields: %v)", fieldNames(cb))
+	}
+	if iss := cb.Get("iss"); iss != "" {
+		t.Logf("the redirect carries iss (RFC 9207), equal to the issuer: %v", iss == e.disc.Issuer)
+	}
+	t.Logf("got an authorization code (%d chars)", len(code))
+
+	a := callAPI(t, e.svc, "/v1/auth/login", map[string]string{
+		"code":          code,
+		"code_verifier": pk.verifier,
+		"nonce":         nonce,
+		"redirect_uri":  e.redirectURI,
+	}, "")
+	if a.status != http.StatusOK {
+		t.Fatalf("/v1/auth/login: want 200, got %s", a.describe())
+	}
+	s := checkTokenData(t, "/v1/auth/login", a)
+	describeAccessToken(t, "ID token", s.idToken)
+	if s.refresh == "" {
+		t.Errorf("/v1/auth/login: no refresh_token although offline_access was granted")
+	}
+	return s
+}
+
+// checkTokenData checks the token data shape of /login and /refresh.
+func checkTokenData(t *testing.T, path string, a *apiCall) *session {
+	t.Helper()
+	if a.data == nil {
+		t.Fatalf("%s: 200 without a data object: %s", path, a.describe())
+	}
+	if ct := a.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("%s: Content-Type %q, want application/json", path, ct)
+	}
+	if cc := a.header.Get("Cache-Control"); !strings.Contains(cc, "no-store") {
+		t.Errorf("%s: Cache-Control %q, want no-store", path, cc)
+	}
+	str := func(k string) string { s, _ := a.data[k].(string); return s }
+	s := &session{access: str("access_token"), refresh: str("refresh_token"), idToken: str("id_token")}
+	if s.access == "" {
+		t.Errorf("%s: data.access_token missing: %s", path, a.describe())
+	}
+	if tt := str("token_type"); tt != "Bearer" {
+		t.Errorf("%s: data.token_type %q, want Bearer", path, tt)
+	}
+	if exp, ok := a.data["expires_in"].(float64); !ok || exp <= 0 {
+		t.Errorf("%s: data.expires_in %v, want a positive number", path, a.data["expires_in"])
+	}
+	if path == "/v1/auth/login" && strings.Count(s.idToken, ".") != 2 {
+		t.Errorf("%s: data.id_token is not a compact JWS (%d chars)", path, len(s.idToken))
+	}
+	t.Logf("%s: %s", path, a.describe())
+	return s
+}
+
+// register calls /v1/auth/register with a bearer and checks the
+// participant data of the contract.
+func (e *env) register(t *testing.T, access, what string) {
+	t.Helper()
+	a := callAPI(t, e.svc, "/v1/auth/register", nil, access)
+	if a.status != http.StatusOK {
+		t.Fatalf("/v1/auth/register with an %s: want 200 with participant data, got %s%s", what, a.describe(), e.needsAccessTokens())
+	}
+	if a.data == nil {
+		t.Fatalf("/v1/auth/register: 200 without data: %s", a.describe())
+	}
+	str := func(k string) string { s, _ := a.data[k].(string); return s }
+	if str("participant_id") == "" {
+		t.Errorf("data.participant_id missing")
+	}
+	if got := str("tenant_id"); got != e.c.tenantID {
+		t.Errorf("data.tenant_id %q, want %q", got, e.c.tenantID)
+	}
+	if str("display_name") == "" {
+		t.Errorf("data.display_name empty")
+	}
+	if _, ok := a.data["email"].(string); !ok {
+		t.Errorf("data.email missing")
+	}
+	if !strings.HasPrefix(str("personal_workspace_id"), "ws-") {
+		t.Errorf("data.personal_workspace_id %q, want the ws- prefix", str("personal_workspace_id"))
+	}
+	t.Logf("/v1/auth/register: %s", a.describe())
+}
+
+// refresh calls /v1/auth/refresh; with rotation the refresh token changes.
+func (e *env) refresh(t *testing.T, s *session) *session {
+	t.Helper()
+	a := callAPI(t, e.svc, "/v1/auth/refresh", map[string]string{"refresh_token": s.refresh}, "")
+	if a.status != http.StatusOK {
+		t.Fatalf("/v1/auth/refresh: want 200, got %s", a.describe())
+	}
+	next := checkTokenData(t, "/v1/auth/refresh", a)
+	if next.refresh == "" {
+		t.Errorf("/v1/auth/refresh: no refresh_token in the answer")
+	} else if next.refresh == s.refresh {
+		t.Errorf("/v1/auth/refresh: the refresh token did not change, though the provider rotates refresh tokens")
+	}
+	if next.access == s.access {
+		t.Errorf("/v1/auth/refresh: the access token did not change")
+	}
+	return next
+}
+
+// revokeThenRefused checks that an access token the service accepts is
+// refused once it was revoked at the provider (RFC 7009) and cache_seconds
+// have passed.
+func (e *env) revokeThenRefused(t *testing.T, access, what string) {
+	t.Helper()
+	before := callAPI(t, e.svc, "/v1/auth/register", nil, access)
+	if e.disc.RevocationEndpoint == "" {
+		t.Fatalf("the provider's discovery names no revocation_endpoint")
+	}
+	st, body := e.providerPost(t, e.disc.RevocationEndpoint, access)
+	if st != http.StatusOK {
+		t.Fatalf("revocation at the provider: status %d %s", st, body)
+	}
+	revoked := time.Now()
+	t.Logf("revoked the access token at %s (200)", pathOf(e.disc.RevocationEndpoint))
+	// The harness's own check that the revocation took: the provider now
+	// calls the token inactive.
+	if st, body := e.providerPost(t, e.disc.IntrospectionEndpoint, access); st != http.StatusOK || !strings.Contains(string(body), `"active":false`) {
+		t.Errorf("after revocation the provider's introspection should say active=false, got %d %s", st, body)
+	} else {
+		t.Logf("the provider's introspection now says: %s", body)
+	}
+	// Refusal after revocation shows something only if the token was
+	// accepted before it.
+	if before.status != http.StatusOK {
+		t.Fatalf("precondition: /v1/auth/register with the %s must answer 200 before revocation, got %s%s", what, before.describe(), e.needsAccessTokens())
+	}
+
+	// Refused from cache_seconds on; a little slack for the clock, bounded.
+	time.Sleep(cacheSeconds*time.Second + 200*time.Millisecond)
+	deadline := revoked.Add(cacheSeconds*time.Second + 3*time.Second)
+	var a *apiCall
+	for {
+		a = callAPI(t, e.svc, "/v1/auth/register", nil, access)
+		if a.status == http.StatusUnauthorized || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if a.status != http.StatusUnauthorized {
+		t.Fatalf("/v1/auth/register %s after revocation (cache_seconds=%d): want 401, got %s", time.Since(revoked).Round(100*time.Millisecond), cacheSeconds, a.describe())
+	}
+	if a.code != "SW_AUTH_UNAUTHENTICATED" {
+		t.Errorf("after revocation: code %q, want SW_AUTH_UNAUTHENTICATED", a.code)
+	}
+	if h := a.header.Get("WWW-Authenticate"); !strings.Contains(h, `error="invalid_token"`) {
+		t.Errorf("after revocation: WWW-Authenticate %q, want error=\"invalid_token\"", h)
+	}
+	t.Logf("refused %s after revocation: %s", time.Since(revoked).Round(100*time.Millisecond), a.describe())
+}
+
+// probeIntrospection asks the provider itself (RFC 7662, with the tenant's
+// client) about an access token and logs which claims the answer carries:
+// what the service's introspection has to read. Token values are never
+// logged; claim values that say who and for whom are.
+func (e *env) probeIntrospection(t *testing.T, access string) {
+	t.Helper()
+	if e.disc.IntrospectionEndpoint == "" {
+		t.Fatalf("the provider's discovery names no introspection_endpoint")
+	}
+	st, body := e.providerPost(t, e.disc.IntrospectionEndpoint, access)
+	if st != http.StatusOK {
+		t.Fatalf("introspection at the provider: status %d %q", st, body)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("introspection answer is not JSON: %v", err)
+	}
+	t.Logf("introspection answer: %s", claimSummary(m))
+	if m["active"] != true {
+		t.Errorf("the provider says the fresh access token is not active")
+	}
+}
+
+// providerPost sends token=tok (hint access_token) to a provider endpoint
+// (introspection or revocation) with the tenant's client_secret_basic. The
+// answer is the provider's JSON or an OAuth error, never the token itself.
+func (e *env) providerPost(t *testing.T, endpoint, tok string) (int, []byte) {
+	t.Helper()
+	form := url.Values{"token": {tok}, "token_type_hint": {"access_token"}}
+	req, err := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	req.SetBasicAuth(url.QueryEscape(e.c.clientID), url.QueryEscape(e.c.clientSecret))
+	resp, err := apiClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", pathOf(endpoint), err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, body
+}
+
+// describeAccessToken logs whether an access token is a JWT and, if so,
+// its header and the claims that matter for audience checks. It returns
+// the claims, or nil for an opaque token.
+func describeAccessToken(t *testing.T, what, tok string) map[string]any {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		// zitadel/oidc's "opaque" tokens are compact JWEs (five parts)
+		// whose header names an alg too: say so, since a JWS detector that
+		// does not count the parts would take them for JWTs.
+		var hdr map[string]any
+		if hb, err := base64.RawURLEncoding.DecodeString(parts[0]); err == nil && json.Unmarshal(hb, &hdr) == nil {
+			t.Logf("%s: opaque to the service, %d chars, %d dot-separated parts, first part a JSON header %s", what, len(tok), len(parts), claimSummary(hdr))
+			return nil
+		}
+		t.Logf("%s: opaque (%d chars, %d dot-separated parts)", what, len(tok), len(parts))
+		return nil
+	}
+	var hdr, claims map[string]any
+	hb, err1 := base64.RawURLEncoding.DecodeString(parts[0])
+	cb, err2 := base64.RawURLEncoding.DecodeString(parts[1])
+	if err1 != nil || err2 != nil || json.Unmarshal(hb, &hdr) != nil || json.Unmarshal(cb, &claims) != nil {
+		t.Logf("%s: three segments but not a readable JWS (%d chars)", what, len(tok))
+		return nil
+	}
+	t.Logf("%s: JWT, header typ=%v alg=%v; claims %s", what, hdr["typ"], hdr["alg"], claimSummary(claims))
+	return claims
+}
+
+// shown are the claims whose values are logged; the others are named only.
+var shown = map[string]bool{
+	"active": true, "iss": true, "aud": true, "azp": true, "client_id": true,
+	"token_type": true, "scope": true, "sub": true, "typ": true,
+	"email_verified": true, "alg": true, "enc": true, "kid": true,
+}
+
+func claimSummary(m map[string]any) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		if shown[k] {
+			v, _ := json.Marshal(m[k])
+			fmt.Fprintf(&b, "%s=%s", k, v)
+		} else {
+			b.WriteString(k)
+		}
+	}
+	return "{" + b.String() + "}"
+}
