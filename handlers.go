@@ -142,6 +142,12 @@ func handleLogin() http.Handler {
 			return
 		}
 		verifier := v.Get("code_verifier")
+		if verifier == "" && t.cfg.requirePKCE() {
+			// The service adds its own client secret to the exchange, so
+			// without PKCE anyone holding a leaked code could redeem it here.
+			writeError(w, r, badRequest("code_verifier: required: this tenant redeems authorization codes only with PKCE (RFC 7636)"))
+			return
+		}
 		if verifier != "" && !validCodeVerifier(verifier) {
 			writeError(w, r, badRequest("code_verifier: must be 43-128 characters of A-Z, a-z, 0-9, '-', '.', '_' or '~' (RFC 7636)"))
 			return

@@ -167,7 +167,7 @@ func TestTokenResponsesAreNotCached(t *testing.T) {
 	f := newFakeIDP(t)
 	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
 	for _, tc := range []struct{ path, body string }{
-		{"/v1/auth/login", "code=good-code"},
+		{"/v1/auth/login", "code=good-code&code_verifier=" + tokVerifier},
 		{"/v1/auth/token", "grant_type=password&username=alice&password=alice-pw"},
 		{"/v1/auth/refresh", "refresh_token=rt-good"},
 	} {
