@@ -95,6 +95,10 @@ type claims struct {
 	Name              looseString      `json:"name"`
 	PreferredUsername looseString      `json:"preferred_username"`
 	Email             looseString      `json:"email"`
+	// What marks an ID token (idTokenMarker).
+	AccessTokenHash markerClaim `json:"at_hash"`
+	CodeHash        markerClaim `json:"c_hash"`
+	Type            looseString `json:"typ"`
 }
 
 // looseString is a string claim that reads as empty when it is not a string.
@@ -312,6 +316,9 @@ func (p *provider) checkClaims(c *claims, kind tokenKind, nonce string) error {
 			return refuse(reasonNonce, "")
 		}
 	case kindAccessToken:
+		if m := idTokenMarker(c); m != "" {
+			return refuse(reasonTokenType, "an ID token (%s) is not an access token", m)
+		}
 		ok := azp == t.ClientID
 		for _, a := range t.Audiences {
 			ok = ok || c.Audience.Contains(a)
