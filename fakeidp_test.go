@@ -282,12 +282,14 @@ func (f *fakeIDP) defaultToken(form url.Values, r *http.Request) (int, any) {
 	if !ok {
 		return 400, map[string]string{"error": "invalid_grant", "error_description": "nope"}
 	}
+	// As real IdPs do, the ID token carries the at_hash of its access token.
+	at := f.accessToken()
 	return 200, map[string]any{
-		"access_token":  f.accessToken(),
+		"access_token":  at,
 		"token_type":    "Bearer",
 		"expires_in":    300,
 		"refresh_token": "rt-next",
-		"id_token":      f.idToken(form.Get("x-test-nonce")),
+		"id_token":      f.idToken(form.Get("x-test-nonce"), map[string]any{"at_hash": atHashOf(f.t, f.key().alg, at)}),
 	}
 }
 

@@ -167,7 +167,7 @@ func handleLogin() http.Handler {
 			writeError(w, r, &apiError{http.StatusUnauthorized, "SW_AUTH_OIDC_FAILED", "the identity provider returned no ID token"})
 			return
 		}
-		if _, err := t.prov.verify(r.Context(), tr.IDToken, kindIDToken, nonce); err != nil {
+		if _, err := t.prov.verifyAnswerIDToken(r.Context(), tr, nonce); err != nil {
 			writeError(w, r, verifyFailed(t, err, "SW_AUTH_OIDC_FAILED"))
 			return
 		}
@@ -244,7 +244,7 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 		}
 		lim.succeed(userKey, addr)
 		if tr.IDToken != "" {
-			if _, err := t.prov.verify(r.Context(), tr.IDToken, kindIDToken, ""); err != nil {
+			if _, err := t.prov.verifyAnswerIDToken(r.Context(), tr, ""); err != nil {
 				writeError(w, r, verifyFailed(t, err, "SW_AUTH_OIDC_FAILED"))
 				return
 			}
@@ -281,7 +281,7 @@ func handleRefresh() http.Handler {
 				return nil, idpError(t, err, rejected)
 			}
 			if tr.IDToken != "" {
-				if _, err := t.prov.verify(ctx, tr.IDToken, kindIDToken, ""); err != nil {
+				if _, err := t.prov.verifyAnswerIDToken(ctx, tr, ""); err != nil {
 					return nil, verifyFailed(t, err, "SW_AUTH_REFRESH_FAILED")
 				}
 			}

@@ -99,6 +99,9 @@ type claims struct {
 	AccessTokenHash markerClaim `json:"at_hash"`
 	CodeHash        markerClaim `json:"c_hash"`
 	Type            looseString `json:"typ"`
+
+	// alg is the header's algorithm, that of the key that verified the token.
+	alg string
 }
 
 // looseString is a string claim that reads as empty when it is not a string.
@@ -191,6 +194,7 @@ func (p *provider) verifyGen(ctx context.Context, raw string, kind tokenKind, no
 	if err != nil {
 		return nil, 0, err
 	}
+	c.alg = h.Algorithm
 	if err := p.checkClaims(&c, kind, nonce); err != nil {
 		return nil, 0, err
 	}
