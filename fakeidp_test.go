@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +41,8 @@ type fakeIDP struct {
 	keys        []testKey
 	extraJWKS   []json.RawMessage // published verbatim beside the keys
 	discIssuer  string            // when set, discovery claims this issuer
+	discExtra   map[string]any    // discovery members added or replaced
+	caFile      string            // PEM of the https server's certificate, for ca_file
 	discMode    string
 	jwksMode    string
 	tokenMode   string
@@ -63,6 +68,18 @@ const (
 // newFakeIDP starts a fake IdP on loopback with one RS256 key, kid "k1".
 func newFakeIDP(t testing.TB) *fakeIDP {
 	t.Helper()
+	return startFakeIDP(t, false)
+}
+
+// newFakeIDPTLS is newFakeIDP over https, with an https issuer; its
+// tenantConfig trusts the server's certificate through ca_file.
+func newFakeIDPTLS(t testing.TB) *fakeIDP {
+	t.Helper()
+	return startFakeIDP(t, true)
+}
+
+func startFakeIDP(t testing.TB, useTLS bool) *fakeIDP {
+	t.Helper()
 	f := &fakeIDP{t: t, slow: 3 * time.Second}
 	f.keys = []testKey{newTestKey(t, jose.RS256, "k1", 0)}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
@@ -71,7 +88,16 @@ func newFakeIDP(t testing.TB) *fakeIDP {
 			f.newConns.Add(1)
 		}
 	}
-	f.srv.Start()
+	if useTLS {
+		f.srv.StartTLS()
+		f.caFile = filepath.Join(t.TempDir(), "idp-ca.pem")
+		pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.srv.Certificate().Raw})
+		if err := os.WriteFile(f.caFile, pemBytes, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		f.srv.Start()
+	}
 	t.Cleanup(f.srv.Close)
 	f.issuer = f.srv.URL
 	return f
@@ -88,7 +114,7 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 	case "/.well-known/openid-configuration":
 		f.discHits.Add(1)
 		f.mu.Lock()
-		mode, iss, methods, algs := f.discMode, f.discIssuer, f.authMethods, f.algs
+		mode, iss, methods, algs, extra := f.discMode, f.discIssuer, f.authMethods, f.algs, f.discExtra
 		f.mu.Unlock()
 		if f.misbehave(w, mode) {
 			return
@@ -109,6 +135,9 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		if algs != nil {
 			doc["id_token_signing_alg_values_supported"] = algs
+		}
+		for k, v := range extra {
+			doc[k] = v
 		}
 		writeTestJSON(w, 200, doc)
 	case "/jwks":
@@ -328,6 +357,7 @@ func (f *fakeIDP) tenantConfig() tenantConfig {
 		ClientID:     testClientID,
 		ClientSecret: testClientSecret,
 		RedirectURI:  testRedirectURI,
+		CAFile:       f.caFile,
 		CORSOrigins:  []string{"https://app.example.com"},
 		Features:     tenantFeatures{Auth: authFeatures{PasswordGrantEnabled: true}},
 	}

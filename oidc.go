@@ -221,6 +221,9 @@ func (p *provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
 	if d.Issuer != p.tenant.Issuer {
 		return nil, fmt.Errorf("discovery %s: issuer mismatch: want %q got %q", u, p.tenant.Issuer, d.Issuer)
 	}
+	if err := checkEndpointSchemes(p.tenant.Issuer, body); err != nil {
+		return nil, fmt.Errorf("discovery %s: %w", u, err)
+	}
 	for _, f := range []struct{ name, v string }{
 		{"authorization_endpoint", d.AuthorizationEndpoint},
 		{"token_endpoint", d.TokenEndpoint},
