@@ -755,6 +755,8 @@ func FuzzDiscovery(f *testing.F) {
 		{"issuer": nil},
 		{"jwks_uri": "http://idp.example.com/jwks"},
 		{"jwks_uri": "http://127.0.0.1:8080/jwks", "token_endpoint": "http://localhost/token"},
+		{"userinfo_endpoint": "http://127.0.0.1:8080/userinfo"},
+		{"revocation_endpoint": "HTTP://127.0.0.1/revoke", "mtls_endpoint_aliases": map[string]any{"token_endpoint": "http://[::1]/t"}},
 		{"token_endpoint": "/token"},
 		{"userinfo_endpoint": "ftp://idp.example.com/u", "end_session_endpoint": ":"},
 		{"id_token_signing_alg_values_supported": []string{"HS256", "none"}},
@@ -792,6 +794,12 @@ func FuzzDiscovery(f *testing.F) {
 		for _, u := range []string{d.UserinfoEndpoint, d.EndSessionEndpoint} {
 			if u != "" && checkEndpoint(u) != nil {
 				t.Fatalf("fetchDiscovery(%q) kept optional endpoint %q", body, u)
+			}
+		}
+		// The issuer is https: no endpoint may take us to plain http.
+		for _, u := range []string{d.AuthorizationEndpoint, d.TokenEndpoint, d.JWKSURI, d.UserinfoEndpoint, d.EndSessionEndpoint} {
+			if strings.HasPrefix(strings.ToLower(u), "http:") {
+				t.Fatalf("fetchDiscovery(%q) accepted the plain-http endpoint %q under an https issuer", body, u)
 			}
 		}
 		p.publishDiscovery(d)
