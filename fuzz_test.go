@@ -652,7 +652,8 @@ func FuzzRequestBody(f *testing.F) {
 // FuzzJWKS gives arbitrary bytes to parseJWKS: every key it returns is public
 // and usable for verification (RSA of 2048 bits or more that crypto/rsa
 // accepts, a point on a NIST curve, or Ed25519), and it fails exactly when
-// no such key is left.
+// the body is not a key set (a JSON object whose "keys" is an array); a key
+// set without a usable key is no error, and yields none (fail closed).
 func FuzzJWKS(f *testing.F) {
 	keys := deterministicKeys()
 	jwk := func(k jose.JSONWebKey) string {
@@ -692,8 +693,11 @@ func FuzzJWKS(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		got, _, err := parseJWKS(body)
-		if (err != nil) != (len(got) == 0) {
-			t.Fatalf("parseJWKS(%q) = %d keys, error %v", body, len(got), err)
+		var doc map[string]json.RawMessage
+		var list []json.RawMessage
+		isSet := json.Unmarshal(body, &doc) == nil && string(doc["keys"]) != "null" && json.Unmarshal(doc["keys"], &list) == nil
+		if (err == nil) != isSet || err != nil && len(got) != 0 {
+			t.Fatalf("parseJWKS(%q) = %d keys, error %v; a key set: %v", body, len(got), err, isSet)
 		}
 		for i, k := range got {
 			if !k.IsPublic() || !k.Valid() || (k.Use != "" && k.Use != "sig") {
