@@ -224,7 +224,7 @@ func (c *config) validate(getenv func(string) string) error {
 			hosts[h] = t.ID
 		}
 	}
-	return nil
+	return checkDistinctClients(c.Tenants)
 }
 
 // validate checks one tenant; its error message starts with the field name so

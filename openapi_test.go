@@ -412,7 +412,8 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 	on := f.tenantConfig()
 	on.Hosts = []string{"a.example"}
 	off := f.tenantConfig()
-	off.ID, off.Hosts = "off", []string{"b.example"}
+	// Another client at the same IdP: one issuer and client_id are one tenant.
+	off.ID, off.Hosts, off.ClientID = "off", []string{"b.example"}, "scaiwave-off"
 	off.Features.Auth.PasswordGrantEnabled = false
 	a := newTestApp(t, []tenantConfig{on, off})
 

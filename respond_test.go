@@ -31,7 +31,8 @@ func TestTokenEndpointErrorsHoldNoSecrets(t *testing.T) {
 	f := newFakeIDP(t)
 	cfg := f.tenantConfig()
 	off := cfg
-	off.ID, off.Hosts = "off", []string{"off.example.com"}
+	// Another client at the same IdP: one issuer and client_id are one tenant.
+	off.ID, off.Hosts, off.ClientID = "off", []string{"off.example.com"}, "scaiwave-off"
 	off.Features.Auth.PasswordGrantEnabled = false
 	cfg.Hosts = []string{"on.example.com"}
 	a := newTestApp(t, []tenantConfig{cfg, off})
