@@ -594,7 +594,7 @@ func FuzzRequestBody(f *testing.F) {
 		}
 	})
 	app := newTestApp(f, []tenantConfig{idp.tenantConfig()})
-	statics := sourceStrings(f, "handlers.go", "server.go", "respond.go", "bearer.go", "oidc.go", "jwks.go", "refresh.go", "verify.go", "tokencache.go")
+	statics := sourceStrings(f, "handlers.go", "server.go", "respond.go", "bearer.go", "oidc.go", "jwks.go", "refresh.go", "verify.go", "tokencache.go", "jsonbody.go")
 	paths := []string{"/v1/auth/login", "/v1/auth/token", "/v1/auth/refresh"}
 	const form, js = "application/x-www-form-urlencoded", "application/json"
 	verifier := strings.Repeat("v", 43)
