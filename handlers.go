@@ -31,7 +31,7 @@ func (s *server) routes() []route {
 		{"POST", "/v1/auth/refresh", handleRefresh(), true},
 		{"POST", "/v1/auth/register", handleRegister(s.store), true},
 		{"GET", "/healthz", handleHealth(s.store), false},
-		{"GET", "/readyz", handleReady(s.tenants), false},
+		{"GET", "/readyz", handleReady(s.tenants, s.tenantFor), false},
 		{"GET", "/v1/openapi.json", handleOpenAPI(), false},
 	}
 	if s.cfg.MetricsAddr == "" {
@@ -371,28 +371,41 @@ func handleHealth(st *store) http.Handler {
 	})
 }
 
-// handleReady answers 200 when every tenant has discovery and keys.
-func handleReady(ts []*tenant) http.Handler {
+// handleReady answers 200 when every tenant it answers for has discovery
+// and usable keys, else 503 naming those that have not. A request whose
+// Host is a tenant's hears about that tenant only; any other Host (a load
+// balancer's probe by address, or a stranger) about all of them together,
+// with no tenant named: the ids would tell it which customers are served
+// here.
+func handleReady(ts []*tenant, tenantFor func(*http.Request) *tenant) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		var notReady []string
-		for _, t := range ts {
+		scope, named := ts, false
+		if t := tenantFor(r); t != nil {
+			scope, named = []*tenant{t}, true
+		}
+		notReady, ids := []string{}, []string{}
+		for _, t := range scope {
 			if !t.prov.ready() {
 				notReady = append(notReady, t.cfg.ID)
 			}
+			ids = append(ids, t.cfg.ID)
 		}
 		if len(notReady) > 0 {
+			msg := "not ready: no discovery document or usable keys yet for tenants " + strings.Join(notReady, ", ")
+			if !named {
+				msg, notReady = "not ready: some tenant has no discovery document or usable keys yet", []string{}
+			}
 			w.Header().Set("Retry-After", "5")
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{
 				"code":    "SW_AUTH_IDP_UNAVAILABLE",
-				"message": "not ready: no discovery document or keys yet for tenants " + strings.Join(notReady, ", "),
+				"message": msg,
 				"tenants": notReady,
 			}})
 			return
 		}
-		ids := make([]string, 0, len(ts))
-		for _, t := range ts {
-			ids = append(ids, t.cfg.ID)
+		if !named {
+			ids = []string{}
 		}
 		slices.Sort(ids)
 		writeData(w, map[string]any{"status": "ready", "tenants": ids})
