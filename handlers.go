@@ -329,7 +329,7 @@ func handleRegister(st *store) http.Handler {
 			return
 		}
 		p := principal{TenantID: t.cfg.ID, Issuer: c.Issuer, Subject: c.Subject}
-		part, err := st.ensureParticipant(r.Context(), p, displayName(c), string(c.Email))
+		part, err := st.ensureParticipant(r.Context(), p, displayName(c), verifiedEmail(c))
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -344,10 +344,11 @@ func handleRegister(st *store) http.Handler {
 	})
 }
 
-// displayName is the first of name, preferred_username, the email's local
-// part and sub that is not blank.
+// displayName is the first of name, preferred_username, the local part of
+// the email (unless it is unverified: verifiedEmail) and sub that is not
+// blank.
 func displayName(c *claims) string {
-	local, _, _ := strings.Cut(string(c.Email), "@")
+	local, _, _ := strings.Cut(verifiedEmail(c), "@")
 	for _, s := range []string{string(c.Name), string(c.PreferredUsername), local, c.Subject} {
 		if s = strings.TrimSpace(s); s != "" {
 			return s

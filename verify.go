@@ -95,6 +95,7 @@ type claims struct {
 	Name              looseString      `json:"name"`
 	PreferredUsername looseString      `json:"preferred_username"`
 	Email             looseString      `json:"email"`
+	EmailVerified     claimBool        `json:"email_verified"`
 	// What marks an ID token (idTokenMarker).
 	AccessTokenHash markerClaim `json:"at_hash"`
 	CodeHash        markerClaim `json:"c_hash"`
