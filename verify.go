@@ -91,6 +91,7 @@ type claims struct {
 	NotBefore         *jwt.NumericDate `json:"nbf"`
 	IssuedAt          *jwt.NumericDate `json:"iat"`
 	AuthorizedParty   looseString      `json:"azp"`
+	ClientID          looseString      `json:"client_id"` // RFC 9068 §2.2
 	Nonce             looseString      `json:"nonce"`
 	Name              looseString      `json:"name"`
 	PreferredUsername looseString      `json:"preferred_username"`
@@ -312,12 +313,16 @@ func (p *provider) checkClaims(c *claims, kind tokenKind, nonce string) error {
 			return refuse(reasonNonce, "")
 		}
 	case kindAccessToken:
-		ok := azp == t.ClientID
+		// RFC 9068 names the client in client_id, where OIDC says azp:
+		// Cognito, Hydra and Auth0's RFC 9068 profile send no azp, and
+		// Cognito no aud either.
+		ok := azp == t.ClientID || string(c.ClientID) == t.ClientID
 		for _, a := range t.Audiences {
 			ok = ok || c.Audience.Contains(a)
 		}
 		if !ok {
-			return refuse(reasonAudience, "aud %q has none of the audiences and azp is not the client id", []string(c.Audience))
+			return refuse(reasonAudience, "aud %q has none of the audiences, and neither azp %q nor client_id %q is the client id",
+				[]string(c.Audience), truncate(azp, 100), truncate(string(c.ClientID), 100))
 		}
 	}
 	return nil
