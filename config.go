@@ -47,6 +47,10 @@ type tenantConfig struct {
 	CAFile           string         `json:"ca_file"`
 	Features         tenantFeatures `json:"features"`
 
+	// The issuer rules (config_issuers.go): where the discovery document
+	// lives.
+	DiscoveryURL string `json:"discovery_url"`
+
 	// secret is the resolved client secret, from whichever source was set.
 	secret string
 	// roots is the pool built from CAFile, nil for the system roots.
@@ -232,8 +236,8 @@ func (t *tenantConfig) validate(getenv func(string) string) error {
 		}
 		t.Hosts[j] = norm
 	}
-	if err := checkIssuer(t.Issuer); err != nil {
-		return configErrorf("issuer: %v", err)
+	if err := t.validateIssuer(); err != nil {
+		return err
 	}
 	if t.ClientID == "" {
 		return configErrorf("client_id: required")

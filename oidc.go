@@ -209,7 +209,7 @@ func (p *provider) publishDiscovery(d *discovery) {
 // fetchDiscovery gets and checks the IdP's metadata. The issuer in the
 // document must equal the configured one exactly (OIDC Discovery §4.3).
 func (p *provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
-	u := strings.TrimSuffix(p.tenant.Issuer, "/") + "/.well-known/openid-configuration"
+	u := p.tenant.discoveryURL()
 	body, err := p.get(ctx, "discovery", u)
 	if err != nil {
 		return nil, err
