@@ -48,8 +48,9 @@ type tenantConfig struct {
 	Features         tenantFeatures `json:"features"`
 
 	// The issuer rules (config_issuers.go): where the discovery document
-	// lives.
-	DiscoveryURL string `json:"discovery_url"`
+	// lives, and what bearer access tokens may look like.
+	DiscoveryURL string             `json:"discovery_url"`
+	AccessTokens accessTokensConfig `json:"access_tokens"`
 
 	// secret is the resolved client secret, from whichever source was set.
 	secret string

@@ -10,6 +10,9 @@ import (
 // An Entra tenant id: a GUID, as Entra's tid claim writes it.
 const tenantA = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
+// accessTokens is an access_tokens block of key, value pairs.
+func accessTokens(kv ...any) map[string]any { return setKeys(map[string]any{}, kv) }
+
 // TestParseConfigIssuerRulesErrors refuses each misuse of the issuer rules'
 // fields with one line naming the field and exit status 2.
 func TestParseConfigIssuerRulesErrors(t *testing.T) {
@@ -28,6 +31,13 @@ func TestParseConfigIssuerRulesErrors(t *testing.T) {
 		{"discovery_url with a fragment", cfgTenant("acme", "discovery_url", "https://idp.example.com/.well-known/openid-configuration#x"), "tenants[0].discovery_url: must not have a fragment or user info"},
 		{"discovery_url with user info", cfgTenant("acme", "discovery_url", "https://u:p@idp.example.com/.well-known/openid-configuration"), "tenants[0].discovery_url: must not have a fragment or user info"},
 		{"discovery_url ftp", cfgTenant("acme", "discovery_url", "ftp://idp.example.com/x"), "tenants[0].discovery_url: must use the issuer's scheme, https"},
+
+		// access_tokens.
+		{"require_jwt_type a string", cfgTenant("acme", "access_tokens", accessTokens("require_jwt_type", "yes")),
+			"tenants[0].access_tokens.require_jwt_type: must be true or false, not string"},
+		{"access_tokens a list", cfgTenant("acme", "access_tokens", []string{}), "tenants[0].access_tokens: must be an object, not array"},
+		{"unknown access_tokens field", cfgTenant("acme", "access_tokens", accessTokens("require_jwt_typ", true)),
+			`tenants[0]: unknown field "require_jwt_typ"`},
 	}
 	for _, tc := range tests {
 		_, err := parseConfig([]byte(cfgJSON(tenants(tc.tenant))), noEnv)
@@ -54,17 +64,20 @@ func TestParseConfigIssuerRulesErrors(t *testing.T) {
 func TestParseConfigIssuerRules(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name          string
-		tenant        map[string]any
-		wantDiscovery string
+		name            string
+		tenant          map[string]any
+		wantDiscovery   string
+		wantRequireType bool
 	}{
 		{"discovery_url with a query", cfgTenant("acme", "issuer", "https://login.microsoftonline.com/"+tenantA+"/v2.0",
 			"discovery_url", "https://login.microsoftonline.com/"+tenantA+"/v2.0/.well-known/openid-configuration?appid=scaiwave"),
-			"https://login.microsoftonline.com/" + tenantA + "/v2.0/.well-known/openid-configuration?appid=scaiwave"},
+			"https://login.microsoftonline.com/" + tenantA + "/v2.0/.well-known/openid-configuration?appid=scaiwave", false},
 		{"loopback issuer and discovery_url", cfgTenant("acme", "issuer", "http://127.0.0.1:5556/dex", "discovery_url", "http://localhost:5556/dex/.well-known/openid-configuration"),
-			"http://localhost:5556/dex/.well-known/openid-configuration"},
-		{"the default discovery URL", cfgTenant("acme"), "https://idp.example.com/realms/acme/.well-known/openid-configuration"},
-		{"the default discovery URL, issuer with a trailing slash", cfgTenant("acme", "issuer", "https://idp.example.com/app/"), "https://idp.example.com/app/.well-known/openid-configuration"},
+			"http://localhost:5556/dex/.well-known/openid-configuration", false},
+		{"RFC 9068 typ required", cfgTenant("acme", "access_tokens", accessTokens("require_jwt_type", true)),
+			"https://idp.example.com/realms/acme/.well-known/openid-configuration", true},
+		{"the default discovery URL", cfgTenant("acme"), "https://idp.example.com/realms/acme/.well-known/openid-configuration", false},
+		{"the default discovery URL, issuer with a trailing slash", cfgTenant("acme", "issuer", "https://idp.example.com/app/"), "https://idp.example.com/app/.well-known/openid-configuration", false},
 	} {
 		cfg, err := parseConfig([]byte(cfgJSON(tenants(tc.tenant))), noEnv)
 		if err != nil {
@@ -77,6 +90,9 @@ func TestParseConfigIssuerRules(t *testing.T) {
 		}
 		if got := tn.discoveryURL(); got != tc.wantDiscovery {
 			t.Errorf("%s: discovery URL %q; want %q", tc.name, got, tc.wantDiscovery)
+		}
+		if tn.AccessTokens.RequireJWTType != tc.wantRequireType {
+			t.Errorf("%s: require_jwt_type %v; want %v", tc.name, tn.AccessTokens.RequireJWTType, tc.wantRequireType)
 		}
 	}
 }

@@ -183,6 +183,11 @@ func (p *provider) verifyGen(ctx context.Context, raw string, kind tokenKind, no
 			return nil, 0, refuse(reasonTokenType, "an access token (typ at+jwt) is not an ID token")
 		}
 	}
+	if kind == kindAccessToken && p.tenant.AccessTokens.RequireJWTType {
+		if typ, _ := h.ExtraHeaders["typ"].(string); !isAccessTokenType(typ) {
+			return nil, 0, refuse(reasonTokenType, "typ %q is not at+jwt, which access_tokens.require_jwt_type requires", truncate(typ, 40))
+		}
+	}
 	var c claims
 	ks, err = p.checkSignature(ctx, tok, h, ks, &c)
 	if err != nil {

@@ -2,7 +2,7 @@ package main
 
 // Access tokens shaped as real IdPs write them (claims and header as their
 // documentation shows them), through the real handler: the audience rule
-// with RFC 9068's client_id claim.
+// with RFC 9068's client_id claim, and access_tokens.require_jwt_type.
 
 import (
 	"context"
@@ -117,4 +117,47 @@ func TestVerifyAccessTokenShapesOfIdPs(t *testing.T) {
 	// name the client in aud.
 	_, err := plain.srv.tenants[0].prov.verify(context.Background(), noTyp(cognito(testClientID)), kindIDToken, "")
 	checkReason(t, "Cognito-shaped token as an ID token", err, reasonAudience)
+}
+
+func TestVerifyRequireJWTType(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	strict := f.tenantConfig()
+	strict.AccessTokens.RequireJWTType = true
+	a := newTestApp(t, []tenantConfig{strict})
+	lax := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	k := f.key()
+	typed := func(typ any) string { return signWith(t, k, f.accessClaims(), map[jose.HeaderKey]any{"typ": typ}) }
+	untyped := signOpts(t, k.alg, k.priv, (&jose.SignerOptions{}).WithHeader("kid", k.kid), f.accessClaims())
+
+	for _, tc := range []struct {
+		name       string
+		token      string
+		wantStatus int
+	}{
+		{"typ at+jwt", typed("at+jwt"), 200},
+		{"typ application/at+jwt", typed("application/at+jwt"), 200},
+		{"typ AT+JWT", typed("AT+JWT"), 200},
+		{"typ Application/At+Jwt", typed("Application/At+Jwt"), 200},
+		{"typ JWT", typed("JWT"), 401},
+		{"typ missing", untyped, 401},
+		{"typ empty", typed(""), 401},
+		{"typ a number", typed(9068), 401},
+		{"typ at+jwt with a space", typed("at+jwt "), 401},
+		{"typ application/application/at+jwt", typed("application/application/at+jwt"), 401},
+		{"typ jwt+at", typed("jwt+at"), 401},
+		{"typ logout+jwt", typed("logout+jwt"), 401},
+	} {
+		wantReason := ""
+		if tc.wantStatus == http.StatusUnauthorized {
+			wantReason = reasonTokenType
+		}
+		checkAccess(t, a, "require_jwt_type, "+tc.name, tc.token, tc.wantStatus, wantReason)
+	}
+	// Off, the default: any typ passes, as before.
+	checkAccess(t, lax, "require_jwt_type off, typ JWT", typed("JWT"), 200, "")
+	checkAccess(t, lax, "require_jwt_type off, typ missing", untyped, 200, "")
+	// ID tokens are not access tokens: the setting leaves them alone.
+	_, err := a.srv.tenants[0].prov.verify(context.Background(), f.idToken("n-1"), kindIDToken, "n-1")
+	checkReason(t, "ID token with typ JWT under require_jwt_type", err, "")
 }
