@@ -7,8 +7,9 @@ import (
 	"strings"
 )
 
-// validateIssuer checks the issuer and discovery_url. Like validate, its
-// error starts with the field's name.
+// validateIssuer checks the issuer, discovery_url and
+// access_tokens.accepted_issuers. Like validate, its error starts with the
+// field's name.
 func (t *tenantConfig) validateIssuer() error {
 	if err := checkIssuer(t.Issuer); err != nil {
 		return configErrorf("issuer: %v", err)
@@ -16,6 +17,11 @@ func (t *tenantConfig) validateIssuer() error {
 	if t.DiscoveryURL != "" {
 		if err := checkDiscoveryURL(t.DiscoveryURL, t.Issuer); err != nil {
 			return configErrorf("discovery_url: %v", err)
+		}
+	}
+	for j, a := range t.AccessTokens.AcceptedIssuers {
+		if err := checkIssuer(a); err != nil {
+			return configErrorf("access_tokens.accepted_issuers[%d]: %v", j, err)
 		}
 	}
 	return nil

@@ -3,12 +3,16 @@ package main
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
 
-// An Entra tenant id: a GUID, as Entra's tid claim writes it.
-const tenantA = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+// Entra tenant ids are GUIDs, as Entra's tid claim writes them.
+const (
+	tenantA = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	tenantB = "9188040d-6c67-4c5b-b112-36a304b66dad"
+)
 
 // accessTokens is an access_tokens block of key, value pairs.
 func accessTokens(kv ...any) map[string]any { return setKeys(map[string]any{}, kv) }
@@ -33,6 +37,15 @@ func TestParseConfigIssuerRulesErrors(t *testing.T) {
 		{"discovery_url ftp", cfgTenant("acme", "discovery_url", "ftp://idp.example.com/x"), "tenants[0].discovery_url: must use the issuer's scheme, https"},
 
 		// access_tokens.
+		{"accepted issuer empty", cfgTenant("acme", "access_tokens", accessTokens("accepted_issuers", []string{""})), "tenants[0].access_tokens.accepted_issuers[0]: required"},
+		{"accepted issuer on http", cfgTenant("acme", "access_tokens", accessTokens("accepted_issuers", []string{"https://ok.example.com", "http://sts.example.com/"})),
+			"tenants[0].access_tokens.accepted_issuers[1]: must be https unless the host is loopback"},
+		{"accepted issuer with a query", cfgTenant("acme", "access_tokens", accessTokens("accepted_issuers", []string{"https://sts.example.com/?x"})),
+			"tenants[0].access_tokens.accepted_issuers[0]: must not have a query"},
+		{"accepted issuer not a URL", cfgTenant("acme", "access_tokens", accessTokens("accepted_issuers", []string{"sts.windows.net"})),
+			`tenants[0].access_tokens.accepted_issuers[0]: "sts.windows.net" is not an absolute URL`},
+		{"accepted_issuers a string", cfgTenant("acme", "access_tokens", accessTokens("accepted_issuers", "https://sts.example.com/")),
+			"tenants[0].access_tokens.accepted_issuers: must be a list, not string"},
 		{"require_jwt_type a string", cfgTenant("acme", "access_tokens", accessTokens("require_jwt_type", "yes")),
 			"tenants[0].access_tokens.require_jwt_type: must be true or false, not string"},
 		{"access_tokens a list", cfgTenant("acme", "access_tokens", []string{}), "tenants[0].access_tokens: must be an object, not array"},
@@ -67,17 +80,22 @@ func TestParseConfigIssuerRules(t *testing.T) {
 		name            string
 		tenant          map[string]any
 		wantDiscovery   string
+		wantAccepted    []string
 		wantRequireType bool
 	}{
+		{"Entra single-tenant with its v1 issuer", cfgTenant("acme", "issuer", "https://login.microsoftonline.com/"+tenantA+"/v2.0",
+			"access_tokens", accessTokens("accepted_issuers", []string{"https://sts.windows.net/" + tenantA + "/"}, "require_jwt_type", false)),
+			"https://login.microsoftonline.com/" + tenantA + "/v2.0/.well-known/openid-configuration", []string{"https://sts.windows.net/" + tenantA + "/"}, false},
 		{"discovery_url with a query", cfgTenant("acme", "issuer", "https://login.microsoftonline.com/"+tenantA+"/v2.0",
 			"discovery_url", "https://login.microsoftonline.com/"+tenantA+"/v2.0/.well-known/openid-configuration?appid=scaiwave"),
-			"https://login.microsoftonline.com/" + tenantA + "/v2.0/.well-known/openid-configuration?appid=scaiwave", false},
+			"https://login.microsoftonline.com/" + tenantA + "/v2.0/.well-known/openid-configuration?appid=scaiwave", nil, false},
 		{"loopback issuer and discovery_url", cfgTenant("acme", "issuer", "http://127.0.0.1:5556/dex", "discovery_url", "http://localhost:5556/dex/.well-known/openid-configuration"),
-			"http://localhost:5556/dex/.well-known/openid-configuration", false},
-		{"RFC 9068 typ required", cfgTenant("acme", "access_tokens", accessTokens("require_jwt_type", true)),
-			"https://idp.example.com/realms/acme/.well-known/openid-configuration", true},
-		{"the default discovery URL", cfgTenant("acme"), "https://idp.example.com/realms/acme/.well-known/openid-configuration", false},
-		{"the default discovery URL, issuer with a trailing slash", cfgTenant("acme", "issuer", "https://idp.example.com/app/"), "https://idp.example.com/app/.well-known/openid-configuration", false},
+			"http://localhost:5556/dex/.well-known/openid-configuration", nil, false},
+		{"Auth0 custom domain beside the tenant domain, RFC 9068 typ required", cfgTenant("acme", "issuer", "https://login.example.com/",
+			"access_tokens", accessTokens("accepted_issuers", []string{"https://acme.eu.auth0.com/"}, "require_jwt_type", true)),
+			"https://login.example.com/.well-known/openid-configuration", []string{"https://acme.eu.auth0.com/"}, true},
+		{"the default discovery URL", cfgTenant("acme"), "https://idp.example.com/realms/acme/.well-known/openid-configuration", nil, false},
+		{"the default discovery URL, issuer with a trailing slash", cfgTenant("acme", "issuer", "https://idp.example.com/app/"), "https://idp.example.com/app/.well-known/openid-configuration", nil, false},
 	} {
 		cfg, err := parseConfig([]byte(cfgJSON(tenants(tc.tenant))), noEnv)
 		if err != nil {
@@ -91,8 +109,9 @@ func TestParseConfigIssuerRules(t *testing.T) {
 		if got := tn.discoveryURL(); got != tc.wantDiscovery {
 			t.Errorf("%s: discovery URL %q; want %q", tc.name, got, tc.wantDiscovery)
 		}
-		if tn.AccessTokens.RequireJWTType != tc.wantRequireType {
-			t.Errorf("%s: require_jwt_type %v; want %v", tc.name, tn.AccessTokens.RequireJWTType, tc.wantRequireType)
+		if !slices.Equal(tn.AccessTokens.AcceptedIssuers, tc.wantAccepted) || tn.AccessTokens.RequireJWTType != tc.wantRequireType {
+			t.Errorf("%s: accepted issuers %q, require_jwt_type %v; want %q, %v", tc.name,
+				tn.AccessTokens.AcceptedIssuers, tn.AccessTokens.RequireJWTType, tc.wantAccepted, tc.wantRequireType)
 		}
 	}
 }

@@ -321,6 +321,9 @@ func TestParseConfigFull(t *testing.T) {
 	if tc.roots != nil {
 		t.Errorf("roots set although ca_file is empty")
 	}
+	if want := []string{"https://sts.idp.example.com/acme/"}; !slices.Equal(tc.AccessTokens.AcceptedIssuers, want) || tc.AccessTokens.RequireJWTType {
+		t.Errorf("access_tokens = %+v; want accepted_issuers %q, require_jwt_type false", tc.AccessTokens, want)
+	}
 }
 
 // TestParseConfigDefaults checks what an omitted field becomes.

@@ -322,7 +322,7 @@ func handleRegister(st *store) http.Handler {
 			writeUnauthenticated(w, r, t, err)
 			return
 		}
-		p := principal{TenantID: t.cfg.ID, Issuer: c.Issuer, Subject: c.Subject}
+		p := principal{TenantID: t.cfg.ID, Issuer: t.cfg.principalIssuer(c), Subject: c.Subject}
 		part, err := st.ensureParticipant(r.Context(), p, displayName(c), string(c.Email))
 		if err != nil {
 			writeError(w, r, err)

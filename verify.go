@@ -283,8 +283,8 @@ func hasKid(ks *keySet, kid string) bool {
 // checkClaims applies the issuer, time and audience rules.
 func (p *provider) checkClaims(c *claims, kind tokenKind, nonce string) error {
 	t := p.tenant
-	if c.Issuer != t.Issuer {
-		return refuse(reasonIssuer, "want %q got %q", t.Issuer, truncate(c.Issuer, 100))
+	if err := t.checkTokenIssuer(c, kind); err != nil {
+		return err
 	}
 	now := p.now()
 	if c.Expiry == nil {
