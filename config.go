@@ -47,10 +47,12 @@ type tenantConfig struct {
 	CAFile           string         `json:"ca_file"`
 	Features         tenantFeatures `json:"features"`
 
-	// The issuer rules (config_issuers.go): where the discovery document
-	// lives, and what bearer access tokens may look like.
-	DiscoveryURL string             `json:"discovery_url"`
-	AccessTokens accessTokensConfig `json:"access_tokens"`
+	// The issuer rules (config_issuers.go, issuer.go): an Entra ID
+	// multi-tenant template, where its discovery document lives, and the
+	// further issuers and the header type of bearer access tokens.
+	AllowedIssuerTenants []string           `json:"allowed_issuer_tenants"`
+	DiscoveryURL         string             `json:"discovery_url"`
+	AccessTokens         accessTokensConfig `json:"access_tokens"`
 
 	// secret is the resolved client secret, from whichever source was set.
 	secret string

@@ -207,7 +207,8 @@ func (p *provider) publishDiscovery(d *discovery) {
 }
 
 // fetchDiscovery gets and checks the IdP's metadata. The issuer in the
-// document must equal the configured one exactly (OIDC Discovery §4.3).
+// document must equal the configured one exactly (OIDC Discovery §4.3); a
+// {tenantid} template too, literally, as Entra's multi-tenant documents say it.
 func (p *provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
 	u := p.tenant.discoveryURL()
 	body, err := p.get(ctx, "discovery", u)

@@ -92,6 +92,7 @@ type claims struct {
 	IssuedAt          *jwt.NumericDate `json:"iat"`
 	AuthorizedParty   looseString      `json:"azp"`
 	ClientID          looseString      `json:"client_id"` // RFC 9068 §2.2
+	TenantID          looseString      `json:"tid"`       // Entra ID's tenant
 	Nonce             looseString      `json:"nonce"`
 	Name              looseString      `json:"name"`
 	PreferredUsername looseString      `json:"preferred_username"`
