@@ -138,59 +138,71 @@ func (p *provider) verify(ctx context.Context, raw string, kind tokenKind, nonce
 // key verified the token, which may be older than the current one by the time
 // it returns.
 func (p *provider) verifyGen(ctx context.Context, raw string, kind tokenKind, nonce string) (*claims, uint64, error) {
+	_, c, ks, err := p.verifySigned(ctx, raw, kind)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := p.checkClaims(c, kind, nonce); err != nil {
+		return nil, 0, err
+	}
+	return c, ks.gen, nil
+}
+
+// verifySigned checks everything about a compact JWS of the given kind up to
+// and including its signature: size, canonical encoding, algorithm, headers
+// and the key. It returns the verified token, its claims decoded, and the key
+// set whose key verified it; the claims are not checked yet.
+func (p *provider) verifySigned(ctx context.Context, raw string, kind tokenKind) (*jwt.JSONWebToken, *claims, *keySet, error) {
 	if len(raw) > maxTokenSize {
-		return nil, 0, refuse(reasonTooLarge, "%d bytes", len(raw))
+		return nil, nil, nil, refuse(reasonTooLarge, "%d bytes", len(raw))
 	}
 	// A compact JWS has exactly two dots; a JWE has four. Counting first
 	// also spares the parser a token made of a million dots.
 	if strings.Count(raw, ".") != 2 {
-		return nil, 0, refuse(reasonMalformed, "not a compact JWS")
+		return nil, nil, nil, refuse(reasonMalformed, "not a compact JWS")
 	}
 	// go-jose decodes leniently: it skips line breaks and ignores the unused
 	// bits of a segment's last character, so one signed token has many
 	// spellings that all verify. Only the canonical one is a token.
 	for seg := range strings.SplitSeq(raw, ".") {
 		if strings.ContainsAny(seg, "\r\n") {
-			return nil, 0, refuse(reasonMalformed, "line break in a segment")
+			return nil, nil, nil, refuse(reasonMalformed, "line break in a segment")
 		}
 		if _, err := strictB64.DecodeString(seg); err != nil {
-			return nil, 0, refuse(reasonMalformed, "segment is not canonical base64url")
+			return nil, nil, nil, refuse(reasonMalformed, "segment is not canonical base64url")
 		}
 	}
 	ks := p.keys.Load()
 	algs := p.algs.Load()
 	if ks == nil || algs == nil {
-		return nil, 0, fmt.Errorf("verify %s: %w: no keys yet", kind, errIdPUnavailable)
+		return nil, nil, nil, fmt.Errorf("verify %s: %w: no keys yet", kind, errIdPUnavailable)
 	}
 	tok, err := jwt.ParseSigned(raw, *algs)
 	if err != nil {
 		if strings.Contains(err.Error(), "algorithm") {
-			return nil, 0, refuse(reasonAlgorithm, "%v", err)
+			return nil, nil, nil, refuse(reasonAlgorithm, "%v", err)
 		}
-		return nil, 0, refuse(reasonMalformed, "%v", err)
+		return nil, nil, nil, refuse(reasonMalformed, "%v", err)
 	}
 	if len(tok.Headers) != 1 {
-		return nil, 0, refuse(reasonMalformed, "%d signatures", len(tok.Headers))
+		return nil, nil, nil, refuse(reasonMalformed, "%d signatures", len(tok.Headers))
 	}
 	h := tok.Headers[0]
 	if _, ok := h.ExtraHeaders["crit"]; ok {
 		// We implement no JWS extension, so any critical one is unknown (RFC 7515 §4.1.11).
-		return nil, 0, refuse(reasonHeader, "crit")
+		return nil, nil, nil, refuse(reasonHeader, "crit")
 	}
 	if kind == kindIDToken {
 		if typ, _ := h.ExtraHeaders["typ"].(string); isAccessTokenType(typ) {
-			return nil, 0, refuse(reasonTokenType, "an access token (typ at+jwt) is not an ID token")
+			return nil, nil, nil, refuse(reasonTokenType, "an access token (typ at+jwt) is not an ID token")
 		}
 	}
 	var c claims
 	ks, err = p.checkSignature(ctx, tok, h, ks, &c)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, nil, err
 	}
-	if err := p.checkClaims(&c, kind, nonce); err != nil {
-		return nil, 0, err
-	}
-	return &c, ks.gen, nil
+	return tok, &c, ks, nil
 }
 
 // isAccessTokenType reports whether a typ header names an RFC 9068 access
