@@ -381,16 +381,7 @@ func (p *provider) token(ctx context.Context, form url.Values) (*tokenResponse, 
 	if err != nil {
 		return nil, fmt.Errorf("token: %w: %v", errIdPUnavailable, err)
 	}
-	switch {
-	case t.secret == "":
-		form.Set("client_id", t.ClientID)
-	case usePostAuth(d.TokenEndpointAuthMethodsSupported):
-		form.Set("client_id", t.ClientID)
-		form.Set("client_secret", t.secret)
-	default:
-		// RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic.
-		req.SetBasicAuth(url.QueryEscape(t.ClientID), url.QueryEscape(t.secret))
-	}
+	setClientAuth(req, form, t.ClientID, t.secret, d.TokenEndpointAuthMethodsSupported)
 	body := form.Encode()
 	req.Body = io.NopCloser(strings.NewReader(body))
 	req.ContentLength = int64(len(body))
