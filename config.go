@@ -47,6 +47,10 @@ type tenantConfig struct {
 	CAFile           string         `json:"ca_file"`
 	Features         tenantFeatures `json:"features"`
 
+	// PostLogoutRedirectURI is where the IdP's end-session endpoint sends
+	// the browser back after /v1/auth/logout's end_session_url.
+	PostLogoutRedirectURI string `json:"post_logout_redirect_uri"`
+
 	// secret is the resolved client secret, from whichever source was set.
 	secret string
 	// roots is the pool built from CAFile, nil for the system roots.
@@ -272,6 +276,9 @@ func (t *tenantConfig) validate(getenv func(string) string) error {
 			return configErrorf("cors_origins[%d]: %v", j, err)
 		}
 		t.CORSOrigins[j] = norm
+	}
+	if err := t.validateLogout(); err != nil {
+		return err
 	}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)

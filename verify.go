@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -35,11 +34,15 @@ type tokenKind int
 const (
 	kindIDToken tokenKind = iota
 	kindAccessToken
+	kindLogoutToken // OpenID Connect Back-Channel Logout 1.0; see verifyLogoutToken
 )
 
 func (k tokenKind) String() string {
-	if k == kindIDToken {
+	switch k {
+	case kindIDToken:
 		return "id token"
+	case kindLogoutToken:
+		return "logout token"
 	}
 	return "access token"
 }
@@ -61,6 +64,7 @@ const (
 	reasonNonce        = "nonce mismatch"
 	reasonMissingClaim = "missing claim"
 	reasonTokenType    = "wrong token type"
+	reasonRevoked      = "revoked"
 )
 
 // verifyError is a refused token: Reason is one of the reason constants,
@@ -95,6 +99,7 @@ type claims struct {
 	Name              looseString      `json:"name"`
 	PreferredUsername looseString      `json:"preferred_username"`
 	Email             looseString      `json:"email"`
+	SessionID         looseString      `json:"sid"`
 }
 
 // looseString is a string claim that reads as empty when it is not a string.
@@ -195,6 +200,11 @@ func (p *provider) verifySigned(ctx context.Context, raw string, kind tokenKind)
 	if kind == kindIDToken {
 		if typ, _ := h.ExtraHeaders["typ"].(string); isAccessTokenType(typ) {
 			return nil, nil, nil, refuse(reasonTokenType, "an access token (typ at+jwt) is not an ID token")
+		}
+	}
+	if typ, ok := h.ExtraHeaders["typ"]; ok && kind == kindLogoutToken {
+		if s, _ := typ.(string); !isLogoutTokenType(s) {
+			return nil, nil, nil, refuse(reasonTokenType, "typ %q is not logout+jwt", truncate(s, 40))
 		}
 	}
 	var c claims
@@ -342,22 +352,29 @@ func (p *provider) verifyAccess(ctx context.Context, raw string) (*claims, error
 	if len(raw) > maxTokenSize {
 		return nil, refuse(reasonTooLarge, "%d bytes", len(raw))
 	}
-	if p.tokens == nil {
-		return p.verify(ctx, raw, kindAccessToken, "")
-	}
-	key := sha256.Sum256([]byte(raw))
-	ks := p.keys.Load()
+	key := tokenKey(raw)
 	now := p.now()
-	if ks != nil {
-		if c, ok := p.tokens.get(key, ks.gen, now); ok {
-			p.met.tokenCache(true)
-			return c, nil
+	if p.tokens != nil {
+		// A hit needs no revocation check: revoking purges the cache.
+		if ks := p.keys.Load(); ks != nil {
+			if c, ok := p.tokens.get(key, ks.gen, now); ok {
+				p.met.tokenCache(true)
+				return c, nil
+			}
 		}
+		p.met.tokenCache(false)
 	}
-	p.met.tokenCache(false)
+	epoch := p.revoked.epoch.Load()
 	c, gen, err := p.verifyGen(ctx, raw, kindAccessToken, "")
 	if err != nil {
 		return nil, err
+	}
+	if p.revoked.refuses(key, c) {
+		return nil, refuse(reasonRevoked, "signed out")
+	}
+	p.revoked.noteLifetime(c, now)
+	if p.tokens == nil {
+		return c, nil
 	}
 	// Cache under the generation of the keys that verified it (a token that
 	// triggered a refetch is stored under the new set), and only while that
@@ -365,6 +382,13 @@ func (p *provider) verifyAccess(ctx context.Context, raw string) (*claims, error
 	// and the token must not outlive its key in the cache.
 	if ks := p.keys.Load(); ks != nil && ks.gen == gen {
 		p.tokens.put(key, c, gen, now)
+		// A revocation recorded since the check above may have purged the
+		// cache before this put: it bumped the epoch before purging, so
+		// look again and take the entry back out.
+		if p.revoked.epoch.Load() != epoch && p.revoked.refuses(key, c) {
+			p.tokens.remove(key)
+			return nil, refuse(reasonRevoked, "signed out")
+		}
 	}
 	return c, nil
 }
