@@ -5,6 +5,7 @@ package main
 // an IdP that fails, the end-session URL, and the refresh replay window.
 
 import (
+	"log/slog"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -211,4 +212,35 @@ func TestLogoutForgetsRefreshReplay(t *testing.T) {
 	refresh("replayed within the window", 1)
 	a.logout("refresh_token=rt-good", "")
 	refresh("after the logout", 2)
+}
+
+// TestSignOutLogsNoToken signs out every way, with the IdP failing too so
+// that its errors are logged, and looks for the tokens in the log.
+func TestSignOutLogsNoToken(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	f.set(func(f *fakeIDP) { f.endSession, f.revokeMode = true, mode500 })
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	var buf syncBuffer
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a.srv.log = log
+	a.srv.tenants[0].prov.log = log
+	access, hint, lt := f.accessToken(), f.idToken("n"), f.logoutToken()
+	secrets := []string{access, hint, lt, "rt-secret-value"}
+	a.logout("refresh_token=rt-secret-value&id_token_hint="+hint, access)
+	a.logout("refresh_token=rt-secret-value&id_token_hint=not-a-jwt", "")
+	a.backchannel(lt)
+	a.backchannel(lt) // replayed: refused and logged
+	a.backchannel(flipSig(t, lt))
+	logged := buf.String()
+	if !strings.Contains(logged, "revocation") {
+		t.Fatalf("the log does not show the failed revocations:\n%s", logged)
+	}
+	for _, s := range secrets {
+		for _, part := range strings.Split(s, ".") {
+			if len(part) > 8 && strings.Contains(logged, part) {
+				t.Errorf("the log holds part of a token or code (%.12s…):\n%s", part, logged)
+			}
+		}
+	}
 }
