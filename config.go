@@ -53,6 +53,9 @@ type tenantConfig struct {
 	AllowedIssuerTenants []string           `json:"allowed_issuer_tenants"`
 	DiscoveryURL         string             `json:"discovery_url"`
 	AccessTokens         accessTokensConfig `json:"access_tokens"`
+	// PostLogoutRedirectURI is where the IdP's end-session endpoint sends
+	// the browser back after /v1/auth/logout's end_session_url.
+	PostLogoutRedirectURI string `json:"post_logout_redirect_uri"`
 
 	// secret is the resolved client secret, from whichever source was set.
 	secret string
@@ -279,6 +282,9 @@ func (t *tenantConfig) validate(getenv func(string) string) error {
 			return configErrorf("cors_origins[%d]: %v", j, err)
 		}
 		t.CORSOrigins[j] = norm
+	}
+	if err := t.validateLogout(); err != nil {
+		return err
 	}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)

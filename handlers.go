@@ -30,6 +30,8 @@ func (s *server) routes() []route {
 		{"POST", "/v1/auth/token", handleToken(s.limiter, s.trusted), true},
 		{"POST", "/v1/auth/refresh", handleRefresh(), true},
 		{"POST", "/v1/auth/register", handleRegister(s.store), true},
+		{"POST", "/v1/auth/logout", handleLogout(s.store), true},
+		{"POST", "/v1/auth/backchannel-logout", handleBackchannelLogout(s.store), true},
 		{"GET", "/healthz", handleHealth(s.store), false},
 		{"GET", "/readyz", handleReady(s.tenants), false},
 		{"GET", "/v1/openapi.json", handleOpenAPI(), false},

@@ -204,6 +204,11 @@ func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, 
 		return err
 	}
 	s := newServer(cfg, st, log, met, devIDP)
+	if err := s.loadRevocations(ctx); err != nil {
+		ln.Close()
+		st.Close()
+		return err
+	}
 
 	pctx, stopProviders := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopProviders()

@@ -380,6 +380,8 @@ func TestOpenAPIDataFields(t *testing.T) {
 		{"POST /v1/auth/token", "grant_type=password&username=alice&password=alice-pw", nil},
 		{"POST /v1/auth/refresh", "refresh_token=rt-good", nil},
 		{"POST /v1/auth/register", "", []string{"Authorization", "Bearer " + f.accessToken()}},
+		{"POST /v1/auth/logout", "refresh_token=rt-good", nil},
+		{"POST /v1/auth/backchannel-logout", "logout_token=" + f.logoutToken(), nil},
 		{"GET /healthz", "", nil},
 		{"GET /readyz", "", nil},
 	}
@@ -483,6 +485,9 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 		{request{register, "POST", "http://a.example/v1/auth/register", "", nil}, 401},
 		{request{register, "POST", "http://a.example/v1/auth/register", "", []string{"Authorization", "Bearer not.a.token"}}, 401},
 		{request{register, "POST", "http://a.example/v1/auth/register", "x", []string{"Authorization", "Bearer " + f.accessToken(), "Content-Type", "text/plain"}}, 415},
+		{request{"POST /v1/auth/logout", "POST", "http://a.example/v1/auth/logout", "", nil}, 400},
+		{request{"POST /v1/auth/logout", "POST", "http://a.example/v1/auth/logout", "", []string{"Authorization", "Bearer not.a.token"}}, 401},
+		{request{"POST /v1/auth/backchannel-logout", "POST", "http://a.example/v1/auth/backchannel-logout", "logout_token=x.y.z", nil}, 400},
 		{request{"GET /healthz", "POST", "/healthz", "", nil}, 405},
 		{request{"GET /metrics", "PUT", "/metrics", "", nil}, 405},
 		{request{"GET /v1/openapi.json", "DELETE", "/v1/openapi.json", "", nil}, 405},

@@ -83,6 +83,7 @@ func (s *server) startProviders(ctx context.Context) {
 	for _, t := range s.tenants {
 		go t.prov.run(ctx)
 	}
+	go s.runRevocationPruner(ctx)
 }
 
 // tenantFor routes a request to its tenant by Host (port ignored,

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,6 +26,8 @@ type testApp struct {
 	store  *store
 	dbPath string
 	cancel context.CancelFunc
+	// stopped makes stop (test cleanup, restart) run once.
+	stopped sync.Once
 }
 
 // newTestApp builds the service for the tenants, starts their providers
@@ -50,17 +53,33 @@ func startTestApp(t testing.TB, cfg *config, dbPath string, wait bool) *testApp 
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s := newServer(cfg, st, log, met, nil)
+	if err := s.loadRevocations(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.startProviders(ctx)
 	a := &testApp{t: t, srv: s, store: st, dbPath: dbPath, cancel: cancel}
-	t.Cleanup(func() {
-		cancel()
-		st.Close()
-	})
+	t.Cleanup(a.stop)
 	if wait {
 		a.waitReady(5 * time.Second)
 	}
 	return a
+}
+
+// stop stops the providers and closes the store, once.
+func (a *testApp) stop() {
+	a.stopped.Do(func() {
+		a.cancel()
+		a.store.Close()
+	})
+}
+
+// restart stops the app and starts it again on the same configuration and
+// database, as a new process would, and waits until it is ready.
+func (a *testApp) restart() *testApp {
+	a.t.Helper()
+	a.stop()
+	return startTestApp(a.t, a.srv.cfg, a.dbPath, true)
 }
 
 func (a *testApp) waitReady(d time.Duration) {
