@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -213,11 +212,9 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		addr := clientAddr(r, trusted)
-		userKey := t.cfg.ID + "\x00" + strings.ToLower(username)
-		if wait := lim.attempt(userKey, addr); wait > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-			writeError(w, r, &apiError{http.StatusTooManyRequests, "SW_RATE_LIMITED", "too many failed sign-in attempts; try again later"})
+		key := newLoginKey(t.cfg.ID, strings.ToLower(username), clientAddr(r, trusted))
+		if err := lim.admit(r.Context(), w, key); err != nil {
+			writeError(w, r, err)
 			return
 		}
 		form := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}}
@@ -231,12 +228,12 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 			// An OAuth refusal is the user's failed attempt and stays counted.
 			var oe *oauthError
 			if !errors.As(err, &oe) || oe.clientCredentialsInvalid() {
-				lim.release(userKey, addr)
+				lim.release(key)
 			}
 			writeError(w, r, idpError(t, err, rejected))
 			return
 		}
-		lim.succeed(userKey, addr)
+		lim.succeed(key)
 		if tr.IDToken != "" {
 			if _, err := t.prov.verify(r.Context(), tr.IDToken, kindIDToken, ""); err != nil {
 				writeError(w, r, verifyFailed(t, err, "SW_AUTH_OIDC_FAILED"))

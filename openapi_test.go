@@ -494,9 +494,9 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 		check(a, tc.req, tc.wantStatus)
 	}
 
-	// Failed passwords for one username, until the limit answers 429.
+	// Failed passwords for one username from one address, until the limit answers 429.
 	bad := request{token, "POST", "http://a.example/v1/auth/token", "grant_type=password&username=mallory&password=guess", nil}
-	for range userFailLimit {
+	for range pairFailLimit {
 		a.do(bad.method, bad.target, bad.body)
 	}
 	check(a, bad, 429)
