@@ -212,7 +212,15 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		key := newLoginKey(t.cfg.ID, strings.ToLower(username), clientAddr(r, trusted))
+		userKey, err := usernameKey(username)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		// The IdP gets the name trimmed: a space that a phone keyboard
+		// appended must not fail a right password at an IdP that keeps it.
+		username = strings.TrimSpace(username)
+		key := newLoginKey(t.cfg.ID, userKey, clientAddr(r, trusted))
 		if err := lim.admit(r.Context(), w, key); err != nil {
 			writeError(w, r, err)
 			return

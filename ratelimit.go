@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // The password grant's limits (SPEC.md, /token). Failures count per
@@ -88,6 +90,23 @@ func newLoginKey(tenantID, username string, addr netip.Addr) loginKey {
 		addr: hashKey("addr", a),
 		user: hashKey("user", tenantID, username),
 	}
+}
+
+// usernameKey is the name a username's failures count under: trimmed and
+// lower-cased, so that " Bob", "bob " and "BOB" share one count. It fails,
+// with a 400 naming the field, for a username that is blank, is not UTF-8,
+// or holds a control character (Unicode Cc: NUL, CR, LF, DEL, C1): no
+// IdP's user has such a name, and each would be one more spelling to count
+// apart.
+func usernameKey(username string) (string, error) {
+	if !utf8.ValidString(username) || strings.ContainsFunc(username, unicode.IsControl) {
+		return "", badRequest("username: must be UTF-8 text without control characters")
+	}
+	trimmed := strings.TrimSpace(username)
+	if trimmed == "" {
+		return "", badRequest("username: required")
+	}
+	return strings.ToLower(trimmed), nil
 }
 
 // counterKey is a counter's name: a truncated SHA-256 of its parts, so

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -294,6 +295,67 @@ func TestPasswordRateLimitPerUserSlows(t *testing.T) {
 	if n := f.tokenHits.Load() - before; n != 1 {
 		t.Errorf("the IdP was asked %d times; want 1 (not for the client that left)", n)
 	}
+}
+
+// TestPasswordUsernameSpellings is the spelling attack: 80 guesses at one
+// user, each spelt differently (case, spaces around it), from one address,
+// reach the IdP no more often than the per-(user, address) limit allows.
+func TestPasswordUsernameSpellings(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	ctx := context.Background()
+	const from = "198.51.100.33:1"
+	pads := []string{"", " ", "  ", "\u00a0", "\u2003", "\u3000", " \u00a0 ", "\u205f"}
+	cases := []string{"carol", "CAROL", "Carol", "cArOl", "caRoL", "CAROl", "cAROL", "carOL", "CaRoL", "cARol"}
+	statuses := map[int]int{}
+	for i := range 80 {
+		name := pads[i%len(pads)] + cases[i/len(pads)%len(cases)] + pads[i/3%len(pads)]
+		body := url.Values{"grant_type": {"password"}, "username": {name}, "password": {fmt.Sprintf("guess-%d", i)}}
+		statuses[a.doFrom(ctx, from, "POST", "/v1/auth/token", body.Encode()).Code]++
+	}
+	if hits := f.tokenHits.Load(); hits > pairFailLimit || statuses[401] != int(hits) || statuses[429] != 80-int(hits) {
+		t.Errorf("80 guesses at carol, spelt differently: IdP asked %d times, answers %v; want at most %d IdP calls and the rest 429", hits, statuses, pairFailLimit)
+	}
+	var sent string
+	f.set(func(f *fakeIDP) { sent = f.lastForm.Get("username") })
+	if strings.TrimSpace(sent) != sent || strings.ToLower(sent) != "carol" {
+		t.Errorf("the IdP got username %q; want the client's spelling, trimmed", sent)
+	}
+	// The trimmed name is what the IdP checks: a right password with a
+	// stray space gets in.
+	w := a.doFrom(ctx, "198.51.100.34:1", "POST", "/v1/auth/token", "grant_type=password&username=+alice+&password=alice-pw")
+	tokCheck(t, "/v1/auth/token", "right password, username with spaces around it", w, 200, "")
+}
+
+// TestPasswordUsernameControlCharacters: a username with a control character
+// is refused before it is counted or sent to the IdP.
+func TestPasswordUsernameControlCharacters(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	ctx := context.Background()
+	const from = "198.51.100.44:1"
+	names := []string{"\x00alice", "alice\x00", "ali\rce", "alice\n", "alice\r\nX-Injected: 1", "\talice", "al\x7fice",
+		"alice\u0085", "alice\x1b[31m", "ali\u009bce", "ali\xffce", "   "}
+	for round := range 4 { // more rounds than the address's limit allows failures
+		for _, name := range names {
+			form := url.Values{"grant_type": {"password"}, "username": {name}, "password": {"alice-pw"}}
+			w := a.doFrom(ctx, from, "POST", "/v1/auth/token", form.Encode())
+			if tokCheck(t, "/v1/auth/token", fmt.Sprintf("username %q, round %d", name, round), w, 400, "SW_BAD_REQUEST") {
+				if msg := decode(t, w).Error.Message; !strings.HasPrefix(msg, "username: ") {
+					t.Errorf("POST /v1/auth/token (username %q): message %q does not name the field", name, msg)
+				}
+			}
+		}
+		w := a.doFrom(ctx, from, "POST", "/v1/auth/token", `{"grant_type":"password","username":"alice\u0000","password":"alice-pw"}`, "Content-Type", "application/json")
+		tokCheck(t, "/v1/auth/token", "JSON username with NUL", w, 400, "SW_BAD_REQUEST")
+	}
+	if n := f.tokenHits.Load(); n != 0 {
+		t.Errorf("usernames with control characters reached the IdP %d times; want 0", n)
+	}
+	w := a.doFrom(ctx, from, "POST", "/v1/auth/token", tokRightPassword)
+	tokCheck(t, "/v1/auth/token", "right password from the same address afterwards (nothing was counted)", w, 200, "")
 }
 
 func TestPasswordRateLimitCountsOnlyRefusals(t *testing.T) {
