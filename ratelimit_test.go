@@ -509,6 +509,44 @@ func TestPasswordRateLimitForwardedFor(t *testing.T) {
 	tokCheck(t, "/v1/auth/token", "an address the attacker spoofed", w, 200, "")
 }
 
+// TestPasswordRateLimitForwardedForBroadRange: behind proxies trusted as a
+// whole /8, a client that writes its own X-Forwarded-For entries (made-up
+// clients, or addresses inside the trusted range that look like more
+// proxies) still counts under the address the proxy saw; the left-most,
+// spoofed entries are never charged.
+func TestPasswordRateLimitForwardedForBroadRange(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := startTestApp(t, &config{TrustedProxies: []string{"10.0.0.0/8"}, Tenants: []tenantConfig{f.tenantConfig()}}, t.TempDir()+"/test.db", true)
+	ctx := context.Background()
+	const proxy, client = "10.0.0.1:40000", "203.0.113.7"
+	spoofs := func(i int) string {
+		return []string{
+			fmt.Sprintf("192.0.2.%d", i+1),
+			fmt.Sprintf("192.0.2.%d, 10.9.%d.1", i+1, i),
+			fmt.Sprintf("10.7.%d.7", i),
+			fmt.Sprintf("198.51.100.%d:443, 10.1.1.%d, 10.2.2.2", i+1, i),
+		}[i%4]
+	}
+	for i := range addrFailLimit {
+		// The proxy appends the address it saw to what the client sent.
+		xff := spoofs(i) + ", " + client
+		w := a.doFrom(ctx, proxy, "POST", "/v1/auth/token", fmt.Sprintf("grant_type=password&username=user%d&password=guess", i), "X-Forwarded-For", xff)
+		tokCheck(t, "/v1/auth/token", "guess with prepended hops "+xff, w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	w := a.doFrom(ctx, proxy, "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", spoofs(99)+", "+client)
+	tokCheck(t, "/v1/auth/token", "the client past its limit, with yet other prepended hops", w, 429, "SW_RATE_LIMITED")
+	w = a.doFrom(ctx, "10.200.0.1:1", "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", client+", 10.0.0.1")
+	tokCheck(t, "/v1/auth/token", "the client through another chain of trusted proxies", w, 429, "SW_RATE_LIMITED")
+	// None of the spoofed addresses was charged.
+	for i := range 4 {
+		first, _, _ := strings.Cut(spoofs(i), ",")
+		first, _, _ = strings.Cut(first, ":443")
+		w := a.doFrom(ctx, proxy, "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", first)
+		tokCheck(t, "/v1/auth/token", "an address the client spoofed: "+first, w, 200, "")
+	}
+}
+
 func TestPasswordRateLimitIgnoresForwardedForByDefault(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
@@ -537,6 +575,7 @@ func TestClientAddr(t *testing.T) {
 		{"header from a proxy, no trusted proxies configured", "10.0.0.1:1234", []string{"192.0.2.1"}, nil, "10.0.0.1"},
 		{"trusted proxy", "10.0.0.1:1234", []string{"192.0.2.1"}, trusted, "192.0.2.1"},
 		{"trusted proxy, client prepends a spoof", "10.0.0.1:1234", []string{"198.51.100.66, 192.0.2.1"}, trusted, "192.0.2.1"},
+		{"trusted proxy, client prepends hops inside the trusted range", "10.0.0.1:1234", []string{"10.66.0.1, 198.51.100.66, 10.0.0.9, 192.0.2.1"}, trusted, "192.0.2.1"},
 		{"chain of trusted proxies", "10.0.0.1:1234", []string{"192.0.2.1, 10.0.0.3, 10.0.0.2"}, trusted, "192.0.2.1"},
 		{"chain over two headers", "10.0.0.1:1234", []string{"198.51.100.66, 192.0.2.1", "10.0.0.2"}, trusted, "192.0.2.1"},
 		{"only trusted hops", "10.0.0.1:1234", []string{"10.0.0.3, 10.0.0.2"}, trusted, "10.0.0.3"},
