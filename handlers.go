@@ -217,6 +217,14 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 			writeError(w, r, err)
 			return
 		}
+		scope, err := grantScope(t.cfg, v.Get("scope"))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if scope == "" {
+			scope = strings.Join(t.cfg.Scopes, " ")
+		}
 		// The IdP gets the name trimmed: a space that a phone keyboard
 		// appended must not fail a right password at an IdP that keeps it.
 		username = strings.TrimSpace(username)
@@ -225,12 +233,7 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		form := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}}
-		if scope := v.Get("scope"); scope != "" {
-			form.Set("scope", scope)
-		} else {
-			form.Set("scope", strings.Join(t.cfg.Scopes, " "))
-		}
+		form := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}, "scope": {scope}}
 		tr, err := t.prov.token(r.Context(), form)
 		if err != nil {
 			// An OAuth refusal is the user's failed attempt and stays counted.
@@ -268,7 +271,12 @@ func handleRefresh() http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		scope := v.Get("scope")
+		// No scope asks for the one first granted (RFC 6749 §6).
+		scope, err := grantScope(t.cfg, v.Get("scope"))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
 		key := refreshKey(t.cfg.ID, rt, scope)
 		tr, err := t.prov.refresh.do(r.Context(), key, func(ctx context.Context) (*tokenResponse, error) {
 			form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
