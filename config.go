@@ -27,6 +27,8 @@ type config struct {
 	MetricsAddr    string         `json:"metrics_addr"`
 	TrustedProxies []string       `json:"trusted_proxies"`
 	Tenants        []tenantConfig `json:"tenants"`
+	// MaxBodyBytesInFlight is the cap of config_limits.go.
+	MaxBodyBytesInFlight int64 `json:"max_body_bytes_in_flight"`
 
 	trustedNets []netip.Prefix
 }
@@ -191,6 +193,9 @@ func (c *config) validate(getenv func(string) string) error {
 			return configErrorf("trusted_proxies[%d]: %q is not a CIDR or IP address", i, s)
 		}
 		c.trustedNets = append(c.trustedNets, p)
+	}
+	if err := c.validateLimits(); err != nil {
+		return err
 	}
 	if len(c.Tenants) == 0 {
 		return configErrorf("tenants: at least one tenant is required")

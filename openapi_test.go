@@ -501,6 +501,15 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 	}
 	check(a, bad, 429)
 
+	// Large bodies while the budget of bodies in flight is taken.
+	a.srv.bodies.reserve(a.srv.bodies.max)
+	large := strings.Repeat("a", smallBodyBytes+1)
+	for _, op := range []string{login, token, refresh, register} {
+		path := strings.TrimPrefix(op, "POST ")
+		check(a, request{op, "POST", "http://a.example" + path, "x=" + large, []string{"Content-Type", form}}, 429)
+	}
+	a.srv.bodies.release(a.srv.bodies.max)
+
 	// Before the first discovery document.
 	check(notReady, request{config, "GET", "/v1/auth/config", "", nil}, 503)
 	check(notReady, request{"GET /readyz", "GET", "/readyz", "", nil}, 503)
