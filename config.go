@@ -27,7 +27,9 @@ type config struct {
 	MetricsAddr    string         `json:"metrics_addr"`
 	TrustedProxies []string       `json:"trusted_proxies"`
 	Tenants        []tenantConfig `json:"tenants"`
-	// MaxBodyBytesInFlight is the cap of config_limits.go.
+	// MaxConnections and MaxBodyBytesInFlight are the caps of
+	// config_limits.go.
+	MaxConnections       int   `json:"max_connections"`
 	MaxBodyBytesInFlight int64 `json:"max_body_bytes_in_flight"`
 
 	trustedNets []netip.Prefix

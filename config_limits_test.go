@@ -1,6 +1,6 @@
 package main
 
-// max_body_bytes_in_flight: default and checks.
+// max_connections and max_body_bytes_in_flight: defaults and checks.
 
 import (
 	"strings"
@@ -12,17 +12,21 @@ func TestConfigLimits(t *testing.T) {
 	tests := []struct {
 		name      string
 		kv        []any
+		wantConns int
 		wantBytes int64
 		wantErr   string
 	}{
-		{"absent: the default", nil, defaultMaxBodyBytesInFlight, ""},
-		{"zero: the default", []any{"max_body_bytes_in_flight", 0}, defaultMaxBodyBytesInFlight, ""},
-		{"set", []any{"max_body_bytes_in_flight", 1 << 20}, 1 << 20, ""},
-		{"one largest body", []any{"max_body_bytes_in_flight", maxBodyBytes}, maxBodyBytes, ""},
-		{"budget below one largest body", []any{"max_body_bytes_in_flight", maxBodyBytes - 1}, 0, "max_body_bytes_in_flight: must be from 65536 (one body of the largest size)"},
-		{"negative budget", []any{"max_body_bytes_in_flight", -5}, 0, "max_body_bytes_in_flight: must be from 65536"},
-		{"budget over 1 GiB", []any{"max_body_bytes_in_flight", 2 << 30}, 0, "max_body_bytes_in_flight: must be from 65536 (one body of the largest size) to 1073741824"},
-		{"budget a fraction", []any{"max_body_bytes_in_flight", 1.5e6 + 0.5}, 0, "max_body_bytes_in_flight: must be a int64"},
+		{"absent: the defaults", nil, defaultMaxConnections, defaultMaxBodyBytesInFlight, ""},
+		{"zero: the defaults", []any{"max_connections", 0, "max_body_bytes_in_flight", 0}, defaultMaxConnections, defaultMaxBodyBytesInFlight, ""},
+		{"set", []any{"max_connections", 16, "max_body_bytes_in_flight", 1 << 20}, 16, 1 << 20, ""},
+		{"one connection, one largest body", []any{"max_connections", 1, "max_body_bytes_in_flight", maxBodyBytes}, 1, maxBodyBytes, ""},
+		{"negative connections", []any{"max_connections", -1}, 0, 0, "max_connections: must be from 1 to 1000000, not -1"},
+		{"too many connections", []any{"max_connections", 2_000_000}, 0, 0, "max_connections: must be from 1 to 1000000"},
+		{"connections not a number", []any{"max_connections", "many"}, 0, 0, "max_connections: must be a int"},
+		{"budget below one largest body", []any{"max_body_bytes_in_flight", maxBodyBytes - 1}, 0, 0, "max_body_bytes_in_flight: must be from 65536 (one body of the largest size)"},
+		{"negative budget", []any{"max_body_bytes_in_flight", -5}, 0, 0, "max_body_bytes_in_flight: must be from 65536"},
+		{"budget over 1 GiB", []any{"max_body_bytes_in_flight", 2 << 30}, 0, 0, "max_body_bytes_in_flight: must be from 65536 (one body of the largest size) to 1073741824"},
+		{"budget a fraction", []any{"max_body_bytes_in_flight", 1.5e6 + 0.5}, 0, 0, "max_body_bytes_in_flight: must be a int64"},
 	}
 	for _, tc := range tests {
 		cfg, err := parseConfig([]byte(cfgJSON(tenants(cfgTenant("acme")), tc.kv...)), noEnv)
@@ -36,8 +40,8 @@ func TestConfigLimits(t *testing.T) {
 			t.Errorf("parseConfig (%s) = %v", tc.name, err)
 			continue
 		}
-		if cfg.MaxBodyBytesInFlight != tc.wantBytes {
-			t.Errorf("parseConfig (%s): max_body_bytes_in_flight %d; want %d", tc.name, cfg.MaxBodyBytesInFlight, tc.wantBytes)
+		if cfg.MaxConnections != tc.wantConns || cfg.MaxBodyBytesInFlight != tc.wantBytes {
+			t.Errorf("parseConfig (%s): max_connections %d, max_body_bytes_in_flight %d; want %d, %d", tc.name, cfg.MaxConnections, cfg.MaxBodyBytesInFlight, tc.wantConns, tc.wantBytes)
 		}
 	}
 }
