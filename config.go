@@ -27,6 +27,10 @@ type config struct {
 	MetricsAddr    string         `json:"metrics_addr"`
 	TrustedProxies []string       `json:"trusted_proxies"`
 	Tenants        []tenantConfig `json:"tenants"`
+	// MaxConnections and MaxBodyBytesInFlight are the caps of
+	// config_limits.go.
+	MaxConnections       int   `json:"max_connections"`
+	MaxBodyBytesInFlight int64 `json:"max_body_bytes_in_flight"`
 
 	trustedNets []netip.Prefix
 }
@@ -201,6 +205,9 @@ func (c *config) validate(getenv func(string) string) error {
 			return configErrorf("trusted_proxies[%d]: %q is not a CIDR or IP address", i, s)
 		}
 		c.trustedNets = append(c.trustedNets, p)
+	}
+	if err := c.validateLimits(); err != nil {
+		return err
 	}
 	if len(c.Tenants) == 0 {
 		return configErrorf("tenants: at least one tenant is required")

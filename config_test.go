@@ -395,6 +395,9 @@ func TestParseConfigMultiTenant(t *testing.T) {
 	if cfg.Addr != ":8443" || cfg.MetricsAddr != "127.0.0.1:9090" {
 		t.Errorf("addr, metrics_addr = %q, %q", cfg.Addr, cfg.MetricsAddr)
 	}
+	if cfg.MaxConnections != 2048 || cfg.MaxBodyBytesInFlight != 16<<20 {
+		t.Errorf("max_connections, max_body_bytes_in_flight = %d, %d; want 2048, %d", cfg.MaxConnections, cfg.MaxBodyBytesInFlight, 16<<20)
+	}
 	wantNets := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.7.9/32"), netip.MustParsePrefix("fd00::/8")}
 	if !slices.Equal(cfg.trustedNets, wantNets) {
 		t.Errorf("trusted networks = %v; want %v", cfg.trustedNets, wantNets)

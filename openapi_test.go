@@ -499,12 +499,21 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 		check(a, tc.req, tc.wantStatus)
 	}
 
-	// Failed passwords for one username, until the limit answers 429.
+	// Failed passwords for one username from one address, until the limit answers 429.
 	bad := request{token, "POST", "http://a.example/v1/auth/token", "grant_type=password&username=mallory&password=guess", nil}
-	for range userFailLimit {
+	for range pairFailLimit {
 		a.do(bad.method, bad.target, bad.body)
 	}
 	check(a, bad, 429)
+
+	// Large bodies while the budget of bodies in flight is taken.
+	a.srv.bodies.reserve(a.srv.bodies.max)
+	large := strings.Repeat("a", smallBodyBytes+1)
+	for _, op := range []string{login, token, refresh, register} {
+		path := strings.TrimPrefix(op, "POST ")
+		check(a, request{op, "POST", "http://a.example" + path, "x=" + large, []string{"Content-Type", form}}, 429)
+	}
+	a.srv.bodies.release(a.srv.bodies.max)
 
 	// Before the first discovery document.
 	check(notReady, request{config, "GET", "/v1/auth/config", "", nil}, 503)

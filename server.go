@@ -22,6 +22,7 @@ type server struct {
 	log     *slog.Logger
 	met     *metrics
 	limiter *loginLimiter
+	bodies  *bodyBudget
 	trusted []netip.Prefix
 	handler http.Handler
 	// routeTable is routes() as built once by newMux, for 405s and preflights.
@@ -46,6 +47,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		log:     log,
 		met:     met,
 		limiter: newLoginLimiter(),
+		bodies:  newBodyBudget(cfg.MaxBodyBytesInFlight),
 		trusted: cfg.trustedNets,
 	}
 	for i := range cfg.Tenants {
@@ -183,6 +185,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.logRequest(r, ri, sw, time.Since(start))
 	}()
+	release, ok := s.reserveBody(sw, r)
+	if !ok {
+		return
+	}
+	defer release()
 	if r.Method == http.MethodOptions && strings.HasPrefix(r.URL.Path, "/v1/auth/") {
 		s.preflight(sw, r, ri)
 		return
