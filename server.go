@@ -22,6 +22,7 @@ type server struct {
 	log     *slog.Logger
 	met     *metrics
 	limiter *loginLimiter
+	bodies  *bodyBudget
 	trusted []netip.Prefix
 	handler http.Handler
 	// routeTable is routes() as built once by newMux, for 405s and preflights.
@@ -48,6 +49,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		log:     log,
 		met:     met,
 		limiter: newLoginLimiter(),
+		bodies:  newBodyBudget(cfg.MaxBodyBytesInFlight),
 		trusted: cfg.trustedNets,
 		// Only -dev mounts the development IdP.
 		loopbackHosts: devIDP != nil,
@@ -65,6 +67,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		if tc.Features.Auth.PasswordGrantEnabled {
 			log.Warn("password grant enabled: /v1/auth/token accepts usernames and passwords for this tenant", "tenant", tc.ID)
 		}
+		warnIssuerRules(log, tc)
 	}
 	s.handler = s.newMux(devIDP)
 	return s
@@ -86,6 +89,7 @@ func (s *server) startProviders(ctx context.Context) {
 	for _, t := range s.tenants {
 		go t.prov.run(ctx)
 	}
+	go s.runRevocationPruner(ctx)
 }
 
 // tenantFor routes a request to its tenant by Host (port ignored,
@@ -189,6 +193,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(sw, r, errNotLoopbackHost)
 		return
 	}
+	release, ok := s.reserveBody(sw, r)
+	if !ok {
+		return
+	}
+	defer release()
 	if r.Method == http.MethodOptions && strings.HasPrefix(r.URL.Path, "/v1/auth/") {
 		s.preflight(sw, r, ri)
 		return
