@@ -265,6 +265,11 @@ func TestIdleConnectionsGiveWay(t *testing.T) {
 			t.Fatalf("kept-alive connection %d: %v, %v; want 200, kept open", i+1, resp, err)
 		}
 		idle = append(idle, c)
+		// net/http flushes the answer before it marks the connection idle,
+		// so the client can read it first; give the server that moment, or
+		// under load the second connection may be marked idle before the
+		// first and "idle longest" names the other one.
+		time.Sleep(100 * time.Millisecond)
 	}
 	waitOpen(t, cl, maxConns)
 	resp, err := rawRequest(t, addr, "GET /healthz", "", 5*time.Second)
