@@ -47,6 +47,10 @@ type tenantConfig struct {
 	CAFile           string         `json:"ca_file"`
 	Features         tenantFeatures `json:"features"`
 
+	// PostLoginRedirectURIs are where the browser sign-in may send the
+	// browser back to (exact URLs; the first is the default).
+	PostLoginRedirectURIs []string `json:"post_login_redirect_uris"`
+
 	// secret is the resolved client secret, from whichever source was set.
 	secret string
 	// roots is the pool built from CAFile, nil for the system roots.
@@ -272,6 +276,9 @@ func (t *tenantConfig) validate(getenv func(string) string) error {
 			return configErrorf("cors_origins[%d]: %v", j, err)
 		}
 		t.CORSOrigins[j] = norm
+	}
+	if err := checkPostLoginRedirectURIs(t.PostLoginRedirectURIs); err != nil {
+		return err
 	}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
