@@ -26,7 +26,9 @@ type route struct {
 func (s *server) routes() []route {
 	rs := []route{
 		{"GET", "/v1/auth/config", handleConfig(), true},
-		{"POST", "/v1/auth/login", handleLogin(), true},
+		{"GET", "/v1/auth/authorize", handleAuthorize(s.browser), true},
+		{"GET", "/v1/auth/login", handleCallback(s.browser), true},
+		{"POST", "/v1/auth/login", handleLogin(s.browser), true},
 		{"POST", "/v1/auth/token", handleToken(s.limiter, s.trusted), true},
 		{"POST", "/v1/auth/refresh", handleRefresh(), true},
 		{"POST", "/v1/auth/register", handleRegister(s.store), true},
@@ -122,13 +124,22 @@ func handleConfig() http.Handler {
 }
 
 // handleLogin exchanges an authorization code for tokens and verifies the
-// ID token.
-func handleLogin() http.Handler {
+// ID token. With handoff it redeems a browser sign-in instead (handoff.go),
+// and with state it is the form_post callback of one (callback.go).
+func handleLogin(b *browserSignIn) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := tenantOf(r)
 		v, err := readParams(w, r, true)
 		if err != nil {
 			writeError(w, r, err)
+			return
+		}
+		switch {
+		case v.Has("handoff"):
+			b.redeemHandoff(w, r, t, v)
+			return
+		case v.Has("state"):
+			b.finishSignIn(w, r, t, v)
 			return
 		}
 		code, err := required(v, "code")

@@ -23,6 +23,7 @@ type server struct {
 	met     *metrics
 	limiter *loginLimiter
 	trusted []netip.Prefix
+	browser *browserSignIn
 	handler http.Handler
 	// routeTable is routes() as built once by newMux, for 405s and preflights.
 	routeTable []route
@@ -62,6 +63,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 			log.Warn("password grant enabled: /v1/auth/token accepts usernames and passwords for this tenant", "tenant", tc.ID)
 		}
 	}
+	s.browser = newBrowserSignIn(s.tenants, s.trusted, log)
 	s.handler = s.newMux(devIDP)
 	return s
 }
