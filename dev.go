@@ -54,6 +54,8 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			Scopes:      []string{"openid", "profile", "email", "offline_access"},
 			CORSOrigins: []string{"http://localhost:3000", "http://127.0.0.1:3000", "http://localhost:5173", "http://127.0.0.1:5173"},
 			Features:    tenantFeatures{Auth: authFeatures{PasswordGrantEnabled: true}},
+
+			PostLoginRedirectURIs: []string{base + devSignedInPath},
 		}},
 	}
 	if err := cfg.validate(func(string) string { return "" }); err != nil {
@@ -63,7 +65,7 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	printDevBanner(stdout, base, issuer)
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	slog.SetDefault(log) // as run does
-	return serve(ctx, cfg, ln, log, idp.Handler())
+	return serve(ctx, cfg, ln, log, devHandler(idp))
 }
 
 func printDevBanner(w io.Writer, base, issuer string) {
@@ -82,8 +84,8 @@ Try it:
   curl -s -X POST %[1]s/v1/auth/register -H "Authorization: Bearer $ACCESS_TOKEN"
   curl -s -X POST %[1]s/v1/auth/refresh -d refresh_token=$REFRESH_TOKEN
   curl -s -X POST %[1]s/v1/auth/login -d code=$CODE
-Sign in in a browser (the IdP posts the code to /v1/auth/login):
-  %[2]s/authorize?client_id=%[3]s&response_type=code&response_mode=form_post&scope=openid+profile+email&redirect_uri=%[1]s/v1/auth/login&state=xyz
+Sign in in a browser: open this, sign in as alice, and the page you land on shows her participant:
+  %[1]s/v1/auth/authorize
 
-`, base, issuer, devClientID)
+`, base, issuer)
 }
