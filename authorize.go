@@ -176,6 +176,7 @@ func handleAuthorize(b *browserSignIn) http.Handler {
 		q.Set("code_challenge", s256(verifier))
 		q.Set("code_challenge_method", "S256")
 		authURL.RawQuery = q.Encode()
+		authURL.Fragment, authURL.RawFragment = "", "" // RFC 6749 §3.1: the endpoint has none
 
 		http.SetCookie(w, signInCookie(binding, secure))
 		h := w.Header()

@@ -137,6 +137,21 @@ func TestAuthorizeRedirectsToIdP(t *testing.T) {
 	}
 }
 
+// TestAuthorizeKeepsEndpointQuery: an authorization endpoint with a query
+// of its own (Azure AD B2C names its policy there) keeps it, and loses a
+// fragment, which RFC 6749 §3.1 does not allow it.
+func TestAuthorizeKeepsEndpointQuery(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	f.set(func(f *fakeIDP) { f.authzURL = f.issuer + "/authorize?p=b2c_1_signin#frag" })
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	s := siBegin(t, a, "/v1/auth/authorize")
+	if q := s.authURL.Query(); q.Get("p") != "b2c_1_signin" || q.Get("state") == "" || s.authURL.Fragment != "" {
+		t.Errorf("GET /v1/auth/authorize: Location %s; want the endpoint's p=b2c_1_signin beside ours, and no fragment", s.authURL)
+	}
+	siHandoff(t, siCallback(t, a, f, s), testReturnTo)
+}
+
 func TestAuthorizeReturnTo(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)

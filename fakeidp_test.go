@@ -40,6 +40,7 @@ type fakeIDP struct {
 	keys        []testKey
 	extraJWKS   []json.RawMessage // published verbatim beside the keys
 	discIssuer  string            // when set, discovery claims this issuer
+	authzURL    string            // when set, discovery's authorization_endpoint
 	discMode    string
 	jwksMode    string
 	tokenMode   string
@@ -96,7 +97,7 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 	case "/.well-known/openid-configuration":
 		f.discHits.Add(1)
 		f.mu.Lock()
-		mode, iss, methods, algs := f.discMode, f.discIssuer, f.authMethods, f.algs
+		mode, iss, methods, algs, authz := f.discMode, f.discIssuer, f.authMethods, f.algs, f.authzURL
 		f.mu.Unlock()
 		if f.misbehave(w, mode) {
 			return
@@ -104,9 +105,12 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		if iss == "" {
 			iss = f.issuer
 		}
+		if authz == "" {
+			authz = f.issuer + "/authorize"
+		}
 		doc := map[string]any{
 			"issuer":                           iss,
-			"authorization_endpoint":           f.issuer + "/authorize",
+			"authorization_endpoint":           authz,
 			"token_endpoint":                   f.issuer + "/token",
 			"jwks_uri":                         f.issuer + "/jwks",
 			"userinfo_endpoint":                f.issuer + "/userinfo",
