@@ -27,6 +27,10 @@ type config struct {
 	MetricsAddr    string         `json:"metrics_addr"`
 	TrustedProxies []string       `json:"trusted_proxies"`
 	Tenants        []tenantConfig `json:"tenants"`
+	// MaxConnections and MaxBodyBytesInFlight are the caps of
+	// config_limits.go.
+	MaxConnections       int   `json:"max_connections"`
+	MaxBodyBytesInFlight int64 `json:"max_body_bytes_in_flight"`
 
 	trustedNets []netip.Prefix
 }
@@ -46,6 +50,16 @@ type tenantConfig struct {
 	CORSOrigins      []string       `json:"cors_origins"`
 	CAFile           string         `json:"ca_file"`
 	Features         tenantFeatures `json:"features"`
+
+	// The issuer rules (config_issuers.go, issuer.go): an Entra ID
+	// multi-tenant template, where its discovery document lives, and the
+	// further issuers and the header type of bearer access tokens.
+	AllowedIssuerTenants []string           `json:"allowed_issuer_tenants"`
+	DiscoveryURL         string             `json:"discovery_url"`
+	AccessTokens         accessTokensConfig `json:"access_tokens"`
+	// PostLogoutRedirectURI is where the IdP's end-session endpoint sends
+	// the browser back after /v1/auth/logout's end_session_url.
+	PostLogoutRedirectURI string `json:"post_logout_redirect_uri"`
 
 	// PostLoginRedirectURIs are where the browser sign-in may send the
 	// browser back to (exact URLs; the first is the default).
@@ -196,6 +210,9 @@ func (c *config) validate(getenv func(string) string) error {
 		}
 		c.trustedNets = append(c.trustedNets, p)
 	}
+	if err := c.validateLimits(); err != nil {
+		return err
+	}
 	if len(c.Tenants) == 0 {
 		return configErrorf("tenants: at least one tenant is required")
 	}
@@ -236,8 +253,8 @@ func (t *tenantConfig) validate(getenv func(string) string) error {
 		}
 		t.Hosts[j] = norm
 	}
-	if err := checkIssuer(t.Issuer); err != nil {
-		return configErrorf("issuer: %v", err)
+	if err := t.validateIssuer(); err != nil {
+		return err
 	}
 	if t.ClientID == "" {
 		return configErrorf("client_id: required")
@@ -276,6 +293,9 @@ func (t *tenantConfig) validate(getenv func(string) string) error {
 			return configErrorf("cors_origins[%d]: %v", j, err)
 		}
 		t.CORSOrigins[j] = norm
+	}
+	if err := t.validateLogout(); err != nil {
+		return err
 	}
 	if err := checkPostLoginRedirectURIs(t.PostLoginRedirectURIs); err != nil {
 		return err

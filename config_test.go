@@ -213,6 +213,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"relative redirect_uri", cfgJSON(tenants(cfgTenant("acme", "redirect_uri", "/v1/auth/login"))), "tenants[0].redirect_uri: must be an absolute URL without a fragment"},
 		{"redirect_uri without host", cfgJSON(tenants(cfgTenant("acme", "redirect_uri", "https:///v1/auth/login"))), "tenants[0].redirect_uri: must be an absolute URL"},
 		{"redirect_uri with fragment", cfgJSON(tenants(cfgTenant("acme", "redirect_uri", "https://auth.example.com/cb#x"))), "tenants[0].redirect_uri: must be an absolute URL without a fragment"},
+		{"relative post_logout_redirect_uri", cfgJSON(tenants(cfgTenant("acme", "post_logout_redirect_uri", "/bye"))), "tenants[0].post_logout_redirect_uri: must be an absolute http(s) URL"},
+		{"post_logout_redirect_uri with fragment", cfgJSON(tenants(cfgTenant("acme", "post_logout_redirect_uri", "https://app.example.com/#bye"))), "tenants[0].post_logout_redirect_uri: must be an absolute http(s) URL without a fragment"},
+		{"post_logout_redirect_uri of another scheme", cfgJSON(tenants(cfgTenant("acme", "post_logout_redirect_uri", "javascript:alert(1)"))), "tenants[0].post_logout_redirect_uri: must be an absolute http(s) URL"},
 		{"scopes without openid", cfgJSON(tenants(cfgTenant("acme", "scopes", []string{"profile", "email"}))), `tenants[0].scopes: must contain "openid"`},
 		{"scope with a space", cfgJSON(tenants(cfgTenant("acme", "scopes", []string{"openid", "profile email"}))), `tenants[0].scopes[1]: "profile email" is not a valid scope`},
 		{"empty scope", cfgJSON(tenants(cfgTenant("acme", "scopes", []string{"openid", ""}))), "tenants[0].scopes[1]:"},
@@ -296,6 +299,7 @@ func TestParseConfigFull(t *testing.T) {
 		{"issuer", tc.Issuer, "https://idp.example.com/realms/acme"},
 		{"client_id", tc.ClientID, "scaiwave"},
 		{"redirect_uri", tc.RedirectURI, "https://auth.acme.example/v1/auth/login"},
+		{"post_logout_redirect_uri", tc.PostLogoutRedirectURI, "https://app.acme.example/"},
 		{"secret (from the file, line break trimmed)", tc.secret, "full-example-secret"},
 	} {
 		if f.got != f.want {
@@ -321,6 +325,9 @@ func TestParseConfigFull(t *testing.T) {
 	}
 	if tc.roots != nil {
 		t.Errorf("roots set although ca_file is empty")
+	}
+	if want := []string{"https://sts.idp.example.com/acme/"}; !slices.Equal(tc.AccessTokens.AcceptedIssuers, want) || tc.AccessTokens.RequireJWTType {
+		t.Errorf("access_tokens = %+v; want accepted_issuers %q, require_jwt_type false", tc.AccessTokens, want)
 	}
 }
 
@@ -388,6 +395,9 @@ func TestParseConfigMultiTenant(t *testing.T) {
 	}
 	if cfg.Addr != ":8443" || cfg.MetricsAddr != "127.0.0.1:9090" {
 		t.Errorf("addr, metrics_addr = %q, %q", cfg.Addr, cfg.MetricsAddr)
+	}
+	if cfg.MaxConnections != 2048 || cfg.MaxBodyBytesInFlight != 16<<20 {
+		t.Errorf("max_connections, max_body_bytes_in_flight = %d, %d; want 2048, %d", cfg.MaxConnections, cfg.MaxBodyBytesInFlight, 16<<20)
 	}
 	wantNets := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.7.9/32"), netip.MustParsePrefix("fd00::/8")}
 	if !slices.Equal(cfg.trustedNets, wantNets) {

@@ -11,6 +11,11 @@ import (
 
 const devDatabase = "scaiwave-dev.db"
 
+// devPostLogoutRedirectURI is where -dev's tenant asks the IdP to send the
+// browser after signing out: the usual address of a single-page app's
+// development server, one of the tenant's CORS origins.
+const devPostLogoutRedirectURI = "http://localhost:3000/"
+
 // devIDPPath is where -dev serves the development IdP, on the service's own
 // listener: its issuer is the listener's URL plus this path.
 const devIDPPath = "/dev/idp"
@@ -42,6 +47,9 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		ln.Close()
 		return fmt.Errorf("start the development IdP: %w", err)
 	}
+	// A demo user signing out at the IdP tells the service at once.
+	idp.backchannelLogoutURI = base + "/v1/auth/backchannel-logout"
+	idp.postLogoutRedirectURIs = []string{devPostLogoutRedirectURI}
 	cfg := &config{
 		Addr:     ln.Addr().String(),
 		Database: db,
@@ -56,6 +64,7 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			Features:    tenantFeatures{Auth: authFeatures{PasswordGrantEnabled: true}},
 
 			PostLoginRedirectURIs: []string{base + devSignedInPath},
+			PostLogoutRedirectURI: devPostLogoutRedirectURI,
 		}},
 	}
 	if err := cfg.validate(func(string) string { return "" }); err != nil {
@@ -84,8 +93,12 @@ Try it:
   curl -s -X POST %[1]s/v1/auth/register -H "Authorization: Bearer $ACCESS_TOKEN"
   curl -s -X POST %[1]s/v1/auth/refresh -d refresh_token=$REFRESH_TOKEN
   curl -s -X POST %[1]s/v1/auth/login -d code=$CODE
+Sign out (the access token is refused from then on, both tokens revoked at the IdP):
+  curl -s -X POST %[1]s/v1/auth/logout -H "Authorization: Bearer $ACCESS_TOKEN" -d refresh_token=$REFRESH_TOKEN
+Sign alice out at the IdP: it sends a back-channel logout to %[1]s/v1/auth/backchannel-logout
+  curl -s "%[2]s/logout?client_id=%[3]s&logout_hint=alice"
 Sign in in a browser: open this, sign in as alice, and the page you land on shows her participant:
   %[1]s/v1/auth/authorize
 
-`, base, issuer)
+`, base, issuer, devClientID)
 }

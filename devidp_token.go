@@ -142,14 +142,14 @@ func (d *devIDP) grantCode(form url.Values) (*devTokenResponse, error) {
 	err := devCheckCode(c, redirectURI, form.Get("code_verifier"))
 	var refresh string
 	if err == nil {
-		c.session = &devSession{}
+		c.session = newDevSession()
 		refresh = d.newRefreshLocked(now, devGrant{clientID: devClientID, user: c.user, scope: c.req.Scope, authTime: c.authTime, session: c.session})
 	}
 	d.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	return d.issue(c.user, c.req.Scope, c.req.Nonce, c.authTime, refresh)
+	return d.issue(c.user, c.req.Scope, c.req.Nonce, c.authTime, refresh, c.session.id)
 }
 
 // devCheckCode checks a code's bindings against the token request.
@@ -198,9 +198,10 @@ func (d *devIDP) grantPassword(form url.Values) (*devTokenResponse, error) {
 	}
 	now := d.now()
 	d.mu.Lock()
-	refresh := d.newRefreshLocked(now, devGrant{clientID: devClientID, user: u, scope: scope, authTime: now, session: &devSession{}})
+	session := newDevSession()
+	refresh := d.newRefreshLocked(now, devGrant{clientID: devClientID, user: u, scope: scope, authTime: now, session: session})
 	d.mu.Unlock()
-	return d.issue(u, scope, "", now, refresh)
+	return d.issue(u, scope, "", now, refresh, session.id)
 }
 
 // grantRefresh rotates a refresh token: the old one stops working and a new
@@ -238,7 +239,7 @@ func (d *devIDP) grantRefresh(form url.Values) (*devTokenResponse, error) {
 	delete(d.refresh, old)
 	refresh := d.newRefreshLocked(now, *g)
 	// Signing under the lock is a few milliseconds; the dev IdP serves one person.
-	return d.issue(g.user, scope, "", g.authTime, refresh)
+	return d.issue(g.user, scope, "", g.authTime, refresh, g.session.id)
 }
 
 // newRefreshLocked stores g under a new refresh token, valid for refreshTTL.
@@ -250,10 +251,11 @@ func (d *devIDP) newRefreshLocked(now time.Time, g devGrant) string {
 	return tok
 }
 
-// issue mints the access token, and an ID token when scope has openid.
-func (d *devIDP) issue(u devUser, scope, nonce string, authTime time.Time, refresh string) (*devTokenResponse, error) {
+// issue mints the access token, and an ID token when scope has openid, both
+// naming the session sid.
+func (d *devIDP) issue(u devUser, scope, nonce string, authTime time.Time, refresh, sid string) (*devTokenResponse, error) {
 	now := d.now()
-	at, err := d.signAccessToken(u, scope, now, authTime, d.accessTTL)
+	at, err := d.signAccessTokenSID(u, scope, sid, now, authTime, d.accessTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +268,7 @@ func (d *devIDP) issue(u devUser, scope, nonce string, authTime time.Time, refre
 		Scope:            scope,
 	}
 	if devHasWord(scope, "openid") {
-		if resp.IDToken, err = d.signIDToken(u, scope, nonce, at, now, authTime, d.accessTTL); err != nil {
+		if resp.IDToken, err = d.signIDTokenSID(u, scope, nonce, at, sid, now, authTime, d.accessTTL); err != nil {
 			return nil, err
 		}
 	}
@@ -330,6 +332,7 @@ type devAccessClaims struct {
 	AuthTime        *jwt.NumericDate `json:"auth_time,omitempty"`
 	ID              string           `json:"jti"`
 	Scope           string           `json:"scope"`
+	SessionID       string           `json:"sid,omitempty"`
 	devProfileClaims
 }
 
@@ -344,11 +347,18 @@ type devIDClaims struct {
 	AuthTime        *jwt.NumericDate `json:"auth_time"`
 	Nonce           string           `json:"nonce,omitempty"`
 	AccessTokenHash string           `json:"at_hash,omitempty"`
+	SessionID       string           `json:"sid,omitempty"`
 	devProfileClaims
 }
 
 func (d *devIDP) signAccessToken(u devUser, scope string, now, authTime time.Time, ttl time.Duration) (string, error) {
+	return d.signAccessTokenSID(u, scope, "", now, authTime, ttl)
+}
+
+// signAccessTokenSID signs an access token of session sid ("": none).
+func (d *devIDP) signAccessTokenSID(u devUser, scope, sid string, now, authTime time.Time, ttl time.Duration) (string, error) {
 	c := devAccessClaims{
+		SessionID:        sid,
 		Issuer:           d.issuer,
 		Subject:          u.Subject,
 		Audience:         jwt.Audience{devClientID},
@@ -370,7 +380,13 @@ func (d *devIDP) signAccessToken(u devUser, scope string, now, authTime time.Tim
 
 // signIDToken signs an ID token; with accessToken set it carries at_hash.
 func (d *devIDP) signIDToken(u devUser, scope, nonce, accessToken string, now, authTime time.Time, ttl time.Duration) (string, error) {
+	return d.signIDTokenSID(u, scope, nonce, accessToken, "", now, authTime, ttl)
+}
+
+// signIDTokenSID signs an ID token of session sid ("": none).
+func (d *devIDP) signIDTokenSID(u devUser, scope, nonce, accessToken, sid string, now, authTime time.Time, ttl time.Duration) (string, error) {
 	c := devIDClaims{
+		SessionID:        sid,
 		Issuer:           d.issuer,
 		Subject:          u.Subject,
 		Audience:         jwt.Audience{devClientID},
@@ -421,6 +437,8 @@ func (d *devIDP) verifyAccessToken(raw string) (*devAccessClaims, error) {
 		return nil, errors.New("token expired")
 	case c.Subject == "":
 		return nil, errors.New("no sub")
+	case d.accessRevoked(c.ID):
+		return nil, errors.New("token revoked")
 	}
 	return &c, nil
 }
@@ -471,29 +489,4 @@ func devBearerError(w http.ResponseWriter, status int, code, desc string) {
 		Error       string `json:"error"`
 		Description string `json:"error_description"`
 	}{code, desc})
-}
-
-// handleLogout is the RP-initiated logout endpoint. No browser session is
-// kept, so there is nothing to end: it returns to post_logout_redirect_uri
-// when that is a loopback URL, else shows a signed-out page.
-func (d *devIDP) handleLogout() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, devMaxBody)
-		if err := r.ParseForm(); err != nil {
-			d.renderHTML(w, http.StatusBadRequest, devErrorHTML("the sign-out request could not be read"))
-			return
-		}
-		target := r.Form.Get("post_logout_redirect_uri")
-		u, err := url.Parse(target)
-		if target == "" || err != nil || !devLoopbackURL(target) {
-			d.renderHTML(w, http.StatusOK, devSignedOutHTML())
-			return
-		}
-		if s := r.Form.Get("state"); s != "" {
-			q := u.Query()
-			q.Set("state", s)
-			u.RawQuery = q.Encode()
-		}
-		http.Redirect(w, r, u.String(), http.StatusSeeOther)
-	})
 }

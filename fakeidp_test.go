@@ -54,8 +54,19 @@ type fakeIDP struct {
 	// codes are the codes authorize issued, until redeemed.
 	codes map[string]fakeCode
 
-	discHits, jwksHits, tokenHits atomic.Int64
-	newConns                      atomic.Int64 // connections accepted
+	// The revocation endpoint (RFC 7009), listed in discovery unless
+	// noRevocation: how it misbehaves, the status it answers, the methods
+	// discovery lists for it, and the requests it got.
+	noRevocation  bool
+	revokeMode    string
+	revokeStatus  int // 0: 200
+	revokeMethods []string
+	revocations   []fakeRevocation
+	// endSession lists an end_session_endpoint in discovery.
+	endSession bool
+
+	discHits, jwksHits, tokenHits, revokeHits atomic.Int64
+	newConns                                  atomic.Int64 // connections accepted
 }
 
 const (
@@ -98,6 +109,7 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		f.discHits.Add(1)
 		f.mu.Lock()
 		mode, iss, methods, algs, authz := f.discMode, f.discIssuer, f.authMethods, f.algs, f.authzURL
+		noRevocation, revokeMethods, endSession := f.noRevocation, f.revokeMethods, f.endSession
 		f.mu.Unlock()
 		if f.misbehave(w, mode) {
 			return
@@ -121,6 +133,15 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		if algs != nil {
 			doc["id_token_signing_alg_values_supported"] = algs
+		}
+		if !noRevocation {
+			doc["revocation_endpoint"] = f.issuer + "/revoke"
+		}
+		if revokeMethods != nil {
+			doc["revocation_endpoint_auth_methods_supported"] = revokeMethods
+		}
+		if endSession {
+			doc["end_session_endpoint"] = f.issuer + "/logout?tenant=acme"
 		}
 		writeTestJSON(w, 200, doc)
 	case "/jwks":
@@ -153,9 +174,63 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		status, body := fn(r.PostForm, r)
 		w.Header().Set("Cache-Control", "no-store")
 		writeTestJSON(w, status, body)
+	case "/revoke":
+		f.revokeHits.Add(1)
+		f.mu.Lock()
+		mode, status := f.revokeMode, f.revokeStatus
+		f.mu.Unlock()
+		if f.misbehave(w, mode) {
+			return
+		}
+		r.ParseForm()
+		u, p, _ := r.BasicAuth()
+		f.mu.Lock()
+		f.revocations = append(f.revocations, fakeRevocation{form: r.PostForm, basic: [2]string{u, p}})
+		f.mu.Unlock()
+		if status == 0 {
+			status = 200
+		}
+		writeTestJSON(w, status, map[string]string{})
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// fakeRevocation is one request the revocation endpoint got.
+type fakeRevocation struct {
+	form  url.Values
+	basic [2]string // user and password of HTTP Basic, as sent (escaped)
+}
+
+// revoked returns the revocation requests so far.
+func (f *fakeIDP) revoked() []fakeRevocation {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]fakeRevocation(nil), f.revocations...)
+}
+
+// logoutToken is a valid back-channel logout token for testSubject in
+// session "sess-1", typ logout+jwt, with a fresh jti; mods change the claims
+// as for accessClaims.
+func (f *fakeIDP) logoutToken(mods ...map[string]any) string {
+	return signWith(f.t, f.key(), f.logoutClaims(mods...), map[jose.HeaderKey]any{"typ": "logout+jwt"})
+}
+
+// logoutClaims are valid logout token claims (OpenID Connect Back-Channel
+// Logout 1.0 §2.4).
+func (f *fakeIDP) logoutClaims(mods ...map[string]any) map[string]any {
+	now := time.Now()
+	c := map[string]any{
+		"iss":    f.issuer,
+		"aud":    testClientID,
+		"iat":    now.Unix(),
+		"exp":    now.Add(2 * time.Minute).Unix(),
+		"jti":    newUUID(),
+		"sub":    testSubject,
+		"sid":    "sess-1",
+		"events": map[string]any{backchannelLogoutEvent: map[string]any{}},
+	}
+	return withMods(c, mods...)
 }
 
 // misbehave acts out a mode and reports whether it answered.

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -32,6 +31,8 @@ func (s *server) routes() []route {
 		{"POST", "/v1/auth/token", handleToken(s.limiter, s.trusted), true},
 		{"POST", "/v1/auth/refresh", handleRefresh(), true},
 		{"POST", "/v1/auth/register", handleRegister(s.store), true},
+		{"POST", "/v1/auth/logout", handleLogout(s.store), true},
+		{"POST", "/v1/auth/backchannel-logout", handleBackchannelLogout(s.store), true},
 		{"GET", "/healthz", handleHealth(s.store), false},
 		{"GET", "/readyz", handleReady(s.tenants), false},
 		{"GET", "/v1/openapi.json", handleOpenAPI(), false},
@@ -237,30 +238,39 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		addr := clientAddr(r, trusted)
-		userKey := t.cfg.ID + "\x00" + strings.ToLower(username)
-		if wait := lim.attempt(userKey, addr); wait > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-			writeError(w, r, &apiError{http.StatusTooManyRequests, "SW_RATE_LIMITED", "too many failed sign-in attempts; try again later"})
+		userKey, err := usernameKey(username)
+		if err != nil {
+			writeError(w, r, err)
 			return
 		}
-		form := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}}
-		if scope := v.Get("scope"); scope != "" {
-			form.Set("scope", scope)
-		} else {
-			form.Set("scope", strings.Join(t.cfg.Scopes, " "))
+		scope, err := grantScope(t.cfg, v.Get("scope"))
+		if err != nil {
+			writeError(w, r, err)
+			return
 		}
+		if scope == "" {
+			scope = strings.Join(t.cfg.Scopes, " ")
+		}
+		// The IdP gets the name trimmed: a space that a phone keyboard
+		// appended must not fail a right password at an IdP that keeps it.
+		username = strings.TrimSpace(username)
+		key := newLoginKey(t.cfg.ID, userKey, clientAddr(r, trusted))
+		if err := lim.admit(r.Context(), w, key); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		form := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}, "scope": {scope}}
 		tr, err := t.prov.token(r.Context(), form)
 		if err != nil {
 			// An OAuth refusal is the user's failed attempt and stays counted.
 			var oe *oauthError
 			if !errors.As(err, &oe) || oe.clientCredentialsInvalid() {
-				lim.release(userKey, addr)
+				lim.release(key)
 			}
 			writeError(w, r, idpError(t, err, rejected))
 			return
 		}
-		lim.succeed(userKey, addr)
+		lim.succeed(key)
 		if tr.IDToken != "" {
 			if _, err := t.prov.verify(r.Context(), tr.IDToken, kindIDToken, ""); err != nil {
 				writeError(w, r, verifyFailed(t, err, "SW_AUTH_OIDC_FAILED"))
@@ -287,7 +297,12 @@ func handleRefresh() http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		scope := v.Get("scope")
+		// No scope asks for the one first granted (RFC 6749 §6).
+		scope, err := grantScope(t.cfg, v.Get("scope"))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
 		key := refreshKey(t.cfg.ID, rt, scope)
 		tr, err := t.prov.refresh.do(r.Context(), key, func(ctx context.Context) (*tokenResponse, error) {
 			form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
@@ -346,7 +361,7 @@ func handleRegister(st *store) http.Handler {
 			writeUnauthenticated(w, r, t, err)
 			return
 		}
-		p := principal{TenantID: t.cfg.ID, Issuer: c.Issuer, Subject: c.Subject}
+		p := principal{TenantID: t.cfg.ID, Issuer: t.cfg.principalIssuer(c), Subject: c.Subject}
 		part, err := st.ensureParticipant(r.Context(), p, displayName(c), string(c.Email))
 		if err != nil {
 			writeError(w, r, err)

@@ -52,6 +52,9 @@ type discovery struct {
 	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported,omitempty"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported,omitempty"`
+	// RFC 8414 §2 / RFC 7009: where /v1/auth/logout revokes tokens.
+	RevocationEndpoint                     string   `json:"revocation_endpoint,omitempty"`
+	RevocationEndpointAuthMethodsSupported []string `json:"revocation_endpoint_auth_methods_supported,omitempty"`
 }
 
 // supportedAlgs are the signature algorithms we accept at all: asymmetric
@@ -81,6 +84,9 @@ type provider struct {
 	keys    *keySource
 	tokens  *tokenCache // nil: no cache, every bearer token verified in full
 	refresh *refreshFlights
+	revoked *revocations
+	// revokeWait bounds /logout's wait for the revocation endpoint.
+	revokeWait time.Duration
 }
 
 // newProvider makes a provider for t; call run to start fetching.
@@ -97,6 +103,8 @@ func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 	}
 	p.keys = &keySource{get: p.get, discovery: p.disc.Load, log: p.log, met: met, now: func() time.Time { return p.now() }}
 	p.refresh = newRefreshFlights(func() time.Time { return p.now() })
+	p.revoked = newRevocations(maxRevocations)
+	p.revokeWait = logoutRevokeTimeout
 	return p
 }
 
@@ -207,9 +215,10 @@ func (p *provider) publishDiscovery(d *discovery) {
 }
 
 // fetchDiscovery gets and checks the IdP's metadata. The issuer in the
-// document must equal the configured one exactly (OIDC Discovery §4.3).
+// document must equal the configured one exactly (OIDC Discovery §4.3); a
+// {tenantid} template too, literally, as Entra's multi-tenant documents say it.
 func (p *provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
-	u := strings.TrimSuffix(p.tenant.Issuer, "/") + "/.well-known/openid-configuration"
+	u := p.tenant.discoveryURL()
 	body, err := p.get(ctx, "discovery", u)
 	if err != nil {
 		return nil, err
@@ -230,7 +239,7 @@ func (p *provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
 			return nil, fmt.Errorf("discovery %s: %s: %v", u, f.name, err)
 		}
 	}
-	for _, f := range []*string{&d.UserinfoEndpoint, &d.EndSessionEndpoint} {
+	for _, f := range []*string{&d.UserinfoEndpoint, &d.EndSessionEndpoint, &d.RevocationEndpoint} {
 		if *f != "" && checkEndpoint(*f) != nil {
 			*f = "" // optional: a broken one is dropped, not fatal
 		}
@@ -381,16 +390,7 @@ func (p *provider) token(ctx context.Context, form url.Values) (*tokenResponse, 
 	if err != nil {
 		return nil, fmt.Errorf("token: %w: %v", errIdPUnavailable, err)
 	}
-	switch {
-	case t.secret == "":
-		form.Set("client_id", t.ClientID)
-	case usePostAuth(d.TokenEndpointAuthMethodsSupported):
-		form.Set("client_id", t.ClientID)
-		form.Set("client_secret", t.secret)
-	default:
-		// RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic.
-		req.SetBasicAuth(url.QueryEscape(t.ClientID), url.QueryEscape(t.secret))
-	}
+	setClientAuth(req, form, t.ClientID, t.secret, d.TokenEndpointAuthMethodsSupported)
 	body := form.Encode()
 	req.Body = io.NopCloser(strings.NewReader(body))
 	req.ContentLength = int64(len(body))

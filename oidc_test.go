@@ -240,17 +240,17 @@ func TestRefreshAnswersLeaveMemory(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	f := newRefreshFlights(clock)
 	answer := func(context.Context) (*tokenResponse, error) { return &tokenResponse{AccessToken: "a"}, nil }
-	if _, err := f.do(context.Background(), [32]byte{1}, answer); err != nil {
+	if _, err := f.do(context.Background(), refreshFlightKey{token: [32]byte{1}}, answer); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
 	now = now.Add(refreshReplayWindow + time.Second)
 	mu.Unlock()
-	if _, err := f.do(context.Background(), [32]byte{2}, answer); err != nil {
+	if _, err := f.do(context.Background(), refreshFlightKey{token: [32]byte{2}}, answer); err != nil {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
-	_, kept := f.m[[32]byte{1}]
+	_, kept := f.m[refreshFlightKey{token: [32]byte{1}}]
 	f.mu.Unlock()
 	if kept {
 		t.Error("an answer older than the replay window is still in memory")

@@ -386,6 +386,8 @@ func TestOpenAPIDataFields(t *testing.T) {
 		{"POST /v1/auth/token", "grant_type=password&username=alice&password=alice-pw", nil},
 		{"POST /v1/auth/refresh", "refresh_token=rt-good", nil},
 		{"POST /v1/auth/register", "", []string{"Authorization", "Bearer " + f.accessToken()}},
+		{"POST /v1/auth/logout", "refresh_token=rt-good", nil},
+		{"POST /v1/auth/backchannel-logout", "logout_token=" + f.logoutToken(), nil},
 		{"GET /healthz", "", nil},
 		{"GET /readyz", "", nil},
 	}
@@ -497,6 +499,9 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 		{request{register, "POST", "http://a.example/v1/auth/register", "", nil}, 401},
 		{request{register, "POST", "http://a.example/v1/auth/register", "", []string{"Authorization", "Bearer not.a.token"}}, 401},
 		{request{register, "POST", "http://a.example/v1/auth/register", "x", []string{"Authorization", "Bearer " + f.accessToken(), "Content-Type", "text/plain"}}, 415},
+		{request{"POST /v1/auth/logout", "POST", "http://a.example/v1/auth/logout", "", nil}, 400},
+		{request{"POST /v1/auth/logout", "POST", "http://a.example/v1/auth/logout", "", []string{"Authorization", "Bearer not.a.token"}}, 401},
+		{request{"POST /v1/auth/backchannel-logout", "POST", "http://a.example/v1/auth/backchannel-logout", "logout_token=x.y.z", nil}, 400},
 		{request{"GET /healthz", "POST", "/healthz", "", nil}, 405},
 		{request{"GET /metrics", "PUT", "/metrics", "", nil}, 405},
 		{request{"GET /v1/openapi.json", "DELETE", "/v1/openapi.json", "", nil}, 405},
@@ -508,12 +513,21 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 		check(a, tc.req, tc.wantStatus)
 	}
 
-	// Failed passwords for one username, until the limit answers 429.
+	// Failed passwords for one username from one address, until the limit answers 429.
 	bad := request{token, "POST", "http://a.example/v1/auth/token", "grant_type=password&username=mallory&password=guess", nil}
-	for range userFailLimit {
+	for range pairFailLimit {
 		a.do(bad.method, bad.target, bad.body)
 	}
 	check(a, bad, 429)
+
+	// Large bodies while the budget of bodies in flight is taken.
+	a.srv.bodies.reserve(a.srv.bodies.max)
+	large := strings.Repeat("a", smallBodyBytes+1)
+	for _, op := range []string{login, token, refresh, register} {
+		path := strings.TrimPrefix(op, "POST ")
+		check(a, request{op, "POST", "http://a.example" + path, "x=" + large, []string{"Content-Type", form}}, 429)
+	}
+	a.srv.bodies.release(a.srv.bodies.max)
 
 	// Before the first discovery document.
 	check(notReady, request{config, "GET", "/v1/auth/config", "", nil}, 503)

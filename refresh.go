@@ -15,7 +15,7 @@ import (
 type refreshFlights struct {
 	now       func() time.Time
 	mu        sync.Mutex
-	m         map[[32]byte]*refreshFlight
+	m         map[refreshFlightKey]*refreshFlight
 	lastPrune time.Time
 }
 
@@ -32,13 +32,13 @@ const (
 )
 
 func newRefreshFlights(now func() time.Time) *refreshFlights {
-	return &refreshFlights{now: now, m: make(map[[32]byte]*refreshFlight)}
+	return &refreshFlights{now: now, m: make(map[refreshFlightKey]*refreshFlight)}
 }
 
 // do returns fn's answer for key, sharing a call in flight or a recent
 // success. fn runs detached from ctx, so one impatient caller cannot fail
 // the others; ctx only bounds how long this caller waits.
-func (f *refreshFlights) do(ctx context.Context, key [32]byte, fn func(context.Context) (*tokenResponse, error)) (*tokenResponse, error) {
+func (f *refreshFlights) do(ctx context.Context, key refreshFlightKey, fn func(context.Context) (*tokenResponse, error)) (*tokenResponse, error) {
 	now := f.now()
 	f.mu.Lock()
 	f.pruneLocked(now)
@@ -58,7 +58,10 @@ func (f *refreshFlights) do(ctx context.Context, key [32]byte, fn func(context.C
 			fl.resp, fl.err = resp, err
 			if err != nil {
 				// Failures are not replayed: the next try asks the IdP again.
-				delete(f.m, key)
+				// The entry may be another flight's by now (forget).
+				if f.m[key] == fl {
+					delete(f.m, key)
+				}
 			} else {
 				fl.expires = f.now().Add(refreshReplayWindow)
 			}
@@ -100,11 +103,34 @@ func (f *refreshFlights) pruneLocked(now time.Time) {
 	}
 }
 
+// forget drops what is kept for a refresh token, whatever the scope asked:
+// its replayed answer, and its call in flight, which goes on for the callers
+// already waiting while the next caller asks the IdP again. /logout calls it
+// so that a signed-out refresh token is not answered from memory.
+func (f *refreshFlights) forget(token [32]byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k := range f.m {
+		if k.token == token {
+			delete(f.m, k)
+		}
+	}
+}
+
+// refreshFlightKey names one refresh: the token, hashed with the tenant
+// (refreshTokenHash), and the scope asked for, hashed.
+type refreshFlightKey struct{ token, scope [32]byte }
+
 // refreshKey derives the single-flight key from the refresh token and the
 // requested scope.
-func refreshKey(tenantID, refreshToken, scope string) [32]byte {
+func refreshKey(tenantID, refreshToken, scope string) refreshFlightKey {
+	return refreshFlightKey{token: refreshTokenHash(tenantID, refreshToken), scope: sha256.Sum256([]byte(scope))}
+}
+
+// refreshTokenHash identifies a tenant's refresh token without keeping it.
+func refreshTokenHash(tenantID, refreshToken string) [32]byte {
 	h := sha256.New()
-	for _, s := range []string{tenantID, refreshToken, scope} {
+	for _, s := range []string{tenantID, refreshToken} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -97,7 +96,7 @@ func readParams(w http.ResponseWriter, r *http.Request, fromQuery bool) (url.Val
 		return nil, &apiError{http.StatusRequestEntityTooLarge, "SW_REQUEST_TOO_LARGE", fmt.Sprintf("request body is over %d bytes", maxBodyBytes)}
 	}
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+		body, err := readBody(w, r)
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, &apiError{http.StatusRequestEntityTooLarge, "SW_REQUEST_TOO_LARGE", fmt.Sprintf("request body is over %d bytes", maxBodyBytes)}

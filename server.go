@@ -22,6 +22,7 @@ type server struct {
 	log     *slog.Logger
 	met     *metrics
 	limiter *loginLimiter
+	bodies  *bodyBudget
 	trusted []netip.Prefix
 	browser *browserSignIn
 	handler http.Handler
@@ -47,6 +48,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		log:     log,
 		met:     met,
 		limiter: newLoginLimiter(),
+		bodies:  newBodyBudget(cfg.MaxBodyBytesInFlight),
 		trusted: cfg.trustedNets,
 	}
 	for i := range cfg.Tenants {
@@ -62,6 +64,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		if tc.Features.Auth.PasswordGrantEnabled {
 			log.Warn("password grant enabled: /v1/auth/token accepts usernames and passwords for this tenant", "tenant", tc.ID)
 		}
+		warnIssuerRules(log, tc)
 	}
 	s.browser = newBrowserSignIn(s.tenants, s.trusted, log)
 	s.handler = s.newMux(devIDP)
@@ -84,6 +87,7 @@ func (s *server) startProviders(ctx context.Context) {
 	for _, t := range s.tenants {
 		go t.prov.run(ctx)
 	}
+	go s.runRevocationPruner(ctx)
 }
 
 // tenantFor routes a request to its tenant by Host (port ignored,
@@ -183,6 +187,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.logRequest(r, ri, sw, time.Since(start))
 	}()
+	release, ok := s.reserveBody(sw, r)
+	if !ok {
+		return
+	}
+	defer release()
 	if r.Method == http.MethodOptions && strings.HasPrefix(r.URL.Path, "/v1/auth/") {
 		s.preflight(sw, r, ri)
 		return

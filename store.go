@@ -45,6 +45,30 @@ var migrations = []string{
 	-- service drops what it holds in memory.
 	CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
 	INSERT INTO meta (key, value) VALUES ('generation', 0);`,
+	// Version 2: sign-out. revocations are access tokens refused before
+	// their exp; logout_tokens the jti of each back-channel logout token
+	// accepted, so none is accepted twice. Times are Unix seconds (UTC). A
+	// row goes once expires_at has passed: no token it matches is valid by
+	// then. No token is stored: kind 'token' keeps the hex SHA-256 of one
+	// access token; 'sub' refuses a subject's tokens, 'sid' a session's, and
+	// 'sub_nosid' the subject's tokens that name no session, each for tokens
+	// issued (iat) at or before issued_before.
+	`CREATE TABLE revocations (
+		tenant_id     TEXT NOT NULL,
+		kind          TEXT NOT NULL CHECK (kind IN ('token', 'sub', 'sid', 'sub_nosid')),
+		value         TEXT NOT NULL,
+		issued_before INTEGER NOT NULL,
+		expires_at    INTEGER NOT NULL,
+		PRIMARY KEY (tenant_id, kind, value)
+	) STRICT;
+	CREATE INDEX revocations_expiry ON revocations (expires_at);
+	CREATE TABLE logout_tokens (
+		tenant_id  TEXT NOT NULL,
+		jti        TEXT NOT NULL,
+		expires_at INTEGER NOT NULL,
+		PRIMARY KEY (tenant_id, jti)
+	) STRICT;
+	CREATE INDEX logout_tokens_expiry ON logout_tokens (tenant_id, expires_at);`,
 }
 
 // errNotFound is returned by lookups that find no row.
