@@ -143,7 +143,9 @@ func TestAuthorizeRedirectsToIdP(t *testing.T) {
 func TestAuthorizeKeepsEndpointQuery(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
-	f.set(func(f *fakeIDP) { f.authzURL = f.issuer + "/authorize?p=b2c_1_signin#frag" })
+	f.set(func(f *fakeIDP) {
+		f.discExtra = map[string]any{"authorization_endpoint": f.issuer + "/authorize?p=b2c_1_signin#frag"}
+	})
 	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
 	s := siBegin(t, a, "/v1/auth/authorize")
 	if q := s.authURL.Query(); q.Get("p") != "b2c_1_signin" || q.Get("state") == "" || s.authURL.Fragment != "" {

@@ -265,10 +265,16 @@ func TestCallbackExchangeFails(t *testing.T) {
 		{"no ID token", modeOK, tokAnswer(200, f.tokTokens("")), "server_error"},
 		{"ID token of another nonce", modeOK, tokAnswer(200, f.tokTokens(f.idToken("another-nonce"))), "server_error"},
 		{"ID token without a nonce", modeOK, tokAnswer(200, f.tokTokens(f.idToken(""))), "server_error"},
+		{"ID token whose at_hash is another access token's", modeOK, nil, "server_error"},
 	}
 	for _, tc := range tests {
 		s := siBegin(t, a, "/v1/auth/authorize")
 		code := f.authorize(s.authURL.String())
+		if tc.name == "ID token whose at_hash is another access token's" {
+			// Right in every other way, nonce included: only at_hash is off.
+			idt := f.idToken(s.nonce, map[string]any{"at_hash": atHashOf(t, f.key().alg, "another access token")})
+			tc.answer = tokAnswer(200, f.tokTokens(idt))
+		}
 		f.set(func(f *fakeIDP) { f.tokenMode, f.tokenFn = tc.mode, tc.answer })
 		w := a.do("GET", "/v1/auth/login?"+url.Values{"code": {code}, "state": {s.state}}.Encode(), "", s.cookieHdr()...)
 		f.set(func(f *fakeIDP) { f.tokenMode, f.tokenFn = modeOK, nil })

@@ -78,12 +78,20 @@ type tenantFeatures struct {
 type authFeatures struct {
 	PasswordGrantEnabled bool  `json:"password_grant_enabled"`
 	RefreshTokenRotation *bool `json:"refresh_token_rotation"`
+	RequirePKCE          *bool `json:"require_pkce"`
 }
 
 // rotateRefreshTokens reports whether a new refresh token from the IdP is
 // passed on (the default) rather than the one the client sent.
 func (t *tenantConfig) rotateRefreshTokens() bool {
 	r := t.Features.Auth.RefreshTokenRotation
+	return r == nil || *r
+}
+
+// requirePKCE reports whether POST /v1/auth/login refuses a code that comes
+// without a code_verifier (the default; RFC 9700 §2.1.1).
+func (t *tenantConfig) requirePKCE() bool {
+	r := t.Features.Auth.RequirePKCE
 	return r == nil || *r
 }
 
@@ -237,7 +245,7 @@ func (c *config) validate(getenv func(string) string) error {
 			hosts[h] = t.ID
 		}
 	}
-	return nil
+	return checkDistinctClients(c.Tenants)
 }
 
 // validate checks one tenant; its error message starts with the field name so

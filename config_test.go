@@ -320,8 +320,8 @@ func TestParseConfigFull(t *testing.T) {
 			t.Errorf("tenant %s = %q; want %q", f.name, f.got, f.want)
 		}
 	}
-	if tc.Features.Auth.PasswordGrantEnabled || !tc.rotateRefreshTokens() {
-		t.Errorf("password grant %v, rotation %v; want false, true", tc.Features.Auth.PasswordGrantEnabled, tc.rotateRefreshTokens())
+	if tc.Features.Auth.PasswordGrantEnabled || !tc.rotateRefreshTokens() || !tc.requirePKCE() {
+		t.Errorf("password grant %v, rotation %v, require_pkce %v; want false, true, true", tc.Features.Auth.PasswordGrantEnabled, tc.rotateRefreshTokens(), tc.requirePKCE())
 	}
 	if tc.roots != nil {
 		t.Errorf("roots set although ca_file is empty")
@@ -355,6 +355,9 @@ func TestParseConfigDefaults(t *testing.T) {
 	if tc.Features.Auth.PasswordGrantEnabled {
 		t.Errorf("password grant on by default; want off")
 	}
+	if !tc.requirePKCE() {
+		t.Errorf("require_pkce off by default; want on")
+	}
 	if tc.secret != "" || len(tc.Hosts) != 0 || len(tc.CORSOrigins) != 0 || tc.roots != nil {
 		t.Errorf("public client with nothing else set: secret %q, hosts %q, cors %q, roots %v", tc.secret, tc.Hosts, tc.CORSOrigins, tc.roots)
 	}
@@ -363,15 +366,15 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 	// Explicit values replace the defaults, false included.
 	cfg, err = parseConfig([]byte(cfgJSON(tenants(cfgTenant("acme", "scopes", []string{"openid"}, "audiences", []string{"api"},
-		"features", map[string]any{"auth": map[string]any{"password_grant_enabled": true, "refresh_token_rotation": false}})))), noEnv)
+		"features", map[string]any{"auth": map[string]any{"password_grant_enabled": true, "refresh_token_rotation": false, "require_pkce": false}})))), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tc = cfg.Tenants[0]
 	if !slices.Equal(tc.Scopes, []string{"openid"}) || !slices.Equal(tc.Audiences, []string{"api"}) ||
-		!tc.Features.Auth.PasswordGrantEnabled || tc.rotateRefreshTokens() {
-		t.Errorf("explicit scopes %q, audiences %q, password grant %v, rotation %v; want [openid], [api], true, false",
-			tc.Scopes, tc.Audiences, tc.Features.Auth.PasswordGrantEnabled, tc.rotateRefreshTokens())
+		!tc.Features.Auth.PasswordGrantEnabled || tc.rotateRefreshTokens() || tc.requirePKCE() {
+		t.Errorf("explicit scopes %q, audiences %q, password grant %v, rotation %v, require_pkce %v; want [openid], [api], true, false, false",
+			tc.Scopes, tc.Audiences, tc.Features.Auth.PasswordGrantEnabled, tc.rotateRefreshTokens(), tc.requirePKCE())
 	}
 }
 

@@ -92,11 +92,16 @@ Try it:
   curl -s -X POST %[1]s/v1/auth/token -d grant_type=password -d username=alice -d password=alice-password
   curl -s -X POST %[1]s/v1/auth/register -H "Authorization: Bearer $ACCESS_TOKEN"
   curl -s -X POST %[1]s/v1/auth/refresh -d refresh_token=$REFRESH_TOKEN
-  curl -s -X POST %[1]s/v1/auth/login -d code=$CODE
 Sign out (the access token is refused from then on, both tokens revoked at the IdP):
   curl -s -X POST %[1]s/v1/auth/logout -H "Authorization: Bearer $ACCESS_TOKEN" -d refresh_token=$REFRESH_TOKEN
 Sign alice out at the IdP: it sends a back-channel logout to %[1]s/v1/auth/backchannel-logout
   curl -s "%[2]s/logout?client_id=%[3]s&logout_hint=alice"
+Sign in with a code and PKCE (a code alone is refused):
+  VERIFIER=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  CHALLENGE=$(printf %%s "$VERIFIER" | openssl dgst -sha256 -binary | base64 | tr '+/' '-_' | tr -d '=')
+  curl -si -X POST %[2]s/authorize -d client_id=%[3]s -d response_type=code -d scope=openid -d state=xyz -d redirect_uri=%[1]s/v1/auth/login -d code_challenge=$CHALLENGE -d code_challenge_method=S256 -d username=alice -d password=alice-password | grep -i '^location'
+  CODE=...   # the code parameter of that Location
+  curl -s -X POST %[1]s/v1/auth/login -d code=$CODE -d code_verifier=$VERIFIER
 Sign in in a browser: open this, sign in as alice, and the page you land on shows her participant:
   %[1]s/v1/auth/authorize
 

@@ -33,12 +33,18 @@ func TestRunDev(t *testing.T) {
 		"curl -s -X POST " + base + "/v1/auth/token -d grant_type=password -d username=alice -d password=alice-password",
 		"curl -s -X POST " + base + "/v1/auth/register",
 		"curl -s -X POST " + base + "/v1/auth/refresh",
-		"curl -s -X POST " + base + "/v1/auth/login",
+		"curl -s -X POST " + base + "/v1/auth/login -d code=$CODE -d code_verifier=$VERIFIER",
+		"-d code_challenge=$CHALLENGE -d code_challenge_method=S256",
 		"\n  " + base + "/v1/auth/authorize\n",
 	} {
 		if !strings.Contains(banner, want) {
 			t.Errorf("-dev banner lacks %q:\n%s", want, banner)
 		}
+	}
+	// form_post to /v1/auth/login cannot carry a verifier, so the tenant
+	// refuses it: the banner must not suggest it.
+	if strings.Contains(banner, "form_post") {
+		t.Errorf("-dev banner suggests form_post, which the tenant's require_pkce refuses:\n%s", banner)
 	}
 
 	form := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"alice-password"}}

@@ -4,11 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,7 +43,8 @@ type fakeIDP struct {
 	keys        []testKey
 	extraJWKS   []json.RawMessage // published verbatim beside the keys
 	discIssuer  string            // when set, discovery claims this issuer
-	authzURL    string            // when set, discovery's authorization_endpoint
+	discExtra   map[string]any    // discovery members added or replaced
+	caFile      string            // PEM of the https server's certificate, for ca_file
 	discMode    string
 	jwksMode    string
 	tokenMode   string
@@ -83,6 +87,18 @@ const (
 // newFakeIDP starts a fake IdP on loopback with one RS256 key, kid "k1".
 func newFakeIDP(t testing.TB) *fakeIDP {
 	t.Helper()
+	return startFakeIDP(t, false)
+}
+
+// newFakeIDPTLS is newFakeIDP over https, with an https issuer; its
+// tenantConfig trusts the server's certificate through ca_file.
+func newFakeIDPTLS(t testing.TB) *fakeIDP {
+	t.Helper()
+	return startFakeIDP(t, true)
+}
+
+func startFakeIDP(t testing.TB, useTLS bool) *fakeIDP {
+	t.Helper()
 	f := &fakeIDP{t: t, slow: 3 * time.Second}
 	f.keys = []testKey{newTestKey(t, jose.RS256, "k1", 0)}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
@@ -91,7 +107,16 @@ func newFakeIDP(t testing.TB) *fakeIDP {
 			f.newConns.Add(1)
 		}
 	}
-	f.srv.Start()
+	if useTLS {
+		f.srv.StartTLS()
+		f.caFile = filepath.Join(t.TempDir(), "idp-ca.pem")
+		pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.srv.Certificate().Raw})
+		if err := os.WriteFile(f.caFile, pemBytes, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		f.srv.Start()
+	}
 	t.Cleanup(f.srv.Close)
 	f.issuer = f.srv.URL
 	return f
@@ -108,7 +133,7 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 	case "/.well-known/openid-configuration":
 		f.discHits.Add(1)
 		f.mu.Lock()
-		mode, iss, methods, algs, authz := f.discMode, f.discIssuer, f.authMethods, f.algs, f.authzURL
+		mode, iss, methods, algs, extra := f.discMode, f.discIssuer, f.authMethods, f.algs, f.discExtra
 		noRevocation, revokeMethods, endSession := f.noRevocation, f.revokeMethods, f.endSession
 		f.mu.Unlock()
 		if f.misbehave(w, mode) {
@@ -117,12 +142,9 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		if iss == "" {
 			iss = f.issuer
 		}
-		if authz == "" {
-			authz = f.issuer + "/authorize"
-		}
 		doc := map[string]any{
 			"issuer":                           iss,
-			"authorization_endpoint":           authz,
+			"authorization_endpoint":           f.issuer + "/authorize",
 			"token_endpoint":                   f.issuer + "/token",
 			"jwks_uri":                         f.issuer + "/jwks",
 			"userinfo_endpoint":                f.issuer + "/userinfo",
@@ -142,6 +164,9 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		if endSession {
 			doc["end_session_endpoint"] = f.issuer + "/logout?tenant=acme"
+		}
+		for k, v := range extra {
+			doc[k] = v
 		}
 		writeTestJSON(w, 200, doc)
 	case "/jwks":
@@ -372,12 +397,14 @@ func (f *fakeIDP) defaultToken(form url.Values, r *http.Request) (int, any) {
 	if !ok {
 		return 400, map[string]string{"error": "invalid_grant", "error_description": "nope"}
 	}
+	// As real IdPs do, the ID token carries the at_hash of its access token.
+	at := f.accessToken()
 	return 200, map[string]any{
-		"access_token":  f.accessToken(),
+		"access_token":  at,
 		"token_type":    "Bearer",
 		"expires_in":    300,
 		"refresh_token": "rt-next",
-		"id_token":      f.idToken(form.Get("x-test-nonce")),
+		"id_token":      f.idToken(form.Get("x-test-nonce"), map[string]any{"at_hash": atHashOf(f.t, f.key().alg, at)}),
 	}
 }
 
@@ -416,6 +443,7 @@ func (f *fakeIDP) tenantConfig() tenantConfig {
 		ClientID:     testClientID,
 		ClientSecret: testClientSecret,
 		RedirectURI:  testRedirectURI,
+		CAFile:       f.caFile,
 		CORSOrigins:  []string{"https://app.example.com"},
 		Features:     tenantFeatures{Auth: authFeatures{PasswordGrantEnabled: true}},
 

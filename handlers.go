@@ -34,7 +34,7 @@ func (s *server) routes() []route {
 		{"POST", "/v1/auth/logout", handleLogout(s.store), true},
 		{"POST", "/v1/auth/backchannel-logout", handleBackchannelLogout(s.store), true},
 		{"GET", "/healthz", handleHealth(s.store), false},
-		{"GET", "/readyz", handleReady(s.tenants), false},
+		{"GET", "/readyz", handleReady(s.tenants, s.tenantFor), false},
 		{"GET", "/v1/openapi.json", handleOpenAPI(), false},
 	}
 	if s.cfg.MetricsAddr == "" {
@@ -154,6 +154,12 @@ func handleLogin(b *browserSignIn) http.Handler {
 			return
 		}
 		verifier := v.Get("code_verifier")
+		if verifier == "" && t.cfg.requirePKCE() {
+			// The service adds its own client secret to the exchange, so
+			// without PKCE anyone holding a leaked code could redeem it here.
+			writeError(w, r, badRequest("code_verifier: required: this tenant redeems authorization codes only with PKCE (RFC 7636)"))
+			return
+		}
 		if verifier != "" && !validCodeVerifier(verifier) {
 			writeError(w, r, badRequest("code_verifier: must be 43-128 characters of A-Z, a-z, 0-9, '-', '.', '_' or '~' (RFC 7636)"))
 			return
@@ -169,7 +175,8 @@ func handleLogin(b *browserSignIn) http.Handler {
 
 // exchangeCode redeems an authorization code at the tenant's token endpoint,
 // with verifier as the PKCE code_verifier when not empty, and verifies the ID
-// token the answer must carry; nonce, when not empty, must be its nonce.
+// token the answer must carry, its at_hash included; nonce, when not empty,
+// must be its nonce.
 // Errors are ready for writeError: SW_AUTH_OIDC_FAILED when the IdP rejected
 // the code or the ID token failed, else as idpError maps them.
 func exchangeCode(ctx context.Context, t *tenant, code, verifier, nonce string) (*tokenResponse, error) {
@@ -185,7 +192,7 @@ func exchangeCode(ctx context.Context, t *tenant, code, verifier, nonce string) 
 		t.prov.log.Warn("code exchange answered without an id_token: is openid among the scopes requested?")
 		return nil, &apiError{http.StatusUnauthorized, "SW_AUTH_OIDC_FAILED", "the identity provider returned no ID token"}
 	}
-	if _, err := t.prov.verify(ctx, tr.IDToken, kindIDToken, nonce); err != nil {
+	if _, err := t.prov.verifyAnswerIDToken(ctx, tr, nonce); err != nil {
 		return nil, verifyFailed(t, err, "SW_AUTH_OIDC_FAILED")
 	}
 	return tr, nil
@@ -272,7 +279,7 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 		}
 		lim.succeed(key)
 		if tr.IDToken != "" {
-			if _, err := t.prov.verify(r.Context(), tr.IDToken, kindIDToken, ""); err != nil {
+			if _, err := t.prov.verifyAnswerIDToken(r.Context(), tr, ""); err != nil {
 				writeError(w, r, verifyFailed(t, err, "SW_AUTH_OIDC_FAILED"))
 				return
 			}
@@ -314,7 +321,7 @@ func handleRefresh() http.Handler {
 				return nil, idpError(t, err, rejected)
 			}
 			if tr.IDToken != "" {
-				if _, err := t.prov.verify(ctx, tr.IDToken, kindIDToken, ""); err != nil {
+				if _, err := t.prov.verifyAnswerIDToken(ctx, tr, ""); err != nil {
 					return nil, verifyFailed(t, err, "SW_AUTH_REFRESH_FAILED")
 				}
 			}
@@ -362,7 +369,7 @@ func handleRegister(st *store) http.Handler {
 			return
 		}
 		p := principal{TenantID: t.cfg.ID, Issuer: t.cfg.principalIssuer(c), Subject: c.Subject}
-		part, err := st.ensureParticipant(r.Context(), p, displayName(c), string(c.Email))
+		part, err := st.ensureParticipant(r.Context(), p, displayName(c), verifiedEmail(c))
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -377,10 +384,11 @@ func handleRegister(st *store) http.Handler {
 	})
 }
 
-// displayName is the first of name, preferred_username, the email's local
-// part and sub that is not blank.
+// displayName is the first of name, preferred_username, the local part of
+// the email (unless it is unverified: verifiedEmail) and sub that is not
+// blank.
 func displayName(c *claims) string {
-	local, _, _ := strings.Cut(string(c.Email), "@")
+	local, _, _ := strings.Cut(verifiedEmail(c), "@")
 	for _, s := range []string{string(c.Name), string(c.PreferredUsername), local, c.Subject} {
 		if s = strings.TrimSpace(s); s != "" {
 			return s
@@ -404,28 +412,41 @@ func handleHealth(st *store) http.Handler {
 	})
 }
 
-// handleReady answers 200 when every tenant has discovery and keys.
-func handleReady(ts []*tenant) http.Handler {
+// handleReady answers 200 when every tenant it answers for has discovery
+// and usable keys, else 503 naming those that have not. A request whose
+// Host is a tenant's hears about that tenant only; any other Host (a load
+// balancer's probe by address, or a stranger) about all of them together,
+// with no tenant named: the ids would tell it which customers are served
+// here.
+func handleReady(ts []*tenant, tenantFor func(*http.Request) *tenant) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		var notReady []string
-		for _, t := range ts {
+		scope, named := ts, false
+		if t := tenantFor(r); t != nil {
+			scope, named = []*tenant{t}, true
+		}
+		notReady, ids := []string{}, []string{}
+		for _, t := range scope {
 			if !t.prov.ready() {
 				notReady = append(notReady, t.cfg.ID)
 			}
+			ids = append(ids, t.cfg.ID)
 		}
 		if len(notReady) > 0 {
+			msg := "not ready: no discovery document or usable keys yet for tenants " + strings.Join(notReady, ", ")
+			if !named {
+				msg, notReady = "not ready: some tenant has no discovery document or usable keys yet", []string{}
+			}
 			w.Header().Set("Retry-After", "5")
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{
 				"code":    "SW_AUTH_IDP_UNAVAILABLE",
-				"message": "not ready: no discovery document or keys yet for tenants " + strings.Join(notReady, ", "),
+				"message": msg,
 				"tenants": notReady,
 			}})
 			return
 		}
-		ids := make([]string, 0, len(ts))
-		for _, t := range ts {
-			ids = append(ids, t.cfg.ID)
+		if !named {
+			ids = []string{}
 		}
 		slices.Sort(ids)
 		writeData(w, map[string]any{"status": "ready", "tenants": ids})

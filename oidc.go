@@ -139,9 +139,11 @@ func newIdPClient(t *tenantConfig) *http.Client {
 	}
 }
 
-// ready reports whether the provider has a discovery document and keys.
+// ready reports whether the provider has a discovery document and at least
+// one usable key: a tenant whose IdP publishes none refuses every token.
 func (p *provider) ready() bool {
-	return p.disc.Load() != nil && p.keys.Load() != nil
+	ks := p.keys.Load()
+	return p.disc.Load() != nil && ks != nil && len(ks.keys) > 0
 }
 
 // run fetches discovery and keys until ctx ends: at start with backoff until
@@ -155,7 +157,12 @@ func (p *provider) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			p.log.Warn("idp metadata fetch failed; keeping the last good copy", "err", err, "retry_in", delay.String())
+			if errors.Is(err, errNoUsableKeys) {
+				// Published, not kept: retried like a failure until the IdP has a key again.
+				p.log.Warn("the IdP's key set has no usable signing key: tokens are refused and the tenant is not ready", "err", err, "retry_in", delay.String())
+			} else {
+				p.log.Warn("idp metadata fetch failed; keeping the last good copy", "err", err, "retry_in", delay.String())
+			}
 			next = delay
 			delay = min(delay*2, maxRetryDelay)
 		} else {
@@ -229,6 +236,9 @@ func (p *provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
 	}
 	if d.Issuer != p.tenant.Issuer {
 		return nil, fmt.Errorf("discovery %s: issuer mismatch: want %q got %q", u, p.tenant.Issuer, d.Issuer)
+	}
+	if err := checkEndpointSchemes(p.tenant.Issuer, body); err != nil {
+		return nil, fmt.Errorf("discovery %s: %w", u, err)
 	}
 	for _, f := range []struct{ name, v string }{
 		{"authorization_endpoint", d.AuthorizationEndpoint},

@@ -31,8 +31,8 @@ type tokEndpoint struct {
 var tokEndpoints = []tokEndpoint{
 	{
 		path:     "/v1/auth/login",
-		good:     "code=good-code",
-		tagged:   func(tag string) string { return "code=code-" + tag },
+		good:     "code=good-code&code_verifier=" + tokVerifier,
+		tagged:   func(tag string) string { return "code=code-" + tag + "&code_verifier=" + tokVerifier },
 		grant:    "authorization_code",
 		rejected: "SW_AUTH_OIDC_FAILED",
 	},

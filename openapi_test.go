@@ -382,7 +382,7 @@ func TestOpenAPIDataFields(t *testing.T) {
 		hdr  []string
 	}{
 		{"GET /v1/auth/config", "", nil},
-		{"POST /v1/auth/login", "code=good-code", nil},
+		{"POST /v1/auth/login", "code=good-code&code_verifier=" + tokVerifier, nil},
 		{"POST /v1/auth/token", "grant_type=password&username=alice&password=alice-pw", nil},
 		{"POST /v1/auth/refresh", "refresh_token=rt-good", nil},
 		{"POST /v1/auth/register", "", []string{"Authorization", "Bearer " + f.accessToken()}},
@@ -420,7 +420,8 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 	on := f.tenantConfig()
 	on.Hosts = []string{"a.example"}
 	off := f.tenantConfig()
-	off.ID, off.Hosts = "off", []string{"b.example"}
+	// Another client at the same IdP: one issuer and client_id are one tenant.
+	off.ID, off.Hosts, off.ClientID = "off", []string{"b.example"}, "scaiwave-off"
 	off.Features.Auth.PasswordGrantEnabled = false
 	a := newTestApp(t, []tenantConfig{on, off})
 
@@ -488,7 +489,7 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 		{request{login, "POST", "http://a.example/v1/auth/login", "nonce=x", nil}, 400},
 		{request{login, "POST", "http://a.example/v1/auth/login?code=a", "code=b", nil}, 400},
 		{request{login, "POST", "http://a.example/v1/auth/login", "code=x&redirect_uri=https://evil.example/", nil}, 400},
-		{request{login, "POST", "http://a.example/v1/auth/login?code=bad-code", "", nil}, 401},
+		{request{login, "POST", "http://a.example/v1/auth/login?code=bad-code&code_verifier=" + tokVerifier, "", nil}, 401},
 		{request{login, "POST", "http://a.example/v1/auth/login", big, nil}, 413},
 		{request{login, "POST", "http://a.example/v1/auth/login", "code=x", []string{"Content-Type", "text/plain"}}, 415},
 		{request{token, "POST", "http://b.example/v1/auth/token", "grant_type=password&username=alice&password=alice-pw", nil}, 403},
@@ -543,7 +544,7 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 			return 401, map[string]string{"error": "invalid_client"}
 		}
 	})
-	check(a, request{login, "POST", "http://a.example/v1/auth/login", "code=good-code", nil}, 500)
+	check(a, request{login, "POST", "http://a.example/v1/auth/login", "code=good-code&code_verifier=" + tokVerifier, nil}, 500)
 
 	// The database gone (the read pool closed; Close in cleanup is idempotent).
 	a.store.r.Close()

@@ -147,19 +147,7 @@ func parseBody(contentType string, body []byte) (url.Values, error) {
 		}
 		return v, nil
 	case "application/json":
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(body, &m); err != nil {
-			return nil, badRequest("body is not a JSON object: %s", jsonErrorKind(err))
-		}
-		v := url.Values{}
-		for k, raw := range m {
-			var s string
-			if err := json.Unmarshal(raw, &s); err != nil {
-				return nil, badRequest("%s: must be a string", truncate(k, 40))
-			}
-			v.Set(k, s)
-		}
-		return v, nil
+		return parseJSONParams(body)
 	}
 	return nil, &apiError{http.StatusUnsupportedMediaType, "SW_UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/x-www-form-urlencoded or application/json"}
 }

@@ -28,6 +28,8 @@ type server struct {
 	handler http.Handler
 	// routeTable is routes() as built once by newMux, for 405s and preflights.
 	routeTable []route
+	// loopbackHosts (-dev) refuses requests whose Host is not loopback.
+	loopbackHosts bool
 }
 
 // tenant is a configured tenant at run time.
@@ -50,6 +52,8 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		limiter: newLoginLimiter(),
 		bodies:  newBodyBudget(cfg.MaxBodyBytesInFlight),
 		trusted: cfg.trustedNets,
+		// Only -dev mounts the development IdP.
+		loopbackHosts: devIDP != nil,
 	}
 	for i := range cfg.Tenants {
 		tc := &cfg.Tenants[i]
@@ -187,6 +191,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.logRequest(r, ri, sw, time.Since(start))
 	}()
+	if s.loopbackHosts && !isLoopbackHostHeader(r.Host) {
+		writeError(sw, r, errNotLoopbackHost)
+		return
+	}
 	release, ok := s.reserveBody(sw, r)
 	if !ok {
 		return

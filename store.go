@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -162,6 +163,10 @@ func openStore(ctx context.Context, path string, opts ...storeOption) (*store, e
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
 		return nil, errors.New("database: a file path is required (an in-memory database is not shared between connections)")
 	}
+	created, err := createDatabaseFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
 	w, err := sql.Open("sqlite", sqliteDSN(path, "_txlock=immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
@@ -173,6 +178,13 @@ func openStore(ctx context.Context, path string, opts ...storeOption) (*store, e
 	if err := migrate(ctx, w); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	if created {
+		// Migrating opened the WAL: both sidecars exist by now.
+		if err := restrictSidecars(path); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("open database %s: %w", path, err)
+		}
 	}
 	r, err := sql.Open("sqlite", sqliteDSN(path, "_pragma=query_only(1)"))
 	if err != nil {
@@ -532,10 +544,16 @@ func (s *store) deleteParticipant(ctx context.Context, id string) error {
 	return nil
 }
 
-// backup writes a consistent copy of the database to path while others keep
-// reading and writing. The file must not exist.
+// backup writes a consistent copy of the database to path, mode 0600,
+// while others keep reading and writing. The file must not exist.
 func (s *store) backup(ctx context.Context, path string) error {
+	// VACUUM INTO fills an empty file as it finds it, so the copy is
+	// created here with its mode; O_EXCL also keeps an existing file safe.
+	if err := createPrivateFile(path); err != nil {
+		return fmt.Errorf("backup to %s: %w", path, err)
+	}
 	if _, err := s.w.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		os.Remove(path)
 		return fmt.Errorf("backup to %s: %w", path, err)
 	}
 	return nil

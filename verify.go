@@ -101,7 +101,15 @@ type claims struct {
 	Name              looseString      `json:"name"`
 	PreferredUsername looseString      `json:"preferred_username"`
 	Email             looseString      `json:"email"`
+	EmailVerified     claimBool        `json:"email_verified"`
 	SessionID         looseString      `json:"sid"`
+	// What marks an ID token (idTokenMarker).
+	AccessTokenHash markerClaim `json:"at_hash"`
+	CodeHash        markerClaim `json:"c_hash"`
+	Type            looseString `json:"typ"`
+
+	// alg is the header's algorithm, that of the key that verified the token.
+	alg string
 }
 
 // looseString is a string claim that reads as empty when it is not a string.
@@ -219,6 +227,7 @@ func (p *provider) verifySigned(ctx context.Context, raw string, kind tokenKind)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	c.alg = h.Algorithm
 	return tok, &c, ks, nil
 }
 
@@ -341,6 +350,9 @@ func (p *provider) checkClaims(c *claims, kind tokenKind, nonce string) error {
 			return refuse(reasonNonce, "")
 		}
 	case kindAccessToken:
+		if m := idTokenMarker(c); m != "" {
+			return refuse(reasonTokenType, "an ID token (%s) is not an access token", m)
+		}
 		// RFC 9068 names the client in client_id, where OIDC says azp:
 		// Cognito, Hydra and Auth0's RFC 9068 profile send no azp, and
 		// Cognito no aud either.
