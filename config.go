@@ -61,6 +61,10 @@ type tenantConfig struct {
 	// the browser back after /v1/auth/logout's end_session_url.
 	PostLogoutRedirectURI string `json:"post_logout_redirect_uri"`
 
+	// PostLoginRedirectURIs are where the browser sign-in may send the
+	// browser back to (exact URLs; the first is the default).
+	PostLoginRedirectURIs []string `json:"post_login_redirect_uris"`
+
 	// secret is the resolved client secret, from whichever source was set.
 	secret string
 	// roots is the pool built from CAFile, nil for the system roots.
@@ -299,6 +303,9 @@ func (t *tenantConfig) validate(getenv func(string) string) error {
 		t.CORSOrigins[j] = norm
 	}
 	if err := t.validateLogout(); err != nil {
+		return err
+	}
+	if err := checkPostLoginRedirectURIs(t.PostLoginRedirectURIs); err != nil {
 		return err
 	}
 	if t.CAFile != "" {

@@ -314,6 +314,7 @@ func TestParseConfigFull(t *testing.T) {
 		{"scopes", tc.Scopes, []string{"openid", "profile", "email", "offline_access"}},
 		{"audiences", tc.Audiences, []string{"scaiwave"}},
 		{"cors_origins", tc.CORSOrigins, []string{"https://app.acme.example"}},
+		{"post_login_redirect_uris", tc.PostLoginRedirectURIs, []string{"https://app.acme.example/signed-in"}},
 	} {
 		if !slices.Equal(f.got, f.want) {
 			t.Errorf("tenant %s = %q; want %q", f.name, f.got, f.want)

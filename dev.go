@@ -63,6 +63,7 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			CORSOrigins: []string{"http://localhost:3000", "http://127.0.0.1:3000", "http://localhost:5173", "http://127.0.0.1:5173"},
 			Features:    tenantFeatures{Auth: authFeatures{PasswordGrantEnabled: true}},
 
+			PostLoginRedirectURIs: []string{base + devSignedInPath},
 			PostLogoutRedirectURI: devPostLogoutRedirectURI,
 		}},
 	}
@@ -73,7 +74,7 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	printDevBanner(stdout, base, issuer)
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	slog.SetDefault(log) // as run does
-	return serve(ctx, cfg, ln, log, idp.Handler())
+	return serve(ctx, cfg, ln, log, devHandler(idp))
 }
 
 func printDevBanner(w io.Writer, base, issuer string) {
@@ -101,6 +102,8 @@ Sign in with a code and PKCE (a code alone is refused):
   curl -si -X POST %[2]s/authorize -d client_id=%[3]s -d response_type=code -d scope=openid -d state=xyz -d redirect_uri=%[1]s/v1/auth/login -d code_challenge=$CHALLENGE -d code_challenge_method=S256 -d username=alice -d password=alice-password | grep -i '^location'
   CODE=...   # the code parameter of that Location
   curl -s -X POST %[1]s/v1/auth/login -d code=$CODE -d code_verifier=$VERIFIER
+Sign in in a browser: open this, sign in as alice, and the page you land on shows her participant:
+  %[1]s/v1/auth/authorize
 
 `, base, issuer, devClientID)
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -32,6 +35,7 @@ func TestRunDev(t *testing.T) {
 		"curl -s -X POST " + base + "/v1/auth/refresh",
 		"curl -s -X POST " + base + "/v1/auth/login -d code=$CODE -d code_verifier=$VERIFIER",
 		"-d code_challenge=$CHALLENGE -d code_challenge_method=S256",
+		"\n  " + base + "/v1/auth/authorize\n",
 	} {
 		if !strings.Contains(banner, want) {
 			t.Errorf("-dev banner lacks %q:\n%s", want, banner)
@@ -77,6 +81,91 @@ func TestRunDev(t *testing.T) {
 	c.CloseIdleConnections()
 	if err := r.stop(t, 5*time.Second); err != nil {
 		t.Fatalf("second -dev run after cancel = %v; want nil", err)
+	}
+}
+
+// TestRunDevBrowserSignIn walks the banner's browser sign-in through -dev
+// with a cookie jar, as a browser would: /v1/auth/authorize, the dev IdP's
+// login form, the callback, and the dev app's page with a handoff, which
+// redeems to alice's tokens and participant. Then once more with the app's
+// own PKCE challenge, whose verifier the redemption needs.
+func TestRunDevBrowserSignIn(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	base := "http://" + addr
+	r := startRun(t, []string{"-dev", "-addr", addr, "-db", filepath.Join(dir, "dev.db")}, nil)
+	c := newTestClient(t)
+	waitStatus(t, r, c, base+"/readyz", 200, 10*time.Second)
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{
+		Jar:           jar,
+		Timeout:       5 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	t.Cleanup(browser.CloseIdleConnections)
+	redirect := func(u string, want int) *url.URL {
+		t.Helper()
+		resp, err := browser.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc, err := resp.Location()
+		if resp.StatusCode != want || err != nil {
+			t.Fatalf("GET %s = %d (Location %v); want %d with a Location", u, resp.StatusCode, err, want)
+		}
+		return loc
+	}
+	alice := devUsers()[0]
+	signIn := func(authorize string) (handoff string) {
+		t.Helper()
+		idp := redirect(authorize, http.StatusFound)
+		if !strings.HasPrefix(idp.String(), base+devIDPPath+"/authorize?") {
+			t.Fatalf("/v1/auth/authorize sent the browser to %s; want the dev IdP", idp)
+		}
+		callback := e2eBrowser(t, idp, alice.Username, alice.Password)
+		if got := callback.Scheme + "://" + callback.Host + callback.Path; got != base+"/v1/auth/login" {
+			t.Fatalf("the dev IdP sent the browser to %s; want the service's /v1/auth/login", got)
+		}
+		page := redirect(callback.String(), http.StatusSeeOther)
+		if got := page.Scheme + "://" + page.Host + page.Path; got != base+devSignedInPath {
+			t.Fatalf("the callback sent the browser to %s; want the dev app's page", got)
+		}
+		resp, err := browser.Get(page.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(body), "/v1/auth/register") {
+			t.Fatalf("GET %s = %d %s; want the dev app's page", devSignedInPath, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		return page.Query().Get("handoff")
+	}
+
+	h := signIn(base + "/v1/auth/authorize")
+	status, e := call(t, c, "POST", base+"/v1/auth/login", url.Values{"handoff": {h}}, "")
+	token, _ := e.Data["access_token"].(string)
+	if status != 200 || token == "" {
+		t.Fatalf("POST /v1/auth/login with the handoff = %d %+v; want alice's tokens", status, e.Error)
+	}
+	status, e = call(t, c, "POST", base+"/v1/auth/register", nil, token)
+	if status != 200 || e.Data["display_name"] != alice.Name || e.Data["email"] != alice.Email || e.Data["tenant_id"] != "dev" {
+		t.Errorf("POST /v1/auth/register after the browser sign-in = %d %+v; want alice's participant", status, e)
+	}
+	if status, _ := call(t, c, "POST", base+"/v1/auth/login", url.Values{"handoff": {h}}, ""); status != 401 {
+		t.Errorf("POST /v1/auth/login with the handoff again = %d; want 401", status)
+	}
+
+	h = signIn(base + "/v1/auth/authorize?code_challenge=" + s256(tokVerifier) + "&code_challenge_method=S256")
+	if status, _ := call(t, c, "POST", base+"/v1/auth/login", url.Values{"handoff": {h}, "code_verifier": {tokVerifier}}, ""); status != 200 {
+		t.Errorf("POST /v1/auth/login with a PKCE sign-in's handoff and verifier = %d; want 200", status)
+	}
+	c.CloseIdleConnections()
+	browser.CloseIdleConnections()
+	if err := r.stop(t, 5*time.Second); err != nil {
+		t.Fatalf("-dev run after cancel = %v; want nil", err)
 	}
 }
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -53,6 +55,8 @@ type fakeIDP struct {
 	tokenFn   func(form url.Values, r *http.Request) (int, any)
 	lastForm  url.Values
 	lastBasic [2]string
+	// codes are the codes authorize issued, until redeemed.
+	codes map[string]fakeCode
 
 	// The revocation endpoint (RFC 7009), listed in discovery unless
 	// noRevocation: how it misbehaves, the status it answers, the methods
@@ -74,6 +78,10 @@ const (
 	testClientSecret = "s3cret:&=+ %"
 	testRedirectURI  = "https://app.example.com/v1/auth/login"
 	testSubject      = "user-1"
+
+	testReturnTo         = "https://app.example.com/signed-in"
+	testReturnToQuery    = "https://app.example.com/cb?tab=home"
+	testReturnToLoopback = "http://127.0.0.1:3000/cb"
 )
 
 // newFakeIDP starts a fake IdP on loopback with one RS256 key, kid "k1".
@@ -375,6 +383,9 @@ func (f *fakeIDP) defaultToken(form url.Values, r *http.Request) (int, any) {
 	ok := false
 	switch form.Get("grant_type") {
 	case "authorization_code":
+		if c, issued := f.takeCode(form.Get("code")); issued {
+			return f.redeemCode(c, form)
+		}
 		ok = form.Get("code") == "good-code"
 	case "password":
 		ok = form.Get("username") == "alice" && form.Get("password") == "alice-pw"
@@ -435,6 +446,8 @@ func (f *fakeIDP) tenantConfig() tenantConfig {
 		CAFile:       f.caFile,
 		CORSOrigins:  []string{"https://app.example.com"},
 		Features:     tenantFeatures{Auth: authFeatures{PasswordGrantEnabled: true}},
+
+		PostLoginRedirectURIs: []string{testReturnTo, testReturnToQuery, testReturnToLoopback},
 	}
 }
 
@@ -442,4 +455,59 @@ func writeTestJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
+}
+
+// fakeCode is what an issued code is bound to.
+type fakeCode struct{ nonce, challenge, redirectURI string }
+
+// authorize plays the IdP's authorization endpoint and a user who signs in:
+// for an authorization URL the service made, it checks the request's
+// parameters and returns a fresh code bound to its nonce, code_challenge
+// and redirect_uri, which defaultToken redeems once, as a real IdP does.
+func (f *fakeIDP) authorize(authURL string) string {
+	f.t.Helper()
+	u, err := url.Parse(authURL)
+	if err != nil || u.Scheme+"://"+u.Host+u.Path != f.issuer+"/authorize" {
+		f.t.Fatalf("authorization URL %q is not this IdP's authorization endpoint", authURL)
+	}
+	q := u.Query()
+	for k, want := range map[string]string{"response_type": "code", "client_id": testClientID, "code_challenge_method": "S256"} {
+		if q.Get(k) != want {
+			f.t.Fatalf("authorization URL: %s = %q; want %q", k, q.Get(k), want)
+		}
+	}
+	for _, k := range []string{"state", "nonce", "code_challenge", "redirect_uri", "scope"} {
+		if q.Get(k) == "" {
+			f.t.Fatalf("authorization URL: no %s", k)
+		}
+	}
+	code := "code-" + randomValue()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.codes == nil {
+		f.codes = map[string]fakeCode{}
+	}
+	f.codes[code] = fakeCode{nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), redirectURI: q.Get("redirect_uri")}
+	return code
+}
+
+func (f *fakeIDP) takeCode(code string) (fakeCode, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.codes[code]
+	delete(f.codes, code)
+	return c, ok
+}
+
+// redeemCode answers a code exchange for an issued code: PKCE S256 and
+// redirect_uri checked, the ID token carrying the code's nonce.
+func (f *fakeIDP) redeemCode(c fakeCode, form url.Values) (int, any) {
+	sum := sha256.Sum256([]byte(form.Get("code_verifier")))
+	if base64.RawURLEncoding.EncodeToString(sum[:]) != c.challenge {
+		return 400, map[string]string{"error": "invalid_grant", "error_description": "code_verifier does not match"}
+	}
+	if form.Get("redirect_uri") != c.redirectURI {
+		return 400, map[string]string{"error": "invalid_grant", "error_description": "redirect_uri differs"}
+	}
+	return 200, f.tokTokens(f.idToken(c.nonce))
 }

@@ -25,7 +25,9 @@ type route struct {
 func (s *server) routes() []route {
 	rs := []route{
 		{"GET", "/v1/auth/config", handleConfig(), true},
-		{"POST", "/v1/auth/login", handleLogin(), true},
+		{"GET", "/v1/auth/authorize", handleAuthorize(s.browser), true},
+		{"GET", "/v1/auth/login", handleCallback(s.browser), true},
+		{"POST", "/v1/auth/login", handleLogin(s.browser), true},
 		{"POST", "/v1/auth/token", handleToken(s.limiter, s.trusted), true},
 		{"POST", "/v1/auth/refresh", handleRefresh(), true},
 		{"POST", "/v1/auth/register", handleRegister(s.store), true},
@@ -42,7 +44,7 @@ func (s *server) routes() []route {
 }
 
 // newMux builds the mux from the route table, plus devIDP, when not nil,
-// mounted under devIDPPath without tenant routing.
+// mounted under devIDPPath and at devSignedInPath without tenant routing.
 func (s *server) newMux(devIDP http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	rs := s.routes()
@@ -56,6 +58,7 @@ func (s *server) newMux(devIDP http.Handler) *http.ServeMux {
 	}
 	if devIDP != nil {
 		mux.Handle(devIDPPath+"/", withRoute(devIDP))
+		mux.Handle(devSignedInPath, withRoute(devIDP))
 	}
 	mux.Handle("/", handleNoRoute(rs))
 	return mux
@@ -123,14 +126,22 @@ func handleConfig() http.Handler {
 }
 
 // handleLogin exchanges an authorization code for tokens and verifies the
-// ID token.
-func handleLogin() http.Handler {
-	rejected := &apiError{http.StatusUnauthorized, "SW_AUTH_OIDC_FAILED", "the identity provider rejected the authorization code"}
+// ID token. With handoff it redeems a browser sign-in instead (handoff.go),
+// and with state it is the form_post callback of one (callback.go).
+func handleLogin(b *browserSignIn) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := tenantOf(r)
 		v, err := readParams(w, r, true)
 		if err != nil {
 			writeError(w, r, err)
+			return
+		}
+		switch {
+		case v.Has("handoff"):
+			b.redeemHandoff(w, r, t, v)
+			return
+		case v.Has("state"):
+			b.finishSignIn(w, r, t, v)
 			return
 		}
 		code, err := required(v, "code")
@@ -153,28 +164,42 @@ func handleLogin() http.Handler {
 			writeError(w, r, badRequest("code_verifier: must be 43-128 characters of A-Z, a-z, 0-9, '-', '.', '_' or '~' (RFC 7636)"))
 			return
 		}
-		nonce := v.Get("nonce")
-		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {t.cfg.RedirectURI}}
-		if verifier != "" {
-			form.Set("code_verifier", verifier)
-		}
-		tr, err := t.prov.token(r.Context(), form)
+		tr, err := exchangeCode(r.Context(), t, code, verifier, v.Get("nonce"))
 		if err != nil {
-			writeError(w, r, idpError(t, err, rejected))
-			return
-		}
-		if tr.IDToken == "" {
-			t.prov.log.Warn("code exchange answered without an id_token: is openid among the scopes requested?")
-			writeError(w, r, &apiError{http.StatusUnauthorized, "SW_AUTH_OIDC_FAILED", "the identity provider returned no ID token"})
-			return
-		}
-		if _, err := t.prov.verifyAnswerIDToken(r.Context(), tr, nonce); err != nil {
-			writeError(w, r, verifyFailed(t, err, "SW_AUTH_OIDC_FAILED"))
+			writeError(w, r, err)
 			return
 		}
 		writeTokens(w, tr)
 	})
 }
+
+// exchangeCode redeems an authorization code at the tenant's token endpoint,
+// with verifier as the PKCE code_verifier when not empty, and verifies the ID
+// token the answer must carry, its at_hash included; nonce, when not empty,
+// must be its nonce.
+// Errors are ready for writeError: SW_AUTH_OIDC_FAILED when the IdP rejected
+// the code or the ID token failed, else as idpError maps them.
+func exchangeCode(ctx context.Context, t *tenant, code, verifier, nonce string) (*tokenResponse, error) {
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {t.cfg.RedirectURI}}
+	if verifier != "" {
+		form.Set("code_verifier", verifier)
+	}
+	tr, err := t.prov.token(ctx, form)
+	if err != nil {
+		return nil, idpError(t, err, errCodeRejected)
+	}
+	if tr.IDToken == "" {
+		t.prov.log.Warn("code exchange answered without an id_token: is openid among the scopes requested?")
+		return nil, &apiError{http.StatusUnauthorized, "SW_AUTH_OIDC_FAILED", "the identity provider returned no ID token"}
+	}
+	if _, err := t.prov.verifyAnswerIDToken(ctx, tr, nonce); err != nil {
+		return nil, verifyFailed(t, err, "SW_AUTH_OIDC_FAILED")
+	}
+	return tr, nil
+}
+
+// errCodeRejected is the answer when the IdP refuses an authorization code.
+var errCodeRejected = &apiError{http.StatusUnauthorized, "SW_AUTH_OIDC_FAILED", "the identity provider rejected the authorization code"}
 
 // validCodeVerifier checks the RFC 7636 §4.1 syntax.
 func validCodeVerifier(s string) bool {

@@ -26,7 +26,8 @@ func TestRoutingErrors(t *testing.T) {
 	}{
 		{"unknown path", "GET", "/nope", "", nil, 404, "SW_NOT_FOUND", [2]string{}},
 		{"unknown api path", "POST", "/v1/auth/nope", "", nil, 404, "SW_NOT_FOUND", [2]string{}},
-		{"GET on a POST route", "GET", "/v1/auth/login", "", nil, 405, "SW_METHOD_NOT_ALLOWED", [2]string{"Allow", "POST"}},
+		{"GET on a POST route", "GET", "/v1/auth/token", "", nil, 405, "SW_METHOD_NOT_ALLOWED", [2]string{"Allow", "POST"}},
+		{"DELETE on login", "DELETE", "/v1/auth/login", "", nil, 405, "SW_METHOD_NOT_ALLOWED", [2]string{"Allow", "GET, HEAD, POST"}},
 		{"DELETE on config", "DELETE", "/v1/auth/config", "", nil, 405, "SW_METHOD_NOT_ALLOWED", [2]string{"Allow", "GET, HEAD"}},
 		{"body over 64 KiB", "POST", "/v1/auth/login", big, nil, 413, "SW_REQUEST_TOO_LARGE", [2]string{}},
 		{"text/plain body", "POST", "/v1/auth/login", "code=x", []string{"Content-Type", "text/plain"}, 415, "SW_UNSUPPORTED_MEDIA_TYPE", [2]string{}},

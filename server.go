@@ -24,6 +24,7 @@ type server struct {
 	limiter *loginLimiter
 	bodies  *bodyBudget
 	trusted []netip.Prefix
+	browser *browserSignIn
 	handler http.Handler
 	// routeTable is routes() as built once by newMux, for 405s and preflights.
 	routeTable []route
@@ -69,6 +70,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		}
 		warnIssuerRules(log, tc)
 	}
+	s.browser = newBrowserSignIn(s.tenants, s.trusted, log)
 	s.handler = s.newMux(devIDP)
 	return s
 }

@@ -43,9 +43,16 @@ func newTestApp(t testing.TB, tenants []tenantConfig, noWait ...bool) *testApp {
 }
 
 // startTestApp validates cfg, as loading a configuration file would, and
-// serves it with its database at dbPath; every way of building a testApp
-// ends here.
+// serves it with its database at dbPath, its log discarded.
 func startTestApp(t testing.TB, cfg *config, dbPath string, wait bool) *testApp {
+	t.Helper()
+	return startTestAppLog(t, cfg, dbPath, wait, io.Discard)
+}
+
+// startTestAppLog is startTestApp with the service's log written to logw,
+// for tests that read what the service logs; every way of building a
+// testApp ends here.
+func startTestAppLog(t testing.TB, cfg *config, dbPath string, wait bool, logw io.Writer) *testApp {
 	t.Helper()
 	if err := cfg.validate(noEnv); err != nil {
 		t.Fatalf("test config: %v", err)
@@ -56,7 +63,7 @@ func startTestApp(t testing.TB, cfg *config, dbPath string, wait bool) *testApp 
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(logw, nil))
 	s := newServer(cfg, st, log, met, nil)
 	if err := s.loadRevocations(context.Background()); err != nil {
 		t.Fatal(err)
