@@ -46,6 +46,8 @@ type tenantConfig struct {
 	CORSOrigins      []string       `json:"cors_origins"`
 	CAFile           string         `json:"ca_file"`
 	Features         tenantFeatures `json:"features"`
+	// AccessTokens is the access_tokens block (config_access.go).
+	AccessTokens accessTokensConfig `json:"access_tokens"`
 
 	// secret is the resolved client secret, from whichever source was set.
 	secret string
@@ -168,6 +170,8 @@ func jsonKind(k string) string {
 		return "true or false"
 	case "ptr":
 		return "true or false"
+	case "int", "int64":
+		return "a whole number"
 	}
 	return "a " + k
 }
@@ -272,6 +276,9 @@ func (t *tenantConfig) validate(getenv func(string) string) error {
 			return configErrorf("cors_origins[%d]: %v", j, err)
 		}
 		t.CORSOrigins[j] = norm
+	}
+	if err := t.AccessTokens.validate(t.Issuer, getenv); err != nil {
+		return err
 	}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)

@@ -61,6 +61,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		if tc.Features.Auth.PasswordGrantEnabled {
 			log.Warn("password grant enabled: /v1/auth/token accepts usernames and passwords for this tenant", "tenant", tc.ID)
 		}
+		logAccessTokenWarnings(log, tc)
 	}
 	s.handler = s.newMux(devIDP)
 	return s
