@@ -24,6 +24,7 @@ const (
 	modeGarbage = "garbage" // 200 with a body that is not JSON
 	modeSlow    = "slow"    // answers after fakeIDP.slow
 	modeHuge    = "huge"    // 200 with a body over every limit
+	modeHang    = "hang"    // holds the request until the client gives up, or fakeIDP.slow passes
 )
 
 // fakeIDP is an OpenID provider for tests that can be made to misbehave:
@@ -51,6 +52,10 @@ type fakeIDP struct {
 
 	discHits, jwksHits, tokenHits atomic.Int64
 	newConns                      atomic.Int64 // connections accepted
+	// inFlight and maxInFlight count requests being answered, every
+	// endpoint together; cancelled counts the requests of modeHang whose
+	// client gave up before the answer.
+	inFlight, maxInFlight, cancelled atomic.Int64
 }
 
 const (
@@ -84,13 +89,17 @@ func (f *fakeIDP) set(fn func(f *fakeIDP)) {
 }
 
 func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
+	n := f.inFlight.Add(1)
+	defer f.inFlight.Add(-1)
+	for m := f.maxInFlight.Load(); n > m && !f.maxInFlight.CompareAndSwap(m, n); m = f.maxInFlight.Load() {
+	}
 	switch r.URL.Path {
 	case "/.well-known/openid-configuration":
 		f.discHits.Add(1)
 		f.mu.Lock()
 		mode, iss, methods, algs := f.discMode, f.discIssuer, f.authMethods, f.algs
 		f.mu.Unlock()
-		if f.misbehave(w, mode) {
+		if f.misbehave(w, r, mode) {
 			return
 		}
 		if iss == "" {
@@ -116,7 +125,7 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		mode := f.jwksMode
 		f.mu.Unlock()
-		if f.misbehave(w, mode) {
+		if f.misbehave(w, r, mode) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -126,7 +135,7 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		mode, fn := f.tokenMode, f.tokenFn
 		f.mu.Unlock()
-		if f.misbehave(w, mode) {
+		if f.misbehave(w, r, mode) {
 			return
 		}
 		r.ParseForm()
@@ -147,7 +156,7 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // misbehave acts out a mode and reports whether it answered.
-func (f *fakeIDP) misbehave(w http.ResponseWriter, mode string) bool {
+func (f *fakeIDP) misbehave(w http.ResponseWriter, r *http.Request, mode string) bool {
 	switch mode {
 	case modeDown:
 		hj, ok := w.(http.Hijacker)
@@ -164,6 +173,17 @@ func (f *fakeIDP) misbehave(w http.ResponseWriter, mode string) bool {
 	case modeSlow:
 		time.Sleep(f.slow)
 		return false
+	case modeHang:
+		// The server notices a client that went away only once it has
+		// read the request body, as a real IdP does before working on it.
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+			f.cancelled.Add(1)
+			return true
+		case <-time.After(f.slow):
+			return false
+		}
 	case modeHuge:
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"keys":[],"pad":"`+strings.Repeat("x", 2<<20)+`"}`)

@@ -101,8 +101,10 @@ func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 }
 
 // newIdPClient returns an HTTP client for talking to one IdP: bounded dial,
-// TLS and header times, kept-alive connections, the tenant's extra roots,
-// and no redirects except for GETs within the same scheme.
+// TLS and header times, kept-alive connections, at most idpMaxInFlight calls
+// in flight (limitedTransport) over at most idpMaxConns connections, the
+// tenant's extra roots, and no redirects except for GETs within the same
+// scheme.
 func newIdPClient(t *tenantConfig) *http.Client {
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
@@ -111,13 +113,14 @@ func newIdPClient(t *tenantConfig) *http.Client {
 		ResponseHeaderTimeout: idpRequestTimeout,
 		ExpectContinueTimeout: time.Second,
 		MaxIdleConns:          128,
-		MaxIdleConnsPerHost:   64,
+		MaxIdleConnsPerHost:   idpMaxConns,
+		MaxConnsPerHost:       idpMaxConns,
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 		TLSClientConfig:       &tls.Config{RootCAs: t.roots, MinVersion: tls.VersionTLS12},
 	}
 	return &http.Client{
-		Transport: tr,
+		Transport: newLimitedTransport(tr, idpMaxInFlight, idpQueueWait),
 		Timeout:   idpRequestTimeout + 5*time.Second,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if req.Method != http.MethodGet || len(via) >= 3 {
