@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net"
@@ -50,7 +51,23 @@ type fakeIDP struct {
 	lastForm  url.Values
 	lastBasic [2]string
 
+	// Introspection (RFC 7662) is in discovery only with introspect set.
+	introspect            bool
+	introspectMode        string
+	introspectAuthMethods []string
+	// introspectFn answers the introspection endpoint; nil answers the
+	// opaque tokens made by opaqueToken, and active false to the rest.
+	introspectFn        func(form url.Values, r *http.Request) (int, any)
+	lastIntrospect      url.Values
+	lastIntrospectBasic [2]string
+	opaque              map[string]map[string]any // token → introspection answer
+	userinfoMode        string
+	// userinfoFn answers the userinfo endpoint for a bearer; nil answers
+	// the opaque tokens' subjects with the tokens' names, 401 to the rest.
+	userinfoFn func(bearer string) (int, any)
+
 	discHits, jwksHits, tokenHits atomic.Int64
+	introspectHits, userinfoHits  atomic.Int64
 	newConns                      atomic.Int64 // connections accepted
 	// inFlight and maxInFlight count requests being answered, every
 	// endpoint together; cancelled counts the requests of modeHang whose
@@ -98,6 +115,7 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		f.discHits.Add(1)
 		f.mu.Lock()
 		mode, iss, methods, algs := f.discMode, f.discIssuer, f.authMethods, f.algs
+		introspect, imethods := f.introspect, f.introspectAuthMethods
 		f.mu.Unlock()
 		if f.misbehave(w, r, mode) {
 			return
@@ -118,6 +136,12 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		if algs != nil {
 			doc["id_token_signing_alg_values_supported"] = algs
+		}
+		if introspect {
+			doc["introspection_endpoint"] = f.issuer + "/introspect"
+		}
+		if imethods != nil {
+			doc["introspection_endpoint_auth_methods_supported"] = imethods
 		}
 		writeTestJSON(w, 200, doc)
 	case "/jwks":
@@ -150,9 +174,105 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		status, body := fn(r.PostForm, r)
 		w.Header().Set("Cache-Control", "no-store")
 		writeTestJSON(w, status, body)
+	case "/introspect":
+		f.introspectHits.Add(1)
+		f.mu.Lock()
+		mode, fn := f.introspectMode, f.introspectFn
+		f.mu.Unlock()
+		if f.misbehave(w, r, mode) {
+			return
+		}
+		r.ParseForm()
+		f.mu.Lock()
+		f.lastIntrospect = r.PostForm
+		u, p, _ := r.BasicAuth()
+		f.lastIntrospectBasic = [2]string{u, p}
+		f.mu.Unlock()
+		if fn == nil {
+			fn = f.defaultIntrospect
+		}
+		status, body := fn(r.PostForm, r)
+		writeTestJSON(w, status, body)
+	case "/userinfo":
+		f.userinfoHits.Add(1)
+		f.mu.Lock()
+		mode, fn := f.userinfoMode, f.userinfoFn
+		f.mu.Unlock()
+		if f.misbehave(w, r, mode) {
+			return
+		}
+		if fn == nil {
+			fn = f.defaultUserinfo
+		}
+		status, body := fn(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+		writeTestJSON(w, status, body)
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// rawBody is a test answer written as it is, not as JSON.
+type rawBody string
+
+// opaqueToken makes a random opaque access token that the default
+// introspection endpoint calls active, with answer claims for testSubject;
+// mods change them (a nil value deletes the claim).
+func (f *fakeIDP) opaqueToken(mods ...map[string]any) string {
+	now := time.Now()
+	answer := withMods(map[string]any{
+		"active":             true,
+		"iss":                f.issuer,
+		"sub":                testSubject,
+		"client_id":          testClientID,
+		"scope":              "openid profile email",
+		"token_type":         "Bearer",
+		"exp":                now.Add(5 * time.Minute).Unix(),
+		"iat":                now.Unix(),
+		"name":               "Opaque User",
+		"preferred_username": "ouser",
+		"email":              "opaque.user@example.com",
+	}, mods...)
+	tok := "opq_" + rand.Text()
+	f.mu.Lock()
+	if f.opaque == nil {
+		f.opaque = map[string]map[string]any{}
+	}
+	f.opaque[tok] = answer
+	f.mu.Unlock()
+	return tok
+}
+
+// registerOpaque makes tok, whatever its shape, a token the default
+// introspection endpoint calls active, with opaqueToken's answer.
+func (f *fakeIDP) registerOpaque(tok string) {
+	src := f.opaqueToken()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.opaque[tok] = f.opaque[src]
+}
+
+// defaultIntrospect answers the opaque tokens of opaqueToken, and active
+// false to any other token.
+func (f *fakeIDP) defaultIntrospect(form url.Values, r *http.Request) (int, any) {
+	f.mu.Lock()
+	answer, ok := f.opaque[form.Get("token")]
+	f.mu.Unlock()
+	if !ok {
+		return 200, map[string]any{"active": false}
+	}
+	return 200, answer
+}
+
+// defaultUserinfo answers an opaque token of opaqueToken with its subject
+// and a name of its own, and 401 to any other bearer.
+func (f *fakeIDP) defaultUserinfo(bearer string) (int, any) {
+	f.mu.Lock()
+	answer, ok := f.opaque[bearer]
+	f.mu.Unlock()
+	if !ok {
+		return 401, map[string]any{"error": "invalid_token"}
+	}
+	return 200, map[string]any{"sub": answer["sub"], "name": "Userinfo Name", "email": "from.userinfo@example.com"}
 }
 
 // misbehave acts out a mode and reports whether it answered.
@@ -354,5 +474,9 @@ func (f *fakeIDP) tenantConfig() tenantConfig {
 func writeTestJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
+	if raw, ok := v.(rawBody); ok {
+		io.WriteString(w, string(raw))
+		return
+	}
 	json.NewEncoder(w).Encode(v)
 }

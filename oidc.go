@@ -52,6 +52,9 @@ type discovery struct {
 	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported,omitempty"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported,omitempty"`
+	// Introspection (RFC 7662, RFC 8414 §2), for opaque access tokens.
+	IntrospectionEndpoint                     string   `json:"introspection_endpoint,omitempty"`
+	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported,omitempty"`
 }
 
 // supportedAlgs are the signature algorithms we accept at all: asymmetric
@@ -81,6 +84,8 @@ type provider struct {
 	keys    *keySource
 	tokens  *tokenCache // nil: no cache, every bearer token verified in full
 	refresh *refreshFlights
+	// remote shares one IdP call among requests with one opaque token.
+	remote *flightGroup[[32]byte, *remoteAnswer]
 }
 
 // newProvider makes a provider for t; call run to start fetching.
@@ -97,6 +102,7 @@ func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 	}
 	p.keys = &keySource{get: p.get, discovery: p.disc.Load, log: p.log, met: met, now: func() time.Time { return p.now() }}
 	p.refresh = newRefreshFlights(func() time.Time { return p.now() })
+	p.remote = newFlightGroup[[32]byte, *remoteAnswer](func() time.Time { return p.now() }, remoteCallTimeout, 0, maxRemoteFlights)
 	return p
 }
 
@@ -134,9 +140,10 @@ func newIdPClient(t *tenantConfig) *http.Client {
 	}
 }
 
-// ready reports whether the provider has a discovery document and keys.
+// ready reports whether the provider has a discovery document and keys,
+// and the endpoint its access token validation needs (remoteReady).
 func (p *provider) ready() bool {
-	return p.disc.Load() != nil && p.keys.Load() != nil
+	return p.disc.Load() != nil && p.keys.Load() != nil && p.remoteReady()
 }
 
 // run fetches discovery and keys until ctx ends: at start with backoff until
@@ -191,6 +198,9 @@ func (p *provider) check(ctx context.Context) (*discovery, *keySet, error) {
 	if err := p.refreshAll(ctx); err != nil {
 		return nil, nil, err
 	}
+	if !p.remoteReady() {
+		return nil, nil, fmt.Errorf("access_tokens.validation %s: the IdP's discovery names no endpoint for it", p.tenant.AccessTokens.Validation)
+	}
 	return p.disc.Load(), p.keys.Load(), nil
 }
 
@@ -233,7 +243,7 @@ func (p *provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
 			return nil, fmt.Errorf("discovery %s: %s: %v", u, f.name, err)
 		}
 	}
-	for _, f := range []*string{&d.UserinfoEndpoint, &d.EndSessionEndpoint} {
+	for _, f := range []*string{&d.UserinfoEndpoint, &d.EndSessionEndpoint, &d.IntrospectionEndpoint} {
 		if *f != "" && checkEndpoint(*f) != nil {
 			*f = "" // optional: a broken one is dropped, not fatal
 		}

@@ -25,6 +25,10 @@ type testApp struct {
 	store  *store
 	dbPath string
 	cancel context.CancelFunc
+	// logs holds the service's JSON log lines at logLevel and above
+	// (warnings, by default: benchmarks must not fill it).
+	logs     *syncBuffer
+	logLevel *slog.LevelVar
 }
 
 // newTestApp builds the service for the tenants, starts their providers
@@ -48,11 +52,13 @@ func startTestApp(t testing.TB, cfg *config, dbPath string, wait bool) *testApp 
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logs, level := &syncBuffer{}, &slog.LevelVar{}
+	level.Set(slog.LevelWarn)
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level}))
 	s := newServer(cfg, st, log, met, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.startProviders(ctx)
-	a := &testApp{t: t, srv: s, store: st, dbPath: dbPath, cancel: cancel}
+	a := &testApp{t: t, srv: s, store: st, dbPath: dbPath, cancel: cancel, logs: logs, logLevel: level}
 	t.Cleanup(func() {
 		cancel()
 		st.Close()
