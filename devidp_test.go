@@ -443,7 +443,7 @@ func (d *devIDP) tokenRequests() int64 { return d.tokenCalls.Load() }
 // signing fails, which only a broken key can cause.
 func (d *devIDP) mintAccessToken(u devUser, ttl time.Duration) string {
 	now := d.now()
-	tok, err := d.signAccessToken(u, devDefaultScope, now, now, ttl)
+	tok, err := d.signAccessToken(d.accessClaims(devClientID, u, devDefaultScope, now, now, ttl))
 	if err != nil {
 		panic("dev idp: " + err.Error())
 	}
@@ -455,7 +455,7 @@ func (d *devIDP) mintAccessToken(u devUser, ttl time.Duration) string {
 // signing fails, which only a broken key can cause.
 func (d *devIDP) mintIDToken(u devUser, nonce string, ttl time.Duration) string {
 	now := d.now()
-	tok, err := d.signIDToken(u, devDefaultScope, nonce, "", now, now, ttl)
+	tok, err := d.signIDToken(devClientID, u, devDefaultScope, nonce, "", now, now, ttl)
 	if err != nil {
 		panic("dev idp: " + err.Error())
 	}
