@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -146,5 +147,24 @@ func TestAccessTokensUserinfoWarning(t *testing.T) {
 		if warned != (mode == "userinfo") {
 			t.Errorf("validation %s: start-up log %q; want a warning naming the tenant: %v", mode, buf.String(), mode == "userinfo")
 		}
+	}
+}
+
+// TestDeployConfigParses: the example in deploy/ is a valid configuration,
+// its access_tokens block included, once its secret file exists.
+func TestDeployConfigParses(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("deploy/scaiwave.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := writeTestFile(t, t.TempDir(), "client-secret", "deploy-example\n")
+	doc := strings.Replace(string(raw), "/run/credentials/scaiwave-auth.service/client-secret", secret, 1)
+	cfg, err := parseConfig([]byte(doc), noEnv)
+	if err != nil {
+		t.Fatalf("parseConfig (deploy/scaiwave.json) = %v", err)
+	}
+	if a := cfg.Tenants[0].AccessTokens; a.Validation != validationAuto || a.cacheTTL != time.Minute {
+		t.Errorf("deploy/scaiwave.json access_tokens = %q, %v; want auto, 1m", a.Validation, a.cacheTTL)
 	}
 }

@@ -321,6 +321,9 @@ func TestParseConfigFull(t *testing.T) {
 	if tc.roots != nil {
 		t.Errorf("roots set although ca_file is empty")
 	}
+	if a := tc.AccessTokens; a.Validation != validationAuto || a.cacheTTL != time.Minute || a.IntrospectionEndpoint != "" {
+		t.Errorf("access_tokens = %q, %v, %q; want auto, 1m, no endpoint", a.Validation, a.cacheTTL, a.IntrospectionEndpoint)
+	}
 }
 
 // TestParseConfigDefaults checks what an omitted field becomes.
