@@ -186,3 +186,76 @@ func BenchmarkPasswordGrantDirect(b *testing.B)  { grantBench(b, passwordForm, f
 func BenchmarkPasswordGrantService(b *testing.B) { grantBench(b, passwordForm, true) }
 func BenchmarkRefreshGrantDirect(b *testing.B)   { grantBench(b, refreshForm, false) }
 func BenchmarkRefreshGrantService(b *testing.B)  { grantBench(b, refreshForm, true) }
+
+// introspectionBench is a service whose tenant introspects opaque tokens at
+// the fake IdP, with one participant registered by an opaque token.
+func introspectionBench(b *testing.B) (*fakeIDP, *testApp, string) {
+	f := newFakeIDP(b)
+	f.set(func(f *fakeIDP) { f.introspect = true })
+	a := newTestApp(b, []tenantConfig{f.tenantConfig()})
+	tok := f.opaqueToken()
+	if w := a.register(tok); w.Code != 200 {
+		b.Fatalf("register = %d %s", w.Code, w.Body)
+	}
+	return f, a, tok
+}
+
+// BenchmarkRegisterIntrospectedCached is /register with an opaque token
+// whose introspection answer is in the cache: to compare with
+// BenchmarkRegisterCached, the same for a JWT.
+func BenchmarkRegisterIntrospectedCached(b *testing.B) {
+	_, a, tok := introspectionBench(b)
+	serveRegister(b, a, tok)
+}
+
+// opaqueTokens makes n opaque tokens of one person, outside the timer.
+func opaqueTokens(b *testing.B, f *fakeIDP, n int) []string {
+	b.StopTimer()
+	defer b.StartTimer()
+	toks := make([]string, n)
+	for i := range toks {
+		toks[i] = f.opaqueToken()
+	}
+	return toks
+}
+
+// BenchmarkRegisterIntrospectCold is /register with a new opaque token each
+// call: one introspection over loopback HTTP, then the known participant.
+func BenchmarkRegisterIntrospectCold(b *testing.B) {
+	f, a, _ := introspectionBench(b)
+	toks := opaqueTokens(b, f, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if w := a.register(toks[i]); w.Code != 200 {
+			b.Fatalf("register = %d", w.Code)
+		}
+	}
+}
+
+// BenchmarkIntrospectDirect is the floor of BenchmarkRegisterIntrospectCold:
+// the same introspection request sent to the fake IdP directly, over a
+// kept-alive connection.
+func BenchmarkIntrospectDirect(b *testing.B) {
+	f, _, _ := introspectionBench(b)
+	toks := opaqueTokens(b, f, b.N)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		body := url.Values{"token": {toks[i]}, "token_type_hint": {"access_token"}}.Encode()
+		req, _ := http.NewRequest("POST", f.issuer+"/introspect", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "application/json")
+		req.SetBasicAuth(url.QueryEscape(testClientID), url.QueryEscape(testClientSecret))
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+}
