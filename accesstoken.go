@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -52,20 +53,65 @@ func (p *provider) authenticate(ctx context.Context, raw string) (*claims, error
 // looksLikeJWS reports whether raw has the shape of a compact JWS: exactly
 // three segments, the first decoding to a JSON object that names an alg.
 // A JWE (five segments, Zitadel's opaque tokens) and any other string are
-// not, whatever their first segment says.
+// not, whatever their first segment says. It runs before every cached JWT
+// is looked up, so it neither allocates for a usual header nor uses
+// reflection.
 func looksLikeJWS(raw string) bool {
 	head, rest, ok := strings.Cut(raw, ".")
-	if !ok || strings.Count(rest, ".") != 1 || len(head) > maxTokenSize {
+	if !ok || strings.Count(rest, ".") != 1 || head == "" || len(head) > maxTokenSize {
 		return false
 	}
-	b, err := strictB64.DecodeString(head)
+	var buf [512]byte
+	dst := buf[:]
+	if n := strictB64.DecodedLen(len(head)); n > len(buf) {
+		dst = make([]byte, n)
+	}
+	n, err := strictB64.Decode(dst, []byte(head))
 	if err != nil {
 		return false
 	}
-	var h struct {
-		Alg *string `json:"alg"`
+	return namesAlg(dst[:n])
+}
+
+// namesAlg reports whether b is a JSON object with a member "alg" whose
+// value is a string. A key spelled with escapes does not count.
+func namesAlg(b []byte) bool {
+	if !json.Valid(b) {
+		return false
 	}
-	return json.Unmarshal(b, &h) == nil && h.Alg != nil && isJSONObject(b)
+	b = bytes.TrimLeft(b, " \t\r\n")
+	if len(b) == 0 || b[0] != '{' {
+		return false
+	}
+	// b is valid JSON, so a plain scan suffices: track the nesting depth,
+	// skip strings, and look at each key of the outer object.
+	depth, expectKey := 0, false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '{', '[':
+			depth++
+			expectKey = c == '{' && depth == 1
+		case '}', ']':
+			depth--
+		case ',':
+			expectKey = depth == 1
+		case '"':
+			end := i + 1
+			for ; b[end] != '"'; end++ {
+				if b[end] == '\\' {
+					end++
+				}
+			}
+			if expectKey && string(b[i+1:end]) == "alg" {
+				v := bytes.TrimLeft(b[end+1:], " \t\r\n")
+				v = bytes.TrimLeft(v[1:], " \t\r\n") // past the colon
+				return v[0] == '"'
+			}
+			expectKey = false
+			i = end
+		}
+	}
+	return false
 }
 
 // remoteKey is the cache and flight key of a token asked about at the IdP:

@@ -6,10 +6,13 @@ package main
 // distinct tokens that must keep the IdP and memory bounded.
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -231,4 +234,62 @@ func TestIntrospectionInactiveFloodBounded(t *testing.T) {
 	if got := p.remote.len(); got != 0 {
 		t.Errorf("%d flights left after every answer came; want 0", got)
 	}
+}
+
+func TestLooksLikeJWS(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	seg := func(s string) string { return b64u([]byte(s)) }
+	tests := []struct {
+		name string
+		tok  string
+		want bool
+	}{
+		{"a signed access token", f.accessToken(), true},
+		{"minimal header", seg(`{"alg":"RS256"}`) + ".e30.c2ln", true},
+		{"alg after other members", seg(` { "kid" : {"alg":1}, "x":[{"alg":"no"}] ,"alg" : "ES256"}`) + ".a.b", true},
+		{"alg none is still a JWS (refused later)", seg(`{"alg":"none"}`) + ".a.", true},
+		{"JWE, five parts", seg(`{"alg":"A256GCMKW","enc":"A256GCM"}`) + ".a.b.c.d", false},
+		{"two parts", seg(`{"alg":"RS256"}`) + ".a", false},
+		{"four parts", seg(`{"alg":"RS256"}`) + ".a.b.c", false},
+		{"no alg", seg(`{"typ":"JWT"}`) + ".a.b", false},
+		{"alg a number", seg(`{"alg":256}`) + ".a.b", false},
+		{"alg only nested", seg(`{"h":{"alg":"RS256"}}`) + ".a.b", false},
+		{"alg only as a value", seg(`{"x":"alg"}`) + ".a.b", false},
+		{"alg in a list", seg(`["alg","RS256"]`) + ".a.b", false},
+		{"not JSON", seg(`alg RS256`) + ".a.b", false},
+		{"truncated JSON", seg(`{"alg":"RS256"`) + ".a.b", false},
+		{"key with an escaped quote", seg(`{"a\"lg":"x"}`) + ".a.b", false},
+		{"empty header", ".a.b", false},
+		{"padded base64", b64u([]byte(`{"alg":"RS256"}`)) + "==.a.b", false},
+		{"opaque", "opq_2ZQ6VYFH5L", false},
+		{"long header", seg(`{"pad":"`+strings.Repeat("x", 2000)+`","alg":"RS256"}`) + ".a.b", true},
+	}
+	for _, tc := range tests {
+		if got := looksLikeJWS(tc.tok); got != tc.want {
+			t.Errorf("looksLikeJWS(%s) = %v; want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// FuzzLooksLikeJWS checks the hand-written header scan against decoding the
+// header with encoding/json, for headers without escapes (which the scan
+// leaves unread on purpose) and with at most one alg key.
+func FuzzLooksLikeJWS(f *testing.F) {
+	for _, s := range []string{`{"alg":"RS256"}`, `{"a":{"alg":"x"},"alg":"y"}`, `["alg"]`, `{"x":"alg"}`, `{"alg":1}`, ` {"alg" : "x" } `} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, header []byte) {
+		got := looksLikeJWS(b64u(header) + ".a.b")
+		if bytes.Contains(header, []byte(`\`)) || bytes.Count(header, []byte(`"alg"`)) > 1 {
+			return
+		}
+		var h struct {
+			Alg *string `json:"alg"`
+		}
+		want := json.Unmarshal(header, &h) == nil && h.Alg != nil && isJSONObject(header)
+		if got != want {
+			t.Errorf("looksLikeJWS(header %q) = %v; encoding/json says %v", header, got, want)
+		}
+	})
 }
