@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	josejson "github.com/go-jose/go-jose/v4/json"
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
@@ -104,20 +105,20 @@ func (p *provider) introspect(ctx context.Context, raw string) (*remoteAnswer, e
 // strings of the wrong type read as empty (looseString); iss and the times
 // of the wrong type make the answer unusable.
 type introspectionResponse struct {
-	Active            json.RawMessage  `json:"active"`
-	Issuer            *string          `json:"iss"`
-	Subject           looseString      `json:"sub"`
-	Audience          jwt.Audience     `json:"aud"`
-	AuthorizedParty   looseString      `json:"azp"`
-	ClientID          looseString      `json:"client_id"`
-	TokenType         looseString      `json:"token_type"`
-	Expiry            *jwt.NumericDate `json:"exp"`
-	NotBefore         *jwt.NumericDate `json:"nbf"`
-	IssuedAt          *jwt.NumericDate `json:"iat"`
-	Name              looseString      `json:"name"`
-	PreferredUsername looseString      `json:"preferred_username"`
-	Username          looseString      `json:"username"`
-	Email             looseString      `json:"email"`
+	Active            josejson.RawMessage `json:"active"`
+	Issuer            *string             `json:"iss"`
+	Subject           looseString         `json:"sub"`
+	Audience          jwt.Audience        `json:"aud"`
+	AuthorizedParty   looseString         `json:"azp"`
+	ClientID          looseString         `json:"client_id"`
+	TokenType         looseString         `json:"token_type"`
+	Expiry            *jwt.NumericDate    `json:"exp"`
+	NotBefore         *jwt.NumericDate    `json:"nbf"`
+	IssuedAt          *jwt.NumericDate    `json:"iat"`
+	Name              looseString         `json:"name"`
+	PreferredUsername looseString         `json:"preferred_username"`
+	Username          looseString         `json:"username"`
+	Email             looseString         `json:"email"`
 }
 
 // readIntrospection applies SPEC.md's rules to a 200 answer: active must be
@@ -130,8 +131,10 @@ func (p *provider) readIntrospection(ctx context.Context, raw string, body []byt
 	if !isJSONObject(body) {
 		return nil, fmt.Errorf("introspection: %w: answer is not a JSON object", errIdPUnavailable)
 	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("introspection: %w: answer does not decode: %v", errIdPUnavailable, jsonErrorKind(err))
+	// go-jose's decoder matches member names exactly, as the claims of a
+	// JWT are read: "Active" is not "active".
+	if err := josejson.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("introspection: %w: answer does not decode: %v", errIdPUnavailable, claimsErrorKind(err))
 	}
 	if !bytes.Equal(r.Active, []byte("true")) {
 		// false, missing, "true", 1: only the JSON true is active (RFC 7662 §2.2).
@@ -252,8 +255,8 @@ func (p *provider) tokeninfo(ctx context.Context, ep, raw string) (*remoteAnswer
 	if !isJSONObject(body) {
 		return nil, fmt.Errorf("tokeninfo: %w: answer is not a JSON object", errIdPUnavailable)
 	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("tokeninfo: %w: answer does not decode: %v", errIdPUnavailable, jsonErrorKind(err))
+	if err := josejson.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("tokeninfo: %w: answer does not decode: %v", errIdPUnavailable, claimsErrorKind(err))
 	}
 	now := p.now()
 	var exp time.Time
@@ -340,7 +343,7 @@ func (p *provider) userinfo(ctx context.Context, raw string) (int, *userinfoResp
 		return status, nil, err
 	}
 	var info userinfoResponse
-	if !isJSONObject(body) || json.Unmarshal(body, &info) != nil {
+	if !isJSONObject(body) || josejson.Unmarshal(body, &info) != nil {
 		// A signed userinfo answer (application/jwt) is not read either.
 		return status, nil, fmt.Errorf("userinfo: %w: answer is not a JSON object", errIdPUnavailable)
 	}

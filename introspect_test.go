@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -65,6 +66,7 @@ func TestIntrospectionAnswers(t *testing.T) {
 		{"active missing", 200, good(map[string]any{"active": nil}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
 		{"active the string true", 200, good(map[string]any{"active": "true"}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
 		{"active 1", 200, good(map[string]any{"active": 1}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
+		{"Active in capitals", 200, good(map[string]any{"active": nil, "Active": true}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
 		{"wrong iss", 200, good(map[string]any{"iss": "https://evil.example"}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
 		{"iss with a trailing slash", 200, good(map[string]any{"iss": f.issuer + "/"}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
 		{"another client's client_id", 200, good(map[string]any{"client_id": "other-app"}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
@@ -422,4 +424,38 @@ func TestGoogleTokeninfo(t *testing.T) {
 	if sawGet.Load() || sawTokenInURL.Load() {
 		t.Errorf("tokeninfo was asked with a GET or a query string; the token must go in a POST body")
 	}
+}
+
+// FuzzIntrospectionAnswer feeds arbitrary bodies to the reading of a 200
+// introspection answer: it must never panic, and whatever it accepts must
+// meet the rules (an active answer with a subject, for this tenant).
+func FuzzIntrospectionAnswer(f *testing.F) {
+	for _, s := range []string{
+		`{"active":true,"sub":"u","client_id":"scaiwave"}`,
+		`{"active":true,"sub":"u","aud":["x","scaiwave"],"exp":1700000100,"iss":"` + fuzzIssuer + `"}`,
+		`{"active":"true","sub":"u","client_id":"scaiwave"}`,
+		`{"active":true,"sub":"u","azp":"scaiwave","token_type":"refresh_token"}`,
+		`{"active":true,"sub":"u","client_id":"scaiwave","exp":"soon"}`,
+		`null`, `[]`, `{"active":true}`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"ACTIVE":true,"Sub":"u","client_id":"scaiwave"}`))
+	p := newFuzzProvider(f, http.NotFoundHandler())
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ans, err := p.readIntrospection(context.Background(), "tok", body)
+		if err != nil || ans.refusal != nil {
+			return
+		}
+		// encoding/json into a map matches names exactly too.
+		var m map[string]any
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Fatalf("accepted %q, which encoding/json does not read: %v", body, err)
+		}
+		aud := fmt.Sprint(m["aud"])
+		if m["active"] != true || ans.c.Subject == "" || m["sub"] != ans.c.Subject ||
+			!(m["client_id"] == testClientID || m["azp"] == testClientID || aud == testClientID || strings.Contains(aud, testClientID)) {
+			t.Fatalf("accepted %q", body)
+		}
+	})
 }
