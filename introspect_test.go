@@ -459,3 +459,32 @@ func FuzzIntrospectionAnswer(f *testing.F) {
 		}
 	})
 }
+
+// TestDiscoveredIntrospectionEndpointScheme: an https issuer whose
+// discovery names a plain http introspection endpoint (even on loopback)
+// gets none: bearer tokens and the client secret never go in the clear.
+func TestDiscoveredIntrospectionEndpointScheme(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		endpoint, want string
+	}{
+		{"http://127.0.0.1:9/introspect", ""},
+		{"http://idp.example.com/introspect", ""},
+		{fuzzIssuer + "/introspect", fuzzIssuer + "/introspect"},
+	} {
+		doc := fuzzDiscoveryDoc()
+		doc.IntrospectionEndpoint = tc.endpoint
+		body, err := json.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := newFuzzProvider(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+		d, err := p.fetchDiscovery(context.Background())
+		if err != nil {
+			t.Fatalf("fetchDiscovery: %v", err)
+		}
+		if d.IntrospectionEndpoint != tc.want {
+			t.Errorf("discovery naming %s: introspection endpoint %q; want %q", tc.endpoint, d.IntrospectionEndpoint, tc.want)
+		}
+	}
+}

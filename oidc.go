@@ -248,6 +248,11 @@ func (p *provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
 			*f = "" // optional: a broken one is dropped, not fatal
 		}
 	}
+	if d.IntrospectionEndpoint != "" && checkIntrospectionEndpoint(p.tenant.Issuer, d.IntrospectionEndpoint) != nil {
+		// Bearer tokens and our client secret go there: never in the clear
+		// from an https issuer, whatever the document says.
+		d.IntrospectionEndpoint = ""
+	}
 	return &d, nil
 }
 
