@@ -488,3 +488,24 @@ func TestDiscoveredIntrospectionEndpointScheme(t *testing.T) {
 		}
 	}
 }
+
+// TestIntrospectionSlowIdP: an introspection endpoint slower than the
+// caller will wait: 503 with Retry-After when the caller's deadline ends,
+// not when the IdP's timeout would, and nothing remembered.
+func TestIntrospectionSlowIdP(t *testing.T) {
+	t.Parallel()
+	f, a := newIntrospectionApp(t, nil)
+	f.set(func(f *fakeIDP) { f.introspectMode, f.slow = modeSlow, 1500*time.Millisecond })
+	tok := f.opaqueToken()
+	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	defer cancel()
+	w := a.doFrom(ctx, "", "POST", "/v1/auth/register", "", "Authorization", "Bearer "+tok)
+	if tokCheck(t, "/v1/auth/register", "slow introspection", w, 503, "SW_AUTH_IDP_UNAVAILABLE") {
+		tokCheckRetryAfter(t, "/v1/auth/register", "slow introspection", w)
+	}
+	// Once the IdP is quick again, the token is asked about anew and valid.
+	f.set(func(f *fakeIDP) { f.introspectMode = modeOK })
+	if w := a.register(tok); w.Code != 200 {
+		t.Errorf("POST /v1/auth/register after the slow answer = %d %s; want 200", w.Code, w.Body)
+	}
+}
