@@ -25,10 +25,15 @@ var devClientSecrets = map[string]string{
 	devOpaqueClientID: devOpaqueClientSecret,
 }
 
+// devMaxOpaqueTokens bounds the opaque access tokens held at once.
+const devMaxOpaqueTokens = 10_000
+
 // devOpaqueTokens maps the opaque access tokens issued to their claims until
-// they expire. Its own lock: tokens are issued with and without devIDP.mu
-// held.
+// they expire, at most max (devMaxOpaqueTokens when 0) of them: past that,
+// an arbitrary one is forgotten for each new one. Its own lock: tokens are
+// issued with and without devIDP.mu held.
 type devOpaqueTokens struct {
+	max       int
 	mu        sync.Mutex
 	m         map[string]*devAccessClaims
 	nextSweep time.Time
@@ -42,15 +47,24 @@ func (o *devOpaqueTokens) add(now time.Time, c devAccessClaims) string {
 	if o.m == nil {
 		o.m = map[string]*devAccessClaims{}
 	}
-	if !now.Before(o.nextSweep) {
-		// Expired tokens go at most once a minute, so memory stays bounded
-		// by what one minute and one access token lifetime can issue.
+	max := o.max
+	if max <= 0 {
+		max = devMaxOpaqueTokens
+	}
+	if !now.Before(o.nextSweep) || len(o.m) >= max {
+		// Expired tokens go at most once a minute, or when the map is full.
 		o.nextSweep = now.Add(devSweepEvery)
 		for k, v := range o.m {
 			if !now.Before(v.Expiry.Time()) {
 				delete(o.m, k)
 			}
 		}
+	}
+	for k := range o.m {
+		if len(o.m) < max {
+			break
+		}
+		delete(o.m, k) // a flood of sign-ins: one demo token less
 	}
 	o.m[tok] = &c
 	return tok

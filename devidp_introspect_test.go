@@ -114,3 +114,26 @@ func TestDevIDPIntrospectionErrors(t *testing.T) {
 		devWantOAuthError(t, "POST /introspect ("+tc.name+")", resp.StatusCode, m, tc.wantStatus, tc.wantErr)
 	}
 }
+
+// TestDevIDPOpaqueTokensBounded: a flood of sign-ins keeps at most the
+// bound of opaque tokens, the newest among them.
+func TestDevIDPOpaqueTokensBounded(t *testing.T) {
+	t.Parallel()
+	e := newDevTestEnv(t, "")
+	e.idp.opaque.max = 5
+	var last string
+	for range 20 {
+		_, tok := e.tokenWith(t, url.Values{"grant_type": {"password"}, "username": {"bob"}, "password": {"bob-password"}},
+			basicAuth(devOpaqueClientID, devOpaqueClientSecret))
+		last, _ = tok["access_token"].(string)
+	}
+	e.idp.opaque.mu.Lock()
+	n := len(e.idp.opaque.m)
+	e.idp.opaque.mu.Unlock()
+	if n > 5 {
+		t.Errorf("20 sign-ins left %d opaque tokens; want at most 5", n)
+	}
+	if _, m := e.introspect(t, last, basicAuth(devClientID, devClientSecret)); m["active"] != true {
+		t.Errorf("the newest opaque token is not active: %v", m)
+	}
+}
