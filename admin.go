@@ -10,6 +10,9 @@ import (
 	"os"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // runAdmin runs the operator's commands against the database, which may be
@@ -86,10 +89,14 @@ func runAdmin(ctx context.Context, name string, args []string, getenv func(strin
 		if *asJSON {
 			return writeParticipantsJSON(stdout, ps)
 		}
+		// Names and emails come from token claims: every stored field is
+		// printed escaped (printable), so that none can write terminal
+		// escape sequences, tabs or forged rows.
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tTENANT\tDISPLAY NAME\tEMAIL\tWORKSPACE\tCREATED")
 		for _, p := range ps {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.TenantID, p.DisplayName, p.Email, p.PersonalWorkspaceID, p.CreatedAt.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", printable(p.ID), printable(p.TenantID), printable(p.DisplayName),
+				printable(p.Email), printable(p.PersonalWorkspaceID), p.CreatedAt.Format(time.RFC3339))
 		}
 		return tw.Flush()
 	case sub == "show":
@@ -101,13 +108,13 @@ func runAdmin(ctx context.Context, name string, args []string, getenv func(strin
 			return err
 		}
 		if *asJSON {
-			return json.NewEncoder(stdout).Encode(participantJSON(p))
+			return writeTerminalJSON(stdout, participantJSON(p), "")
 		}
 		j := participantJSON(p)
 		for _, kv := range [][2]string{{"id", j.ID}, {"tenant", j.TenantID}, {"issuer", j.Issuer}, {"subject", j.Subject},
 			{"display name", j.DisplayName}, {"email", j.Email}, {"workspace", j.PersonalWorkspaceID},
 			{"created", j.CreatedAt}, {"updated", j.UpdatedAt}} {
-			fmt.Fprintf(stdout, "%-13s %s\n", kv[0]+":", kv[1])
+			fmt.Fprintf(stdout, "%-13s %s\n", kv[0]+":", printable(kv[1]))
 		}
 	case sub == "delete":
 		err := st.deleteParticipant(ctx, pos[0])
@@ -189,7 +196,39 @@ func writeParticipantsJSON(w io.Writer, ps []participant) error {
 	for _, p := range ps {
 		out = append(out, participantJSON(p))
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return writeTerminalJSON(w, out, "  ")
+}
+
+// writeTerminalJSON writes v as JSON, on one line or indented by indent,
+// that is safe to show on a terminal: encoding/json escapes the C0 controls but leaves DEL,
+// the C1 controls (U+009B is a CSI to many terminals) and other invisible
+// characters raw, and those are written as \u escapes here. The result is
+// the same JSON value.
+func writeTerminalJSON(w io.Writer, v any, indent string) error {
+	var b []byte
+	var err error
+	if indent == "" {
+		b, err = json.Marshal(v)
+	} else {
+		b, err = json.MarshalIndent(v, "", indent)
+	}
+	if err != nil {
+		return err
+	}
+	out := make([]byte, 0, len(b)+1)
+	for _, r := range string(b) {
+		// Outside strings there is only ASCII, and inside them encoding/json
+		// has escaped every C0 control, so a raw rune below DEL is safe.
+		if r < 0x7f || unicode.IsPrint(r) {
+			out = utf8.AppendRune(out, r)
+			continue
+		}
+		if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+			out = fmt.Appendf(out, `\u%04x\u%04x`, r1, r2)
+		} else {
+			out = fmt.Appendf(out, `\u%04x`, r)
+		}
+	}
+	_, err = w.Write(append(out, '\n'))
+	return err
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -123,5 +125,71 @@ func TestAdminCommands(t *testing.T) {
 	}
 	if now, _ := os.ReadFile(target); !bytes.Equal(now, orig) {
 		t.Errorf("a refused backup changed the existing file")
+	}
+}
+
+// TestAttackAdminTerminalInjection registers, through /register, a person
+// whose name claim carries OSC and CSI escape sequences (7-bit and C1) and
+// a newline followed by a forged row, then lists and shows the
+// participants as the operator would: no control byte reaches the
+// terminal, and each participant stays on its own line.
+func TestAttackAdminTerminalInjection(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	forged := "00000000-0000-4000-8000-000000000000  acme  Administrator  root@example.com"
+	evil := "\x1b]0;pwned\x07\x1b[2J\x1b[31mMallory\u009b1;31m\x7f\u202e\nforged\r" + forged
+	w := a.register(f.accessToken(map[string]any{"sub": "mallory\x1b[0m", "name": evil, "email": "m\x1b[8m@example.com\u2028x"}))
+	if w.Code != 200 {
+		t.Fatalf("POST /v1/auth/register with an escape-laden name = %d %s", w.Code, w.Body)
+	}
+	id := decode(t, w).Data["participant_id"].(string)
+	checkRegister(t, "a plain participant", a.register(f.accessToken(map[string]any{"sub": "ann", "name": "Ann Zoë Example"})), 200)
+
+	for _, args := range [][]string{
+		{"participants", "list"},
+		{"participants", "list", "-json"},
+		{"participants", "show", id},
+		{"participants", "show", id, "-json"},
+	} {
+		out, stderr, err := runCmd(append(args, "-db", a.dbPath)...)
+		if err != nil {
+			t.Fatalf("%v: %v (%s)", args, err, stderr)
+		}
+		for _, r := range out {
+			if r < 0x20 && r != '\n' || r == 0x7f || r >= 0x80 && r <= 0x9f || r == '\u202e' || r == '\u2028' {
+				t.Errorf("%v: output has the raw control character %U:\n%q", args, r, out)
+				break
+			}
+		}
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		for _, l := range lines {
+			if strings.HasPrefix(l, "forged") || strings.HasPrefix(l, "00000000-") {
+				t.Errorf("%v: a claim started a line of its own: %q", args, l)
+			}
+		}
+		switch {
+		case args[1] == "list" && len(args) == 2:
+			if len(lines) != 3 {
+				t.Errorf("%v: %d lines; want a header and two rows:\n%s", args, len(lines), out)
+			}
+			if !strings.Contains(out, "Ann Zoë Example") {
+				t.Errorf("%v: a plain name is not printed as it is:\n%s", args, out)
+			}
+		case args[1] == "show" && len(args) == 3:
+			if len(lines) != 9 {
+				t.Errorf("%v: %d lines; want one per field:\n%s", args, len(lines), out)
+			}
+		}
+		if slices.Contains(args, "-json") {
+			// Escaped, the JSON still says exactly what is stored.
+			var v any
+			if err := json.Unmarshal([]byte(out), &v); err != nil {
+				t.Fatalf("%v: not JSON: %v", args, err)
+			}
+			if !strings.Contains(fmt.Sprint(v), evil) {
+				t.Errorf("%v: the JSON does not decode to the stored name", args)
+			}
+		}
 	}
 }

@@ -27,6 +27,10 @@ type config struct {
 	MetricsAddr    string         `json:"metrics_addr"`
 	TrustedProxies []string       `json:"trusted_proxies"`
 	Tenants        []tenantConfig `json:"tenants"`
+	// MaxConnections and MaxBodyBytesInFlight are the caps of
+	// config_limits.go.
+	MaxConnections       int   `json:"max_connections"`
+	MaxBodyBytesInFlight int64 `json:"max_body_bytes_in_flight"`
 
 	trustedNets []netip.Prefix
 }
@@ -46,8 +50,16 @@ type tenantConfig struct {
 	CORSOrigins      []string       `json:"cors_origins"`
 	CAFile           string         `json:"ca_file"`
 	Features         tenantFeatures `json:"features"`
-	// AccessTokens is the access_tokens block (config_access.go).
-	AccessTokens accessTokensConfig `json:"access_tokens"`
+
+	// The issuer rules (config_issuers.go, issuer.go): an Entra ID
+	// multi-tenant template, where its discovery document lives, and the
+	// further issuers and the header type of bearer access tokens.
+	AllowedIssuerTenants []string           `json:"allowed_issuer_tenants"`
+	DiscoveryURL         string             `json:"discovery_url"`
+	AccessTokens         accessTokensConfig `json:"access_tokens"`
+	// PostLogoutRedirectURI is where the IdP's end-session endpoint sends
+	// the browser back after /v1/auth/logout's end_session_url.
+	PostLogoutRedirectURI string `json:"post_logout_redirect_uri"`
 
 	// secret is the resolved client secret, from whichever source was set.
 	secret string
@@ -62,12 +74,20 @@ type tenantFeatures struct {
 type authFeatures struct {
 	PasswordGrantEnabled bool  `json:"password_grant_enabled"`
 	RefreshTokenRotation *bool `json:"refresh_token_rotation"`
+	RequirePKCE          *bool `json:"require_pkce"`
 }
 
 // rotateRefreshTokens reports whether a new refresh token from the IdP is
 // passed on (the default) rather than the one the client sent.
 func (t *tenantConfig) rotateRefreshTokens() bool {
 	r := t.Features.Auth.RefreshTokenRotation
+	return r == nil || *r
+}
+
+// requirePKCE reports whether POST /v1/auth/login refuses a code that comes
+// without a code_verifier (the default; RFC 9700 §2.1.1).
+func (t *tenantConfig) requirePKCE() bool {
+	r := t.Features.Auth.RequirePKCE
 	return r == nil || *r
 }
 
@@ -196,6 +216,9 @@ func (c *config) validate(getenv func(string) string) error {
 		}
 		c.trustedNets = append(c.trustedNets, p)
 	}
+	if err := c.validateLimits(); err != nil {
+		return err
+	}
 	if len(c.Tenants) == 0 {
 		return configErrorf("tenants: at least one tenant is required")
 	}
@@ -220,7 +243,7 @@ func (c *config) validate(getenv func(string) string) error {
 			hosts[h] = t.ID
 		}
 	}
-	return nil
+	return checkDistinctClients(c.Tenants)
 }
 
 // validate checks one tenant; its error message starts with the field name so
@@ -236,8 +259,8 @@ func (t *tenantConfig) validate(getenv func(string) string) error {
 		}
 		t.Hosts[j] = norm
 	}
-	if err := checkIssuer(t.Issuer); err != nil {
-		return configErrorf("issuer: %v", err)
+	if err := t.validateIssuer(); err != nil {
+		return err
 	}
 	if t.ClientID == "" {
 		return configErrorf("client_id: required")
@@ -278,6 +301,9 @@ func (t *tenantConfig) validate(getenv func(string) string) error {
 		t.CORSOrigins[j] = norm
 	}
 	if err := t.AccessTokens.validate(t.Issuer, getenv); err != nil {
+		return err
+	}
+	if err := t.validateLogout(); err != nil {
 		return err
 	}
 	if t.CAFile != "" {

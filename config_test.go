@@ -213,6 +213,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"relative redirect_uri", cfgJSON(tenants(cfgTenant("acme", "redirect_uri", "/v1/auth/login"))), "tenants[0].redirect_uri: must be an absolute URL without a fragment"},
 		{"redirect_uri without host", cfgJSON(tenants(cfgTenant("acme", "redirect_uri", "https:///v1/auth/login"))), "tenants[0].redirect_uri: must be an absolute URL"},
 		{"redirect_uri with fragment", cfgJSON(tenants(cfgTenant("acme", "redirect_uri", "https://auth.example.com/cb#x"))), "tenants[0].redirect_uri: must be an absolute URL without a fragment"},
+		{"relative post_logout_redirect_uri", cfgJSON(tenants(cfgTenant("acme", "post_logout_redirect_uri", "/bye"))), "tenants[0].post_logout_redirect_uri: must be an absolute http(s) URL"},
+		{"post_logout_redirect_uri with fragment", cfgJSON(tenants(cfgTenant("acme", "post_logout_redirect_uri", "https://app.example.com/#bye"))), "tenants[0].post_logout_redirect_uri: must be an absolute http(s) URL without a fragment"},
+		{"post_logout_redirect_uri of another scheme", cfgJSON(tenants(cfgTenant("acme", "post_logout_redirect_uri", "javascript:alert(1)"))), "tenants[0].post_logout_redirect_uri: must be an absolute http(s) URL"},
 		{"scopes without openid", cfgJSON(tenants(cfgTenant("acme", "scopes", []string{"profile", "email"}))), `tenants[0].scopes: must contain "openid"`},
 		{"scope with a space", cfgJSON(tenants(cfgTenant("acme", "scopes", []string{"openid", "profile email"}))), `tenants[0].scopes[1]: "profile email" is not a valid scope`},
 		{"empty scope", cfgJSON(tenants(cfgTenant("acme", "scopes", []string{"openid", ""}))), "tenants[0].scopes[1]:"},
@@ -296,6 +299,7 @@ func TestParseConfigFull(t *testing.T) {
 		{"issuer", tc.Issuer, "https://idp.example.com/realms/acme"},
 		{"client_id", tc.ClientID, "scaiwave"},
 		{"redirect_uri", tc.RedirectURI, "https://auth.acme.example/v1/auth/login"},
+		{"post_logout_redirect_uri", tc.PostLogoutRedirectURI, "https://app.acme.example/"},
 		{"secret (from the file, line break trimmed)", tc.secret, "full-example-secret"},
 	} {
 		if f.got != f.want {
@@ -315,14 +319,17 @@ func TestParseConfigFull(t *testing.T) {
 			t.Errorf("tenant %s = %q; want %q", f.name, f.got, f.want)
 		}
 	}
-	if tc.Features.Auth.PasswordGrantEnabled || !tc.rotateRefreshTokens() {
-		t.Errorf("password grant %v, rotation %v; want false, true", tc.Features.Auth.PasswordGrantEnabled, tc.rotateRefreshTokens())
+	if tc.Features.Auth.PasswordGrantEnabled || !tc.rotateRefreshTokens() || !tc.requirePKCE() {
+		t.Errorf("password grant %v, rotation %v, require_pkce %v; want false, true, true", tc.Features.Auth.PasswordGrantEnabled, tc.rotateRefreshTokens(), tc.requirePKCE())
 	}
 	if tc.roots != nil {
 		t.Errorf("roots set although ca_file is empty")
 	}
 	if a := tc.AccessTokens; a.Validation != validationAuto || a.cacheTTL != time.Minute || a.IntrospectionEndpoint != "" {
 		t.Errorf("access_tokens = %q, %v, %q; want auto, 1m, no endpoint", a.Validation, a.cacheTTL, a.IntrospectionEndpoint)
+	}
+	if want := []string{"https://sts.idp.example.com/acme/"}; !slices.Equal(tc.AccessTokens.AcceptedIssuers, want) || tc.AccessTokens.RequireJWTType {
+		t.Errorf("access_tokens = %+v; want accepted_issuers %q, require_jwt_type false", tc.AccessTokens, want)
 	}
 }
 
@@ -350,6 +357,9 @@ func TestParseConfigDefaults(t *testing.T) {
 	if tc.Features.Auth.PasswordGrantEnabled {
 		t.Errorf("password grant on by default; want off")
 	}
+	if !tc.requirePKCE() {
+		t.Errorf("require_pkce off by default; want on")
+	}
 	if tc.secret != "" || len(tc.Hosts) != 0 || len(tc.CORSOrigins) != 0 || tc.roots != nil {
 		t.Errorf("public client with nothing else set: secret %q, hosts %q, cors %q, roots %v", tc.secret, tc.Hosts, tc.CORSOrigins, tc.roots)
 	}
@@ -358,15 +368,15 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 	// Explicit values replace the defaults, false included.
 	cfg, err = parseConfig([]byte(cfgJSON(tenants(cfgTenant("acme", "scopes", []string{"openid"}, "audiences", []string{"api"},
-		"features", map[string]any{"auth": map[string]any{"password_grant_enabled": true, "refresh_token_rotation": false}})))), noEnv)
+		"features", map[string]any{"auth": map[string]any{"password_grant_enabled": true, "refresh_token_rotation": false, "require_pkce": false}})))), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tc = cfg.Tenants[0]
 	if !slices.Equal(tc.Scopes, []string{"openid"}) || !slices.Equal(tc.Audiences, []string{"api"}) ||
-		!tc.Features.Auth.PasswordGrantEnabled || tc.rotateRefreshTokens() {
-		t.Errorf("explicit scopes %q, audiences %q, password grant %v, rotation %v; want [openid], [api], true, false",
-			tc.Scopes, tc.Audiences, tc.Features.Auth.PasswordGrantEnabled, tc.rotateRefreshTokens())
+		!tc.Features.Auth.PasswordGrantEnabled || tc.rotateRefreshTokens() || tc.requirePKCE() {
+		t.Errorf("explicit scopes %q, audiences %q, password grant %v, rotation %v, require_pkce %v; want [openid], [api], true, false, false",
+			tc.Scopes, tc.Audiences, tc.Features.Auth.PasswordGrantEnabled, tc.rotateRefreshTokens(), tc.requirePKCE())
 	}
 }
 
@@ -390,6 +400,9 @@ func TestParseConfigMultiTenant(t *testing.T) {
 	}
 	if cfg.Addr != ":8443" || cfg.MetricsAddr != "127.0.0.1:9090" {
 		t.Errorf("addr, metrics_addr = %q, %q", cfg.Addr, cfg.MetricsAddr)
+	}
+	if cfg.MaxConnections != 2048 || cfg.MaxBodyBytesInFlight != 16<<20 {
+		t.Errorf("max_connections, max_body_bytes_in_flight = %d, %d; want 2048, %d", cfg.MaxConnections, cfg.MaxBodyBytesInFlight, 16<<20)
 	}
 	wantNets := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.7.9/32"), netip.MustParsePrefix("fd00::/8")}
 	if !slices.Equal(cfg.trustedNets, wantNets) {

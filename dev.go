@@ -11,6 +11,11 @@ import (
 
 const devDatabase = "scaiwave-dev.db"
 
+// devPostLogoutRedirectURI is where -dev's tenant asks the IdP to send the
+// browser after signing out: the usual address of a single-page app's
+// development server, one of the tenant's CORS origins.
+const devPostLogoutRedirectURI = "http://localhost:3000/"
+
 // devIDPPath is where -dev serves the development IdP, on the service's own
 // listener: its issuer is the listener's URL plus this path.
 const devIDPPath = "/dev/idp"
@@ -42,6 +47,9 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		ln.Close()
 		return fmt.Errorf("start the development IdP: %w", err)
 	}
+	// A demo user signing out at the IdP tells the service at once.
+	idp.backchannelLogoutURI = base + "/v1/auth/backchannel-logout"
+	idp.postLogoutRedirectURIs = []string{devPostLogoutRedirectURI}
 	cfg := &config{
 		Addr:     ln.Addr().String(),
 		Database: db,
@@ -57,6 +65,8 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			Scopes:      []string{"openid", "profile", "email", "offline_access"},
 			CORSOrigins: []string{"http://localhost:3000", "http://127.0.0.1:3000", "http://localhost:5173", "http://127.0.0.1:5173"},
 			Features:    tenantFeatures{Auth: authFeatures{PasswordGrantEnabled: true}},
+
+			PostLogoutRedirectURI: devPostLogoutRedirectURI,
 		}},
 	}
 	if err := cfg.validate(func(string) string { return "" }); err != nil {
@@ -84,9 +94,16 @@ Try it:
   curl -s -X POST %[1]s/v1/auth/token -d grant_type=password -d username=alice -d password=alice-password
   curl -s -X POST %[1]s/v1/auth/register -H "Authorization: Bearer $ACCESS_TOKEN"
   curl -s -X POST %[1]s/v1/auth/refresh -d refresh_token=$REFRESH_TOKEN
-  curl -s -X POST %[1]s/v1/auth/login -d code=$CODE
-Sign in in a browser (the IdP posts the code to /v1/auth/login):
-  %[2]s/authorize?client_id=%[3]s&response_type=code&response_mode=form_post&scope=openid+profile+email&redirect_uri=%[1]s/v1/auth/login&state=xyz
+Sign out (the access token is refused from then on, both tokens revoked at the IdP):
+  curl -s -X POST %[1]s/v1/auth/logout -H "Authorization: Bearer $ACCESS_TOKEN" -d refresh_token=$REFRESH_TOKEN
+Sign alice out at the IdP: it sends a back-channel logout to %[1]s/v1/auth/backchannel-logout
+  curl -s "%[2]s/logout?client_id=%[3]s&logout_hint=alice"
+Sign in with a code and PKCE (a code alone is refused):
+  VERIFIER=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  CHALLENGE=$(printf %%s "$VERIFIER" | openssl dgst -sha256 -binary | base64 | tr '+/' '-_' | tr -d '=')
+  curl -si -X POST %[2]s/authorize -d client_id=%[3]s -d response_type=code -d scope=openid -d state=xyz -d redirect_uri=%[1]s/v1/auth/login -d code_challenge=$CHALLENGE -d code_challenge_method=S256 -d username=alice -d password=alice-password | grep -i '^location'
+  CODE=...   # the code parameter of that Location
+  curl -s -X POST %[1]s/v1/auth/login -d code=$CODE -d code_verifier=$VERIFIER
 Opaque access tokens: client %[4]s gets them from the IdP, and /register
 asks the IdP's introspection endpoint about them:
   curl -s -u %[4]s:%[5]s %[2]s/token -d grant_type=password -d username=alice -d password=alice-password

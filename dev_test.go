@@ -32,13 +32,19 @@ func TestRunDev(t *testing.T) {
 		"curl -s -X POST " + base + "/v1/auth/token -d grant_type=password -d username=alice -d password=alice-password",
 		"curl -s -X POST " + base + "/v1/auth/register",
 		"curl -s -X POST " + base + "/v1/auth/refresh",
-		"curl -s -X POST " + base + "/v1/auth/login",
+		"curl -s -X POST " + base + "/v1/auth/login -d code=$CODE -d code_verifier=$VERIFIER",
+		"-d code_challenge=$CHALLENGE -d code_challenge_method=S256",
 		"curl -s -u " + devOpaqueClientID + ":" + devOpaqueClientSecret + " " + base + devIDPPath + "/token -d grant_type=password -d username=alice -d password=alice-password",
 		"curl -s -u " + devClientID + ":" + devClientSecret + " " + base + devIDPPath + "/introspect -d token=$OPAQUE_TOKEN",
 	} {
 		if !strings.Contains(banner, want) {
 			t.Errorf("-dev banner lacks %q:\n%s", want, banner)
 		}
+	}
+	// form_post to /v1/auth/login cannot carry a verifier, so the tenant
+	// refuses it: the banner must not suggest it.
+	if strings.Contains(banner, "form_post") {
+		t.Errorf("-dev banner suggests form_post, which the tenant's require_pkce refuses:\n%s", banner)
 	}
 
 	form := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"alice-password"}}
@@ -96,5 +102,79 @@ func TestRunDev(t *testing.T) {
 	c.CloseIdleConnections()
 	if err := r.stop(t, 5*time.Second); err != nil {
 		t.Fatalf("second -dev run after cancel = %v; want nil", err)
+	}
+}
+
+// TestRunDevSignOut runs -dev and signs alice out both ways: through
+// /v1/auth/logout, and at the development IdP, which tells the service by a
+// back-channel logout. Each time her tokens stop working at once (the
+// access token from the cache too), and a new sign-in works.
+func TestRunDevSignOut(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	base := "http://" + addr
+	c := newTestClient(t)
+	r := startRun(t, []string{"-dev", "-addr", addr, "-db", filepath.Join(t.TempDir(), "dev.db")}, nil)
+	waitStatus(t, r, c, base+"/readyz", 200, 10*time.Second)
+	banner := r.stdout.String()
+	for _, want := range []string{"curl -s -X POST " + base + "/v1/auth/logout", base + "/dev/idp/logout?client_id=" + devClientID + "&logout_hint=alice"} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("-dev banner lacks %q:\n%s", want, banner)
+		}
+	}
+	signIn := func(step string) (access, refresh string) {
+		t.Helper()
+		form := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"alice-password"}}
+		status, e := call(t, c, "POST", base+"/v1/auth/token", form, "")
+		access, _ = e.Data["access_token"].(string)
+		refresh, _ = e.Data["refresh_token"].(string)
+		if status != 200 || access == "" || refresh == "" {
+			t.Fatalf("%s: POST /v1/auth/token = %d %+v", step, status, e)
+		}
+		for range 2 { // the second from the cache
+			if status, e := call(t, c, "POST", base+"/v1/auth/register", nil, access); status != 200 {
+				t.Fatalf("%s: POST /v1/auth/register = %d %+v", step, status, e)
+			}
+		}
+		return access, refresh
+	}
+	wantSignedOut := func(step, access, refresh string) {
+		t.Helper()
+		if status, _ := call(t, c, "POST", base+"/v1/auth/register", nil, access); status != 401 {
+			t.Errorf("%s: POST /v1/auth/register = %d; want 401", step, status)
+		}
+		if status, _ := call(t, c, "POST", base+"/v1/auth/refresh", url.Values{"refresh_token": {refresh}}, ""); status != 401 {
+			t.Errorf("%s: POST /v1/auth/refresh = %d; want 401", step, status)
+		}
+	}
+
+	access, refresh := signIn("first sign-in")
+	status, e := call(t, c, "POST", base+"/v1/auth/logout", url.Values{"refresh_token": {refresh}}, access)
+	esu, _ := e.Data["end_session_url"].(string)
+	if status != 200 || e.Data["revoked"] != true || !strings.HasPrefix(esu, base+"/dev/idp/logout?") ||
+		!strings.Contains(esu, url.QueryEscape(devPostLogoutRedirectURI)) {
+		t.Errorf("POST /v1/auth/logout = %d %+v; want 200, revoked, and an end_session_url back to %s", status, e, devPostLogoutRedirectURI)
+	}
+	wantSignedOut("after /v1/auth/logout", access, refresh)
+
+	access, refresh = signIn("second sign-in")
+	resp, err := c.Get(base + "/dev/idp/logout?client_id=" + devClientID + "&logout_hint=alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /dev/idp/logout = %d", resp.StatusCode)
+	}
+	wantSignedOut("after signing out at the IdP", access, refresh)
+
+	// Tokens issued in the logout's second count as issued before it.
+	for now := time.Now().Unix(); time.Now().Unix() == now; {
+		time.Sleep(20 * time.Millisecond)
+	}
+	signIn("a sign-in after the back-channel logout")
+	c.CloseIdleConnections()
+	if err := r.stop(t, 5*time.Second); err != nil {
+		t.Fatalf("-dev run after cancel = %v; want nil", err)
 	}
 }

@@ -81,6 +81,11 @@ type devIDP struct {
 	now        func() time.Time
 	accessTTL  time.Duration // access and ID tokens
 	refreshTTL time.Duration
+	// backchannelLogoutURI, when set, is sent a back-channel logout token
+	// when a user signs out at the end-session endpoint;
+	// postLogoutRedirectURIs are the client's registered return addresses.
+	backchannelLogoutURI   string
+	postLogoutRedirectURIs []string
 
 	issuer     string // exactly as configured: the iss of every token
 	base       string // issuer without a trailing slash, prefix of every endpoint URL
@@ -89,6 +94,7 @@ type devIDP struct {
 	kid        string
 	atSigner   jose.Signer // typ at+jwt (RFC 9068)
 	idSigner   jose.Signer // typ JWT
+	ltSigner   jose.Signer // typ logout+jwt (back-channel logout)
 	users      []devUser
 	discovery  []byte
 	jwks       []byte
@@ -100,6 +106,9 @@ type devIDP struct {
 	codes     map[string]*devCode
 	refresh   map[string]*devGrant
 	nextSweep time.Time
+	// revokedAccess holds the jti of access tokens revoked before their
+	// exp (at the revocation endpoint), until that exp.
+	revokedAccess map[string]time.Time
 }
 
 // devCode is an issued authorization code. A used code is kept until it
@@ -114,8 +123,14 @@ type devCode struct {
 }
 
 // devSession ties together the refresh tokens descending from one sign-in,
-// so a replayed code can revoke them all. Guarded by devIDP.mu.
-type devSession struct{ revoked bool }
+// so a replayed code or a sign-out can revoke them all; its id is the sid
+// of the tokens issued in it. Guarded by devIDP.mu.
+type devSession struct {
+	id      string
+	revoked bool
+}
+
+func newDevSession() *devSession { return &devSession{id: devRandom(12)} }
 
 // devGrant is what a refresh token stands for.
 type devGrant struct {
@@ -158,11 +173,16 @@ func newDevIDP(issuer, keyDir string) (*devIDP, error) {
 		users:      devUsers(),
 		codes:      map[string]*devCode{},
 		refresh:    map[string]*devGrant{},
+
+		revokedAccess: map[string]time.Time{},
 	}
 	if d.atSigner, err = devNewSigner(key, kid, "at+jwt"); err != nil {
 		return nil, err
 	}
 	if d.idSigner, err = devNewSigner(key, kid, "JWT"); err != nil {
+		return nil, err
+	}
+	if d.ltSigner, err = devNewSigner(key, kid, "logout+jwt"); err != nil {
 		return nil, err
 	}
 	if d.discovery, err = json.Marshal(d.discoveryDocument()); err != nil {
@@ -316,37 +336,46 @@ func (d *devIDP) Handler() http.Handler {
 	userinfo := d.handleUserinfo()
 	mux.Handle("GET "+p+"/userinfo", userinfo)
 	mux.Handle("POST "+p+"/userinfo", userinfo)
-	logout := d.handleLogout()
+	logout := d.handleEndSession()
 	mux.Handle("GET "+p+"/logout", logout)
 	mux.Handle("POST "+p+"/logout", logout)
+	mux.Handle("POST "+p+"/revoke", d.handleRevoke())
 	return mux
 }
 
 func (d *devIDP) discoveryDocument() map[string]any {
 	return map[string]any{
-		"issuer":                                        d.issuer,
-		"authorization_endpoint":                        d.base + "/authorize",
-		"token_endpoint":                                d.base + "/token",
-		"userinfo_endpoint":                             d.base + "/userinfo",
-		"jwks_uri":                                      d.base + "/jwks",
-		"end_session_endpoint":                          d.base + "/logout",
-		"response_types_supported":                      []string{"code"},
-		"response_modes_supported":                      []string{"query", "form_post"},
-		"grant_types_supported":                         []string{"authorization_code", "password", "refresh_token"},
-		"subject_types_supported":                       []string{"public"},
-		"id_token_signing_alg_values_supported":         []string{string(jose.RS256)},
-		"token_endpoint_auth_methods_supported":         []string{"client_secret_basic", "client_secret_post"},
-		"introspection_endpoint":                        d.base + "/introspect",
-		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		"code_challenge_methods_supported":              []string{"S256"},
-		"scopes_supported":                              []string{"openid", "profile", "email", "offline_access"},
-		"claims_supported": []string{"iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash",
+		"issuer":                                d.issuer,
+		"authorization_endpoint":                d.base + "/authorize",
+		"token_endpoint":                        d.base + "/token",
+		"userinfo_endpoint":                     d.base + "/userinfo",
+		"jwks_uri":                              d.base + "/jwks",
+		"end_session_endpoint":                  d.base + "/logout",
+		"response_types_supported":              []string{"code"},
+		"response_modes_supported":              []string{"query", "form_post"},
+		"grant_types_supported":                 []string{"authorization_code", "password", "refresh_token"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": []string{string(jose.RS256)},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"code_challenge_methods_supported":      []string{"S256"},
+		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
+		"claims_supported": []string{"iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid",
 			"name", "preferred_username", "email", "email_verified"},
 		"authorization_response_iss_parameter_supported": true,
 		// Discovery defaults request_uri_parameter_supported to true: say no.
 		"request_parameter_supported":     false,
 		"request_uri_parameter_supported": false,
 		"claims_parameter_supported":      false,
+
+		// Sign-out: RFC 7009 revocation and OpenID Connect Back-Channel Logout.
+		"revocation_endpoint":                        d.base + "/revoke",
+		"revocation_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"backchannel_logout_supported":               true,
+		"backchannel_logout_session_supported":       true,
+
+		// Introspection (RFC 7662), for the opaque tokens of devOpaqueClientID.
+		"introspection_endpoint":                        d.base + "/introspect",
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 	}
 }
 
@@ -475,6 +504,11 @@ func (d *devIDP) sweepLocked(now time.Time) {
 	for k, g := range d.refresh {
 		if !now.Before(g.expires) || g.session.revoked {
 			delete(d.refresh, k)
+		}
+	}
+	for jti, exp := range d.revokedAccess {
+		if !now.Before(exp) {
+			delete(d.revokedAccess, jti)
 		}
 	}
 }

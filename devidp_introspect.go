@@ -7,6 +7,7 @@ package main
 // the introspection endpoint about the opaque ones.
 
 import (
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -81,10 +82,13 @@ func (o *devOpaqueTokens) get(now time.Time, tok string) (*devAccessClaims, bool
 	return c, true
 }
 
-// lookupAccessToken returns the claims of an unexpired access token of
-// this IdP, opaque or JWT; the error says why not.
+// lookupAccessToken returns the claims of an unexpired, unrevoked access
+// token of this IdP, opaque or JWT; the error says why not.
 func (d *devIDP) lookupAccessToken(raw string) (*devAccessClaims, error) {
 	if c, ok := d.opaque.get(d.now(), raw); ok {
+		if d.accessRevoked(c.ID) {
+			return nil, errors.New("token revoked")
+		}
 		return c, nil
 	}
 	return d.verifyAccessToken(raw)

@@ -120,10 +120,14 @@ func devErrorHTML(msg string) string {
 `)
 }
 
-func devSignedOutHTML() string {
-	return devPage("Signed out", `<h1>Signed out</h1>
-<p>You are signed out of the scaiwave development IdP.</p>
-`)
+// devSignedOutHTML is the signed-out page; note, when not "", says what
+// became of the back-channel logout.
+func devSignedOutHTML(note string) string {
+	body := "<h1>Signed out</h1>\n<p>You are signed out of the scaiwave development IdP.</p>\n"
+	if note != "" {
+		body += "<p class=\"hint\">" + esc(note) + ".</p>\n"
+	}
+	return devPage("Signed out", body)
 }
 
 func devAutoPostHTML(p devAutoPost) string {

@@ -145,14 +145,14 @@ func (d *devIDP) grantCode(client string, form url.Values) (*devTokenResponse, e
 	err := devCheckCode(c, client, redirectURI, form.Get("code_verifier"))
 	var refresh string
 	if err == nil {
-		c.session = &devSession{}
+		c.session = newDevSession()
 		refresh = d.newRefreshLocked(now, devGrant{clientID: devClientID, user: c.user, scope: c.req.Scope, authTime: c.authTime, session: c.session})
 	}
 	d.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	return d.issue(client, c.user, c.req.Scope, c.req.Nonce, c.authTime, refresh)
+	return d.issue(client, c.user, c.req.Scope, c.req.Nonce, c.authTime, refresh, c.session.id)
 }
 
 // devCheckCode checks a code's bindings against the token request.
@@ -201,9 +201,10 @@ func (d *devIDP) grantPassword(client string, form url.Values) (*devTokenRespons
 	}
 	now := d.now()
 	d.mu.Lock()
-	refresh := d.newRefreshLocked(now, devGrant{clientID: client, user: u, scope: scope, authTime: now, session: &devSession{}})
+	session := newDevSession()
+	refresh := d.newRefreshLocked(now, devGrant{clientID: client, user: u, scope: scope, authTime: now, session: session})
 	d.mu.Unlock()
-	return d.issue(client, u, scope, "", now, refresh)
+	return d.issue(client, u, scope, "", now, refresh, session.id)
 }
 
 // grantRefresh rotates a refresh token: the old one stops working and a new
@@ -241,7 +242,7 @@ func (d *devIDP) grantRefresh(client string, form url.Values) (*devTokenResponse
 	delete(d.refresh, old)
 	refresh := d.newRefreshLocked(now, *g)
 	// Signing under the lock is a few milliseconds; the dev IdP serves one person.
-	return d.issue(client, g.user, scope, "", g.authTime, refresh)
+	return d.issue(client, g.user, scope, "", g.authTime, refresh, g.session.id)
 }
 
 // newRefreshLocked stores g under a new refresh token, valid for refreshTTL.
@@ -254,15 +255,16 @@ func (d *devIDP) newRefreshLocked(now time.Time, g devGrant) string {
 }
 
 // issue mints the access token for client, a JWT or, for
-// devOpaqueClientID, an opaque one, and an ID token when scope has openid.
-func (d *devIDP) issue(client string, u devUser, scope, nonce string, authTime time.Time, refresh string) (*devTokenResponse, error) {
+// devOpaqueClientID, an opaque one, and an ID token when scope has openid,
+// both naming the session sid.
+func (d *devIDP) issue(client string, u devUser, scope, nonce string, authTime time.Time, refresh, sid string) (*devTokenResponse, error) {
 	now := d.now()
-	claims := d.accessClaims(client, u, scope, now, authTime, d.accessTTL)
+	claims := d.accessClaims(client, u, scope, sid, now, authTime, d.accessTTL)
 	var at string
 	var err error
 	if client == devOpaqueClientID {
 		at = d.opaque.add(now, claims)
-	} else if at, err = d.signAccessToken(claims); err != nil {
+	} else if at, err = d.signAccessClaims(claims); err != nil {
 		return nil, err
 	}
 	resp := &devTokenResponse{
@@ -274,7 +276,7 @@ func (d *devIDP) issue(client string, u devUser, scope, nonce string, authTime t
 		Scope:            scope,
 	}
 	if devHasWord(scope, "openid") {
-		if resp.IDToken, err = d.signIDToken(client, u, scope, nonce, at, now, authTime, d.accessTTL); err != nil {
+		if resp.IDToken, err = d.signIDTokenFor(client, u, scope, nonce, at, sid, now, authTime, d.accessTTL); err != nil {
 			return nil, err
 		}
 	}
@@ -338,6 +340,7 @@ type devAccessClaims struct {
 	AuthTime        *jwt.NumericDate `json:"auth_time,omitempty"`
 	ID              string           `json:"jti"`
 	Scope           string           `json:"scope"`
+	SessionID       string           `json:"sid,omitempty"`
 	devProfileClaims
 }
 
@@ -352,13 +355,25 @@ type devIDClaims struct {
 	AuthTime        *jwt.NumericDate `json:"auth_time"`
 	Nonce           string           `json:"nonce,omitempty"`
 	AccessTokenHash string           `json:"at_hash,omitempty"`
+	SessionID       string           `json:"sid,omitempty"`
 	devProfileClaims
 }
 
-// accessClaims are the claims of an access token for client: the payload
-// of a JWT, or what the introspection endpoint says of an opaque token.
-func (d *devIDP) accessClaims(client string, u devUser, scope string, now, authTime time.Time, ttl time.Duration) devAccessClaims {
+func (d *devIDP) signAccessToken(u devUser, scope string, now, authTime time.Time, ttl time.Duration) (string, error) {
+	return d.signAccessTokenSID(u, scope, "", now, authTime, ttl)
+}
+
+// signAccessTokenSID signs an access token of session sid ("": none).
+func (d *devIDP) signAccessTokenSID(u devUser, scope, sid string, now, authTime time.Time, ttl time.Duration) (string, error) {
+	return d.signAccessClaims(d.accessClaims(devClientID, u, scope, sid, now, authTime, ttl))
+}
+
+// accessClaims are the claims of an access token for client in session sid
+// ("": none): the payload of a JWT, or what the introspection endpoint says
+// of an opaque token.
+func (d *devIDP) accessClaims(client string, u devUser, scope, sid string, now, authTime time.Time, ttl time.Duration) devAccessClaims {
 	return devAccessClaims{
+		SessionID:        sid,
 		Issuer:           d.issuer,
 		Subject:          u.Subject,
 		Audience:         jwt.Audience{client},
@@ -373,7 +388,7 @@ func (d *devIDP) accessClaims(client string, u devUser, scope string, now, authT
 	}
 }
 
-func (d *devIDP) signAccessToken(c devAccessClaims) (string, error) {
+func (d *devIDP) signAccessClaims(c devAccessClaims) (string, error) {
 	tok, err := jwt.Signed(d.atSigner).Claims(c).Serialize()
 	if err != nil {
 		return "", fmt.Errorf("sign access token: %w", err)
@@ -382,8 +397,19 @@ func (d *devIDP) signAccessToken(c devAccessClaims) (string, error) {
 }
 
 // signIDToken signs an ID token; with accessToken set it carries at_hash.
-func (d *devIDP) signIDToken(client string, u devUser, scope, nonce, accessToken string, now, authTime time.Time, ttl time.Duration) (string, error) {
+func (d *devIDP) signIDToken(u devUser, scope, nonce, accessToken string, now, authTime time.Time, ttl time.Duration) (string, error) {
+	return d.signIDTokenSID(u, scope, nonce, accessToken, "", now, authTime, ttl)
+}
+
+// signIDTokenSID signs an ID token of session sid ("": none).
+func (d *devIDP) signIDTokenSID(u devUser, scope, nonce, accessToken, sid string, now, authTime time.Time, ttl time.Duration) (string, error) {
+	return d.signIDTokenFor(devClientID, u, scope, nonce, accessToken, sid, now, authTime, ttl)
+}
+
+// signIDTokenFor signs an ID token for client of session sid ("": none).
+func (d *devIDP) signIDTokenFor(client string, u devUser, scope, nonce, accessToken, sid string, now, authTime time.Time, ttl time.Duration) (string, error) {
 	c := devIDClaims{
+		SessionID:        sid,
 		Issuer:           d.issuer,
 		Subject:          u.Subject,
 		Audience:         jwt.Audience{client},
@@ -434,6 +460,8 @@ func (d *devIDP) verifyAccessToken(raw string) (*devAccessClaims, error) {
 		return nil, errors.New("token expired")
 	case c.Subject == "":
 		return nil, errors.New("no sub")
+	case d.accessRevoked(c.ID):
+		return nil, errors.New("token revoked")
 	}
 	return &c, nil
 }
@@ -484,29 +512,4 @@ func devBearerError(w http.ResponseWriter, status int, code, desc string) {
 		Error       string `json:"error"`
 		Description string `json:"error_description"`
 	}{code, desc})
-}
-
-// handleLogout is the RP-initiated logout endpoint. No browser session is
-// kept, so there is nothing to end: it returns to post_logout_redirect_uri
-// when that is a loopback URL, else shows a signed-out page.
-func (d *devIDP) handleLogout() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, devMaxBody)
-		if err := r.ParseForm(); err != nil {
-			d.renderHTML(w, http.StatusBadRequest, devErrorHTML("the sign-out request could not be read"))
-			return
-		}
-		target := r.Form.Get("post_logout_redirect_uri")
-		u, err := url.Parse(target)
-		if target == "" || err != nil || !devLoopbackURL(target) {
-			d.renderHTML(w, http.StatusOK, devSignedOutHTML())
-			return
-		}
-		if s := r.Form.Get("state"); s != "" {
-			q := u.Query()
-			q.Set("state", s)
-			u.RawQuery = q.Encode()
-		}
-		http.Redirect(w, r, u.String(), http.StatusSeeOther)
-	})
 }

@@ -3,11 +3,14 @@ package main
 import (
 	"crypto/rand"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +43,8 @@ type fakeIDP struct {
 	keys        []testKey
 	extraJWKS   []json.RawMessage // published verbatim beside the keys
 	discIssuer  string            // when set, discovery claims this issuer
+	discExtra   map[string]any    // discovery members added or replaced
+	caFile      string            // PEM of the https server's certificate, for ca_file
 	discMode    string
 	jwksMode    string
 	tokenMode   string
@@ -66,9 +71,20 @@ type fakeIDP struct {
 	// the opaque tokens' subjects with the tokens' names, 401 to the rest.
 	userinfoFn func(bearer string) (int, any)
 
-	discHits, jwksHits, tokenHits atomic.Int64
-	introspectHits, userinfoHits  atomic.Int64
-	newConns                      atomic.Int64 // connections accepted
+	// The revocation endpoint (RFC 7009), listed in discovery unless
+	// noRevocation: how it misbehaves, the status it answers, the methods
+	// discovery lists for it, and the requests it got.
+	noRevocation  bool
+	revokeMode    string
+	revokeStatus  int // 0: 200
+	revokeMethods []string
+	revocations   []fakeRevocation
+	// endSession lists an end_session_endpoint in discovery.
+	endSession bool
+
+	discHits, jwksHits, tokenHits, revokeHits atomic.Int64
+	introspectHits, userinfoHits              atomic.Int64
+	newConns                                  atomic.Int64 // connections accepted
 	// inFlight and maxInFlight count requests being answered, every
 	// endpoint together; cancelled counts the requests of modeHang whose
 	// client gave up before the answer.
@@ -85,6 +101,18 @@ const (
 // newFakeIDP starts a fake IdP on loopback with one RS256 key, kid "k1".
 func newFakeIDP(t testing.TB) *fakeIDP {
 	t.Helper()
+	return startFakeIDP(t, false)
+}
+
+// newFakeIDPTLS is newFakeIDP over https, with an https issuer; its
+// tenantConfig trusts the server's certificate through ca_file.
+func newFakeIDPTLS(t testing.TB) *fakeIDP {
+	t.Helper()
+	return startFakeIDP(t, true)
+}
+
+func startFakeIDP(t testing.TB, useTLS bool) *fakeIDP {
+	t.Helper()
 	f := &fakeIDP{t: t, slow: 3 * time.Second}
 	f.keys = []testKey{newTestKey(t, jose.RS256, "k1", 0)}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
@@ -93,7 +121,16 @@ func newFakeIDP(t testing.TB) *fakeIDP {
 			f.newConns.Add(1)
 		}
 	}
-	f.srv.Start()
+	if useTLS {
+		f.srv.StartTLS()
+		f.caFile = filepath.Join(t.TempDir(), "idp-ca.pem")
+		pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.srv.Certificate().Raw})
+		if err := os.WriteFile(f.caFile, pemBytes, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		f.srv.Start()
+	}
 	t.Cleanup(f.srv.Close)
 	f.issuer = f.srv.URL
 	return f
@@ -114,7 +151,8 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 	case "/.well-known/openid-configuration":
 		f.discHits.Add(1)
 		f.mu.Lock()
-		mode, iss, methods, algs := f.discMode, f.discIssuer, f.authMethods, f.algs
+		mode, iss, methods, algs, extra := f.discMode, f.discIssuer, f.authMethods, f.algs, f.discExtra
+		noRevocation, revokeMethods, endSession := f.noRevocation, f.revokeMethods, f.endSession
 		introspect, imethods := f.introspect, f.introspectAuthMethods
 		f.mu.Unlock()
 		if f.misbehave(w, r, mode) {
@@ -142,6 +180,18 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		if imethods != nil {
 			doc["introspection_endpoint_auth_methods_supported"] = imethods
+		}
+		if !noRevocation {
+			doc["revocation_endpoint"] = f.issuer + "/revoke"
+		}
+		if revokeMethods != nil {
+			doc["revocation_endpoint_auth_methods_supported"] = revokeMethods
+		}
+		if endSession {
+			doc["end_session_endpoint"] = f.issuer + "/logout?tenant=acme"
+		}
+		for k, v := range extra {
+			doc[k] = v
 		}
 		writeTestJSON(w, 200, doc)
 	case "/jwks":
@@ -206,6 +256,23 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		status, body := fn(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
 		writeTestJSON(w, status, body)
+	case "/revoke":
+		f.revokeHits.Add(1)
+		f.mu.Lock()
+		mode, status := f.revokeMode, f.revokeStatus
+		f.mu.Unlock()
+		if f.misbehave(w, r, mode) {
+			return
+		}
+		r.ParseForm()
+		u, p, _ := r.BasicAuth()
+		f.mu.Lock()
+		f.revocations = append(f.revocations, fakeRevocation{form: r.PostForm, basic: [2]string{u, p}})
+		f.mu.Unlock()
+		if status == 0 {
+			status = 200
+		}
+		writeTestJSON(w, status, map[string]string{})
 	default:
 		http.NotFound(w, r)
 	}
@@ -273,6 +340,43 @@ func (f *fakeIDP) defaultUserinfo(bearer string) (int, any) {
 		return 401, map[string]any{"error": "invalid_token"}
 	}
 	return 200, map[string]any{"sub": answer["sub"], "name": "Userinfo Name", "email": "from.userinfo@example.com"}
+}
+
+// fakeRevocation is one request the revocation endpoint got.
+type fakeRevocation struct {
+	form  url.Values
+	basic [2]string // user and password of HTTP Basic, as sent (escaped)
+}
+
+// revoked returns the revocation requests so far.
+func (f *fakeIDP) revoked() []fakeRevocation {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]fakeRevocation(nil), f.revocations...)
+}
+
+// logoutToken is a valid back-channel logout token for testSubject in
+// session "sess-1", typ logout+jwt, with a fresh jti; mods change the claims
+// as for accessClaims.
+func (f *fakeIDP) logoutToken(mods ...map[string]any) string {
+	return signWith(f.t, f.key(), f.logoutClaims(mods...), map[jose.HeaderKey]any{"typ": "logout+jwt"})
+}
+
+// logoutClaims are valid logout token claims (OpenID Connect Back-Channel
+// Logout 1.0 §2.4).
+func (f *fakeIDP) logoutClaims(mods ...map[string]any) map[string]any {
+	now := time.Now()
+	c := map[string]any{
+		"iss":    f.issuer,
+		"aud":    testClientID,
+		"iat":    now.Unix(),
+		"exp":    now.Add(2 * time.Minute).Unix(),
+		"jti":    newUUID(),
+		"sub":    testSubject,
+		"sid":    "sess-1",
+		"events": map[string]any{backchannelLogoutEvent: map[string]any{}},
+	}
+	return withMods(c, mods...)
 }
 
 // misbehave acts out a mode and reports whether it answered.
@@ -422,12 +526,14 @@ func (f *fakeIDP) defaultToken(form url.Values, r *http.Request) (int, any) {
 	if !ok {
 		return 400, map[string]string{"error": "invalid_grant", "error_description": "nope"}
 	}
+	// As real IdPs do, the ID token carries the at_hash of its access token.
+	at := f.accessToken()
 	return 200, map[string]any{
-		"access_token":  f.accessToken(),
+		"access_token":  at,
 		"token_type":    "Bearer",
 		"expires_in":    300,
 		"refresh_token": "rt-next",
-		"id_token":      f.idToken(form.Get("x-test-nonce")),
+		"id_token":      f.idToken(form.Get("x-test-nonce"), map[string]any{"at_hash": atHashOf(f.t, f.key().alg, at)}),
 	}
 }
 
@@ -466,6 +572,7 @@ func (f *fakeIDP) tenantConfig() tenantConfig {
 		ClientID:     testClientID,
 		ClientSecret: testClientSecret,
 		RedirectURI:  testRedirectURI,
+		CAFile:       f.caFile,
 		CORSOrigins:  []string{"https://app.example.com"},
 		Features:     tenantFeatures{Auth: authFeatures{PasswordGrantEnabled: true}},
 	}

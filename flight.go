@@ -138,3 +138,16 @@ func (g *flightGroup[K, V]) len() int {
 	defer g.mu.Unlock()
 	return len(g.m)
 }
+
+// forgetFunc drops every key that match reports, kept answers and calls in
+// flight alike: a call in flight goes on for the callers already waiting on
+// it, while the next caller with its key starts a new one.
+func (g *flightGroup[K, V]) forgetFunc(match func(K) bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for k := range g.m {
+		if match(k) {
+			delete(g.m, k)
+		}
+	}
+}

@@ -594,7 +594,7 @@ func FuzzRequestBody(f *testing.F) {
 		}
 	})
 	app := newTestApp(f, []tenantConfig{idp.tenantConfig()})
-	statics := sourceStrings(f, "handlers.go", "server.go", "respond.go", "bearer.go", "oidc.go", "jwks.go", "refresh.go", "verify.go", "tokencache.go")
+	statics := sourceStrings(f, "handlers.go", "server.go", "respond.go", "bearer.go", "oidc.go", "jwks.go", "refresh.go", "verify.go", "tokencache.go", "jsonbody.go")
 	paths := []string{"/v1/auth/login", "/v1/auth/token", "/v1/auth/refresh"}
 	const form, js = "application/x-www-form-urlencoded", "application/json"
 	verifier := strings.Repeat("v", 43)
@@ -652,7 +652,8 @@ func FuzzRequestBody(f *testing.F) {
 // FuzzJWKS gives arbitrary bytes to parseJWKS: every key it returns is public
 // and usable for verification (RSA of 2048 bits or more that crypto/rsa
 // accepts, a point on a NIST curve, or Ed25519), and it fails exactly when
-// no such key is left.
+// the body is not a key set (a JSON object whose "keys" is an array); a key
+// set without a usable key is no error, and yields none (fail closed).
 func FuzzJWKS(f *testing.F) {
 	keys := deterministicKeys()
 	jwk := func(k jose.JSONWebKey) string {
@@ -692,8 +693,11 @@ func FuzzJWKS(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		got, _, err := parseJWKS(body)
-		if (err != nil) != (len(got) == 0) {
-			t.Fatalf("parseJWKS(%q) = %d keys, error %v", body, len(got), err)
+		var doc map[string]json.RawMessage
+		var list []json.RawMessage
+		isSet := json.Unmarshal(body, &doc) == nil && string(doc["keys"]) != "null" && json.Unmarshal(doc["keys"], &list) == nil
+		if (err == nil) != isSet || err != nil && len(got) != 0 {
+			t.Fatalf("parseJWKS(%q) = %d keys, error %v; a key set: %v", body, len(got), err, isSet)
 		}
 		for i, k := range got {
 			if !k.IsPublic() || !k.Valid() || (k.Use != "" && k.Use != "sig") {
@@ -755,6 +759,8 @@ func FuzzDiscovery(f *testing.F) {
 		{"issuer": nil},
 		{"jwks_uri": "http://idp.example.com/jwks"},
 		{"jwks_uri": "http://127.0.0.1:8080/jwks", "token_endpoint": "http://localhost/token"},
+		{"userinfo_endpoint": "http://127.0.0.1:8080/userinfo"},
+		{"revocation_endpoint": "HTTP://127.0.0.1/revoke", "mtls_endpoint_aliases": map[string]any{"token_endpoint": "http://[::1]/t"}},
 		{"token_endpoint": "/token"},
 		{"userinfo_endpoint": "ftp://idp.example.com/u", "end_session_endpoint": ":"},
 		{"id_token_signing_alg_values_supported": []string{"HS256", "none"}},
@@ -792,6 +798,12 @@ func FuzzDiscovery(f *testing.F) {
 		for _, u := range []string{d.UserinfoEndpoint, d.EndSessionEndpoint} {
 			if u != "" && checkEndpoint(u) != nil {
 				t.Fatalf("fetchDiscovery(%q) kept optional endpoint %q", body, u)
+			}
+		}
+		// The issuer is https: no endpoint may take us to plain http.
+		for _, u := range []string{d.AuthorizationEndpoint, d.TokenEndpoint, d.JWKSURI, d.UserinfoEndpoint, d.EndSessionEndpoint} {
+			if strings.HasPrefix(strings.ToLower(u), "http:") {
+				t.Fatalf("fetchDiscovery(%q) accepted the plain-http endpoint %q under an https issuer", body, u)
 			}
 		}
 		p.publishDiscovery(d)

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -30,8 +29,10 @@ func (s *server) routes() []route {
 		{"POST", "/v1/auth/token", handleToken(s.limiter, s.trusted), true},
 		{"POST", "/v1/auth/refresh", handleRefresh(), true},
 		{"POST", "/v1/auth/register", handleRegister(s.store), true},
+		{"POST", "/v1/auth/logout", handleLogout(s.store), true},
+		{"POST", "/v1/auth/backchannel-logout", handleBackchannelLogout(s.store), true},
 		{"GET", "/healthz", handleHealth(s.store), false},
-		{"GET", "/readyz", handleReady(s.tenants), false},
+		{"GET", "/readyz", handleReady(s.tenants, s.tenantFor), false},
 		{"GET", "/v1/openapi.json", handleOpenAPI(), false},
 	}
 	if s.cfg.MetricsAddr == "" {
@@ -142,6 +143,12 @@ func handleLogin() http.Handler {
 			return
 		}
 		verifier := v.Get("code_verifier")
+		if verifier == "" && t.cfg.requirePKCE() {
+			// The service adds its own client secret to the exchange, so
+			// without PKCE anyone holding a leaked code could redeem it here.
+			writeError(w, r, badRequest("code_verifier: required: this tenant redeems authorization codes only with PKCE (RFC 7636)"))
+			return
+		}
 		if verifier != "" && !validCodeVerifier(verifier) {
 			writeError(w, r, badRequest("code_verifier: must be 43-128 characters of A-Z, a-z, 0-9, '-', '.', '_' or '~' (RFC 7636)"))
 			return
@@ -161,7 +168,7 @@ func handleLogin() http.Handler {
 			writeError(w, r, &apiError{http.StatusUnauthorized, "SW_AUTH_OIDC_FAILED", "the identity provider returned no ID token"})
 			return
 		}
-		if _, err := t.prov.verify(r.Context(), tr.IDToken, kindIDToken, nonce); err != nil {
+		if _, err := t.prov.verifyAnswerIDToken(r.Context(), tr, nonce); err != nil {
 			writeError(w, r, verifyFailed(t, err, "SW_AUTH_OIDC_FAILED"))
 			return
 		}
@@ -213,32 +220,41 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		addr := clientAddr(r, trusted)
-		userKey := t.cfg.ID + "\x00" + strings.ToLower(username)
-		if wait := lim.attempt(userKey, addr); wait > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-			writeError(w, r, &apiError{http.StatusTooManyRequests, "SW_RATE_LIMITED", "too many failed sign-in attempts; try again later"})
+		userKey, err := usernameKey(username)
+		if err != nil {
+			writeError(w, r, err)
 			return
 		}
-		form := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}}
-		if scope := v.Get("scope"); scope != "" {
-			form.Set("scope", scope)
-		} else {
-			form.Set("scope", strings.Join(t.cfg.Scopes, " "))
+		scope, err := grantScope(t.cfg, v.Get("scope"))
+		if err != nil {
+			writeError(w, r, err)
+			return
 		}
+		if scope == "" {
+			scope = strings.Join(t.cfg.Scopes, " ")
+		}
+		// The IdP gets the name trimmed: a space that a phone keyboard
+		// appended must not fail a right password at an IdP that keeps it.
+		username = strings.TrimSpace(username)
+		key := newLoginKey(t.cfg.ID, userKey, clientAddr(r, trusted))
+		if err := lim.admit(r.Context(), w, key); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		form := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}, "scope": {scope}}
 		tr, err := t.prov.token(r.Context(), form)
 		if err != nil {
 			// An OAuth refusal is the user's failed attempt and stays counted.
 			var oe *oauthError
 			if !errors.As(err, &oe) || oe.clientCredentialsInvalid() {
-				lim.release(userKey, addr)
+				lim.release(key)
 			}
 			writeError(w, r, idpError(t, err, rejected))
 			return
 		}
-		lim.succeed(userKey, addr)
+		lim.succeed(key)
 		if tr.IDToken != "" {
-			if _, err := t.prov.verify(r.Context(), tr.IDToken, kindIDToken, ""); err != nil {
+			if _, err := t.prov.verifyAnswerIDToken(r.Context(), tr, ""); err != nil {
 				writeError(w, r, verifyFailed(t, err, "SW_AUTH_OIDC_FAILED"))
 				return
 			}
@@ -263,7 +279,12 @@ func handleRefresh() http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		scope := v.Get("scope")
+		// No scope asks for the one first granted (RFC 6749 §6).
+		scope, err := grantScope(t.cfg, v.Get("scope"))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
 		key := refreshKey(t.cfg.ID, rt, scope)
 		tr, err := t.prov.refresh.do(r.Context(), key, func(ctx context.Context) (*tokenResponse, error) {
 			form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
@@ -275,7 +296,7 @@ func handleRefresh() http.Handler {
 				return nil, idpError(t, err, rejected)
 			}
 			if tr.IDToken != "" {
-				if _, err := t.prov.verify(ctx, tr.IDToken, kindIDToken, ""); err != nil {
+				if _, err := t.prov.verifyAnswerIDToken(ctx, tr, ""); err != nil {
 					return nil, verifyFailed(t, err, "SW_AUTH_REFRESH_FAILED")
 				}
 			}
@@ -322,8 +343,8 @@ func handleRegister(st *store) http.Handler {
 			writeUnauthenticated(w, r, t, err)
 			return
 		}
-		p := principal{TenantID: t.cfg.ID, Issuer: c.Issuer, Subject: c.Subject}
-		part, err := st.ensureParticipant(r.Context(), p, displayName(c), string(c.Email))
+		p := principal{TenantID: t.cfg.ID, Issuer: t.cfg.principalIssuer(c), Subject: c.Subject}
+		part, err := st.ensureParticipant(r.Context(), p, displayName(c), verifiedEmail(c))
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -338,10 +359,11 @@ func handleRegister(st *store) http.Handler {
 	})
 }
 
-// displayName is the first of name, preferred_username, the email's local
-// part and sub that is not blank.
+// displayName is the first of name, preferred_username, the local part of
+// the email (unless it is unverified: verifiedEmail) and sub that is not
+// blank.
 func displayName(c *claims) string {
-	local, _, _ := strings.Cut(string(c.Email), "@")
+	local, _, _ := strings.Cut(verifiedEmail(c), "@")
 	for _, s := range []string{string(c.Name), string(c.PreferredUsername), local, c.Subject} {
 		if s = strings.TrimSpace(s); s != "" {
 			return s
@@ -365,28 +387,41 @@ func handleHealth(st *store) http.Handler {
 	})
 }
 
-// handleReady answers 200 when every tenant has discovery and keys.
-func handleReady(ts []*tenant) http.Handler {
+// handleReady answers 200 when every tenant it answers for has discovery
+// and usable keys, else 503 naming those that have not. A request whose
+// Host is a tenant's hears about that tenant only; any other Host (a load
+// balancer's probe by address, or a stranger) about all of them together,
+// with no tenant named: the ids would tell it which customers are served
+// here.
+func handleReady(ts []*tenant, tenantFor func(*http.Request) *tenant) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		var notReady []string
-		for _, t := range ts {
+		scope, named := ts, false
+		if t := tenantFor(r); t != nil {
+			scope, named = []*tenant{t}, true
+		}
+		notReady, ids := []string{}, []string{}
+		for _, t := range scope {
 			if !t.prov.ready() {
 				notReady = append(notReady, t.cfg.ID)
 			}
+			ids = append(ids, t.cfg.ID)
 		}
 		if len(notReady) > 0 {
+			msg := "not ready: no discovery document or usable keys yet for tenants " + strings.Join(notReady, ", ")
+			if !named {
+				msg, notReady = "not ready: some tenant has no discovery document or usable keys yet", []string{}
+			}
 			w.Header().Set("Retry-After", "5")
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{
 				"code":    "SW_AUTH_IDP_UNAVAILABLE",
-				"message": "not ready: no discovery document or keys yet for tenants " + strings.Join(notReady, ", "),
+				"message": msg,
 				"tenants": notReady,
 			}})
 			return
 		}
-		ids := make([]string, 0, len(ts))
-		for _, t := range ts {
-			ids = append(ids, t.cfg.ID)
+		if !named {
+			ids = []string{}
 		}
 		slices.Sort(ids)
 		writeData(w, map[string]any{"status": "ready", "tenants": ids})

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestRoutingErrors(t *testing.T) {
@@ -178,5 +182,57 @@ func TestRegisterConcurrentFirstCalls(t *testing.T) {
 	a.store.r.QueryRow(`SELECT count(*) FROM workspaces w JOIN participants p ON p.id = w.owner_participant_id WHERE p.subject = 'concurrent'`).Scan(&spaces)
 	if parts != 1 || spaces != 1 {
 		t.Errorf("after %d concurrent registers: %d participants, %d workspaces; want 1 and 1", n, parts, spaces)
+	}
+}
+
+// TestAttackReadyzTenantIDs asks /readyz of a multi-tenant service with a
+// Host of nobody's, as a stranger enumerating customers would: the answer
+// says ready or not and names no tenant. A tenant's own Host hears about
+// that tenant only; a single tenant without hosts serves every Host and is
+// named to all.
+func TestAttackReadyzTenantIDs(t *testing.T) {
+	t.Parallel()
+	up, down := newFakeIDP(t), newFakeIDP(t)
+	down.set(func(f *fakeIDP) { f.discMode = modeDown })
+	acme := up.tenantConfig()
+	acme.Hosts = []string{"auth.acme.example"}
+	beta := down.tenantConfig()
+	beta.ID, beta.Hosts = "beta-corp", []string{"auth.beta.example"}
+	a := newTestApp(t, []tenantConfig{acme, beta}, true)
+	a.srv.tenants[0].prov.refreshAll(context.Background())
+
+	type readyz struct {
+		Data  struct{ Tenants []string }
+		Error struct{ Tenants []string }
+	}
+	check := func(name, host string, wantStatus int, wantTenants []string, mustNotName ...string) {
+		t.Helper()
+		w := a.do("GET", "http://"+host+"/readyz", "")
+		var got readyz
+		if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+			t.Fatalf("GET /readyz (%s): %v", name, err)
+		}
+		tenants := append(got.Data.Tenants, got.Error.Tenants...)
+		if w.Code != wantStatus || !slices.Equal(tenants, wantTenants) {
+			t.Errorf("GET /readyz (%s) = %d tenants %q; want %d %q (%s)", name, w.Code, tenants, wantStatus, wantTenants, w.Body)
+		}
+		for _, id := range mustNotName {
+			if strings.Contains(w.Body.String(), id) {
+				t.Errorf("GET /readyz (%s) names tenant %s: %s", name, id, w.Body)
+			}
+		}
+	}
+	check("a Host of nobody's, a tenant down", "evil.example", 503, []string{}, "acme", "beta-corp")
+	check("a probe by address, a tenant down", "10.1.2.3:8080", 503, []string{}, "acme", "beta-corp")
+	check("the ready tenant's Host", "auth.acme.example", 200, []string{"acme"}, "beta-corp")
+	check("the tenant that is down, its own Host", "AUTH.BETA.EXAMPLE:443", 503, []string{"beta-corp"}, "acme")
+
+	down.set(func(f *fakeIDP) { f.discMode = modeOK })
+	a.waitReady(10 * time.Second)
+	check("a Host of nobody's, all ready", "evil.example", 200, []string{}, "acme", "beta-corp")
+
+	single := newTestApp(t, []tenantConfig{newFakeIDP(t).tenantConfig()})
+	if w := single.do("GET", "http://anything.example/readyz", ""); w.Code != 200 || !strings.Contains(w.Body.String(), `"tenants":["acme"]`) {
+		t.Errorf("GET /readyz of a single tenant without hosts = %d %s; want 200 naming acme", w.Code, w.Body)
 	}
 }

@@ -142,8 +142,9 @@ func (p *provider) readIntrospection(ctx context.Context, raw string, body []byt
 	}
 	iss := p.tenant.Issuer
 	if r.Issuer != nil {
-		if !p.acceptsIssuer(*r.Issuer) {
-			return refused(reasonIssuer, "introspection: want %q got %q", p.tenant.Issuer, truncate(*r.Issuer, 100)), nil
+		// The issuer rule of bearer JWTs, accepted issuers included.
+		if err := p.tenant.checkTokenIssuer(&claims{Issuer: *r.Issuer}, kindAccessToken); err != nil {
+			return &remoteAnswer{refusal: err}, nil
 		}
 		iss = *r.Issuer
 	}
@@ -158,11 +159,12 @@ func (p *provider) readIntrospection(ctx context.Context, raw string, body []byt
 		NotBefore:         r.NotBefore,
 		IssuedAt:          r.IssuedAt,
 		AuthorizedParty:   r.AuthorizedParty,
+		ClientID:          r.ClientID,
 		Name:              r.Name,
 		PreferredUsername: r.PreferredUsername,
 		Email:             r.Email,
 	}
-	if refusal := p.checkRemoteClaims(c, string(r.ClientID)); refusal != nil {
+	if refusal := p.checkRemoteClaims(c); refusal != nil {
 		return refusal, nil
 	}
 	if c.Name == "" && c.PreferredUsername == "" && c.Email == "" {
@@ -179,8 +181,8 @@ func (p *provider) readIntrospection(ctx context.Context, raw string, body []byt
 }
 
 // checkRemoteClaims applies the time, subject and access-token audience
-// rules to claims an IdP answered; clientID is the answer's client_id.
-func (p *provider) checkRemoteClaims(c *claims, clientID string) *remoteAnswer {
+// rules to claims an IdP answered.
+func (p *provider) checkRemoteClaims(c *claims) *remoteAnswer {
 	now := p.now()
 	switch {
 	case c.Expiry != nil && now.After(c.Expiry.Time().Add(leeway)):
@@ -191,17 +193,11 @@ func (p *provider) checkRemoteClaims(c *claims, clientID string) *remoteAnswer {
 		return refused(reasonNotYetValid, "iat %s is in the future", c.IssuedAt.Time().UTC().Format(time.RFC3339))
 	case c.Subject == "":
 		return refused(reasonMissingClaim, "sub")
-	case !p.audienceFits(c.Audience, string(c.AuthorizedParty), clientID):
+	case !p.audienceFits(c.Audience, string(c.AuthorizedParty), string(c.ClientID)):
 		return refused(reasonAudience, "aud %q, azp %q, client_id %q: none is for this tenant", []string(c.Audience),
-			truncate(string(c.AuthorizedParty), 100), truncate(clientID, 100))
+			truncate(string(c.AuthorizedParty), 100), truncate(string(c.ClientID), 100))
 	}
 	return nil
-}
-
-// acceptsIssuer reports whether iss may stand for the tenant's issuer in an
-// answer about an access token.
-func (p *provider) acceptsIssuer(iss string) bool {
-	return iss == p.tenant.Issuer
 }
 
 // audienceFits is the access-token audience rule of SPEC.md: aud holds one
@@ -276,7 +272,7 @@ func (p *provider) tokeninfo(ctx context.Context, ep, raw string) (*remoteAnswer
 	if !exp.IsZero() {
 		c.Expiry = jwt.NewNumericDate(exp)
 	}
-	if refusal := p.checkRemoteClaims(c, ""); refusal != nil {
+	if refusal := p.checkRemoteClaims(c); refusal != nil {
 		return refusal, nil
 	}
 	return &remoteAnswer{c: c, exp: exp}, nil

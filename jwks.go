@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -49,8 +50,15 @@ type keySource struct {
 // Load returns the last good key set, nil before the first fetch.
 func (s *keySource) Load() *keySet { return s.cur.Load() }
 
-// fetch fetches the key set and publishes it when it parses. A failed
-// fetch leaves the cached keys in place.
+// errNoUsableKeys is returned by fetch when the key set it published holds
+// no key we can verify with: from then on every token is refused.
+var errNoUsableKeys = errors.New("no usable signing key in the key set: every token is refused until the IdP publishes one")
+
+// fetch fetches the key set and publishes it when it parses, even when none
+// of its keys is usable: a withdrawn key must stop verifying whatever the
+// IdP publishes instead (fail closed). Only a failed fetch (transport
+// error, error status, unparsable body) leaves the cached keys in place.
+// A published set without a usable key returns errNoUsableKeys (wrapped).
 func (s *keySource) fetch(ctx context.Context, jwksURI string) error {
 	body, err := s.get(ctx, "jwks", jwksURI)
 	if err != nil {
@@ -76,32 +84,36 @@ func (s *keySource) fetch(ctx context.Context, jwksURI string) error {
 		}
 	}
 	s.cur.Store(ks)
+	if len(keys) == 0 {
+		return fmt.Errorf("jwks %s: %w", jwksURI, errNoUsableKeys)
+	}
 	return nil
 }
 
 // parseJWKS parses a key set key by key. Keys we cannot or must not use are
 // skipped with a reason, not fatal: an IdP may publish encryption keys,
 // symmetric keys or types newer than us beside its signing keys. It fails
-// only when the document is not a key set or no usable key is left.
+// only when the document is not a key set (a JSON object whose "keys" is an
+// array, RFC 7517 §5); a set with no usable key is no error, and yields
+// no keys.
 func parseJWKS(body []byte) ([]jose.JSONWebKey, []string, error) {
-	var doc struct {
-		Keys []json.RawMessage `json:"keys"`
-	}
+	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, nil, fmt.Errorf("not a JSON key set: %w", err)
 	}
+	var raws []json.RawMessage
+	if keys, ok := doc["keys"]; !ok || bytes.Equal(keys, []byte("null")) || json.Unmarshal(keys, &raws) != nil {
+		return nil, nil, errors.New("not a JSON key set: no \"keys\" array")
+	}
 	var keys []jose.JSONWebKey
 	var skipped []string
-	for i, raw := range doc.Keys {
+	for i, raw := range raws {
 		k, err := parseJWK(raw)
 		if err != nil {
 			skipped = append(skipped, fmt.Sprintf("keys[%d]: %v", i, err))
 			continue
 		}
 		keys = append(keys, k)
-	}
-	if len(keys) == 0 {
-		return nil, skipped, errors.New("no usable signing key in the key set")
 	}
 	return keys, skipped, nil
 }
@@ -194,7 +206,10 @@ func (s *keySource) refetchForUnknownKid(ctx context.Context) *keySet {
 			fctx, cancel := context.WithTimeout(context.Background(), idpRequestTimeout)
 			defer cancel()
 			s.met.jwksRefetch()
-			if err := s.fetch(fctx, d.JWKSURI); err != nil {
+			switch err := s.fetch(fctx, d.JWKSURI); {
+			case errors.Is(err, errNoUsableKeys):
+				s.log.Warn("jwks refetch for an unknown kid: the IdP's key set has no usable signing key", "err", err)
+			case err != nil:
 				s.log.Warn("jwks refetch for an unknown kid failed; keeping the cached keys", "err", err)
 			}
 			s.mu.Lock()

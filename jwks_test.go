@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -96,10 +97,69 @@ func TestVerifyJWKSSkipsUnusableKeys(t *testing.T) {
 	checkAccess(t, a, "RS256 by the 1024-bit key, no kid", signWith(t, testKey{kid: "-", alg: jose.RS256, priv: weak}, claims, nil), 401, reasonSignature)
 	checkAccess(t, a, "naming the unknown key type", craft(t, map[string]any{"alg": "RS256", "kid": "x1"}, claims, []byte("sig")), 401, reasonUnknownKey)
 
-	// A key set with nothing usable is an error and keeps the cached keys.
-	if _, _, err := parseJWKS([]byte(`{"keys":[{"kty":"oct","k":"AAAA"}]}`)); err == nil {
-		t.Error("parseJWKS of a set with only an oct key = nil error; want an error")
+	// A key set with nothing usable is still a key set: it yields no keys
+	// (TestAttackWithdrawnKeyFailsClosed). What is not a key set is an error.
+	if keys, _, err := parseJWKS([]byte(`{"keys":[{"kty":"oct","k":"AAAA"}]}`)); err != nil || len(keys) != 0 {
+		t.Errorf("parseJWKS of a set with only an oct key = %d keys, %v; want none and no error", len(keys), err)
 	}
+	for _, body := range []string{`{}`, `{"keys":null}`, `{"keys":{}}`, `{"Keys":[]}`, `[]`, `null`, `<html>`} {
+		if _, _, err := parseJWKS([]byte(body)); err == nil {
+			t.Errorf("parseJWKS(%s) = nil error; want an error (not a key set)", body)
+		}
+	}
+}
+
+// TestAttackWithdrawnKeyFailsClosed: the IdP withdraws its only signing key
+// and publishes an encryption key alone. After the refresh nothing
+// verifies, neither a new token signed with the withdrawn key nor one the
+// cache held, and the tenant is not ready; once the IdP publishes a signing
+// key again, tokens signed with it pass and the tenant is ready.
+func TestAttackWithdrawnKeyFailsClosed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	p := a.srv.tenants[0].prov
+	cached := f.accessToken()
+	checkRegister(t, "k1 before the withdrawal", a.register(cached), 200)
+	checkRegister(t, "k1 again, from the cache", a.register(cached), 200)
+
+	encJWK, err := json.Marshal(jose.JSONWebKey{Key: testRSAKey(3).Public(), KeyID: "enc1", Algorithm: "RSA-OAEP", Use: "enc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.set(func(f *fakeIDP) {
+		f.keys[0].hidden = true // the IdP can still sign with it; it no longer publishes it
+		f.extraJWKS = []json.RawMessage{encJWK}
+	})
+	if err := p.fetchKeys(ctx, p.disc.Load().JWKSURI); !errors.Is(err, errNoUsableKeys) {
+		t.Fatalf("fetchKeys of a set with only an enc key = %v; want errNoUsableKeys", err)
+	}
+	if _, _, err := p.check(ctx); !errors.Is(err, errNoUsableKeys) {
+		t.Errorf("-check's fetch of a set with only an enc key = %v; want errNoUsableKeys", err)
+	}
+	checkRegister(t, "cached token signed with the withdrawn k1", a.register(cached), 401)
+	checkAccess(t, a, "new token signed with the withdrawn k1", f.accessToken(map[string]any{"sub": "late"}), 401, reasonUnknownKey)
+	noKid := f.key()
+	noKid.kid = "-"
+	checkAccess(t, a, "new token signed with the withdrawn k1, no kid", signWith(t, noKid, f.accessClaims(), nil), 401, reasonUnknownKey)
+	if w := a.do("GET", "/readyz", ""); w.Code != 503 {
+		t.Errorf("GET /readyz with no usable key = %d %s; want 503", w.Code, w.Body)
+	}
+	if w := a.do("POST", "/v1/auth/login", "code=good-code&code_verifier="+tokVerifier); w.Code != 401 {
+		t.Errorf("POST /v1/auth/login with no usable key = %d %s; want 401 (the ID token cannot verify)", w.Code, w.Body)
+	}
+
+	// The IdP publishes a new signing key: the tenant recovers.
+	k2 := f.addKey(newTestKey(t, jose.ES256, "k2", 0))
+	if err := p.fetchKeys(ctx, p.disc.Load().JWKSURI); err != nil {
+		t.Fatalf("fetchKeys after the IdP published k2 = %v", err)
+	}
+	if w := a.do("GET", "/readyz", ""); w.Code != 200 {
+		t.Errorf("GET /readyz with k2 published = %d %s; want 200", w.Code, w.Body)
+	}
+	checkRegister(t, "token signed with k2", a.register(signWith(t, k2, f.accessClaims(), nil)), 200)
+	checkRegister(t, "cached token signed with k1, after k2", a.register(cached), 401)
 }
 
 // shiftClock makes the provider's clock run past the kid refetch interval,

@@ -25,6 +25,7 @@ func TestLoginErrors(t *testing.T) {
 	past := time.Now().Add(-10 * time.Minute).Unix()
 	answer := func(idToken string) tokAnswerFn { return tokAnswer(200, f.tokTokens(idToken)) }
 	unsigned := craft(t, `{"alg":"none","typ":"JWT"}`, f.idClaims(""), nil)
+	pk := "&code_verifier=" + tokVerifier
 
 	tests := []struct {
 		name       string
@@ -36,41 +37,41 @@ func TestLoginErrors(t *testing.T) {
 		wantCode   string
 		wantIdP    bool // the token endpoint is called
 	}{
-		{"code in form body", "", "code=good-code", false, nil, 200, "", true},
-		{"code in query", "?code=good-code", "", false, nil, 200, "", true},
-		{"code in JSON body", "", `{"code":"good-code"}`, true, nil, 200, "", true},
-		{"code in query, JSON body", "?code=good-code", `{"nonce":""}`, true, nil, 200, "", true},
-		{"code in query and body alike", "?code=good-code", "code=good-code", false, nil, 200, "", true},
+		{"code in form body", "", "code=good-code" + pk, false, nil, 200, "", true},
+		{"code in query", "?code=good-code" + pk, "", false, nil, 200, "", true},
+		{"code in JSON body", "", `{"code":"good-code","code_verifier":"` + tokVerifier + `"}`, true, nil, 200, "", true},
+		{"code in query, JSON body", "?code=good-code", `{"nonce":"","code_verifier":"` + tokVerifier + `"}`, true, nil, 200, "", true},
+		{"code in query and body alike", "?code=good-code", "code=good-code" + pk, false, nil, 200, "", true},
 		{"code differs in query and body", "?code=good-code", "code=other", false, nil, 400, "SW_BAD_REQUEST", false},
 		{"missing code", "", "redirect_uri=" + url.QueryEscape(testRedirectURI), false, nil, 400, "SW_BAD_REQUEST", false},
 		{"empty code", "", `{"code":""}`, true, nil, 400, "SW_BAD_REQUEST", false},
-		{"redirect_uri matches", "", "code=good-code&redirect_uri=" + url.QueryEscape(testRedirectURI), false, nil, 200, "", true},
-		{"redirect_uri matches (JSON)", "", `{"code":"good-code","redirect_uri":"` + testRedirectURI + `"}`, true, nil, 200, "", true},
+		{"redirect_uri matches", "", "code=good-code&redirect_uri=" + url.QueryEscape(testRedirectURI) + pk, false, nil, 200, "", true},
+		{"redirect_uri matches (JSON)", "", `{"code":"good-code","code_verifier":"` + tokVerifier + `","redirect_uri":"` + testRedirectURI + `"}`, true, nil, 200, "", true},
 		{"redirect_uri of another app", "", "code=good-code&redirect_uri=" + url.QueryEscape("https://evil.example/cb"), false, nil, 400, "SW_AUTH_REDIRECT_MISMATCH", false},
 		{"redirect_uri with a trailing slash", "", "code=good-code&redirect_uri=" + url.QueryEscape(testRedirectURI+"/"), false, nil, 400, "SW_AUTH_REDIRECT_MISMATCH", false},
-		{"redirect_uri in other case", "?redirect_uri=" + url.QueryEscape(strings.ToUpper(testRedirectURI)), "code=good-code", false, nil, 400, "SW_AUTH_REDIRECT_MISMATCH", false},
+		{"redirect_uri in other case", "?redirect_uri=" + url.QueryEscape(strings.ToUpper(testRedirectURI)), "code=good-code" + pk, false, nil, 400, "SW_AUTH_REDIRECT_MISMATCH", false},
 		{"code_verifier well-formed", "", "code=good-code&code_verifier=" + tokVerifier, false, nil, 200, "", true},
 		{"code_verifier too short", "", "code=good-code&code_verifier=" + tokVerifier[:42], false, nil, 400, "SW_BAD_REQUEST", false},
 		{"code_verifier too long", "", "code=good-code&code_verifier=" + strings.Repeat("a", 129), false, nil, 400, "SW_BAD_REQUEST", false},
 		{"code_verifier with a space", "", "code=good-code&code_verifier=" + url.QueryEscape(tokVerifier[:30]+" "+tokVerifier[31:]), false, nil, 400, "SW_BAD_REQUEST", false},
 		{"code_verifier with a plus", "", "code=good-code&code_verifier=" + url.QueryEscape(tokVerifier[:30]+"+"+tokVerifier[31:]), false, nil, 400, "SW_BAD_REQUEST", false},
-		{"IdP invalid_grant", "", "code=bad-code", false, nil, 401, "SW_AUTH_OIDC_FAILED", true},
-		{"IdP answers without id_token", "", "code=x", false, answer(""), 401, "SW_AUTH_OIDC_FAILED", true},
-		{"ID token: bad signature", "", "code=x", false, answer(signWith(t, evilKey, f.idClaims(""), nil)), 401, "SW_AUTH_OIDC_FAILED", true},
-		{"ID token: unsigned (alg none)", "", "code=x", false, answer(unsigned), 401, "SW_AUTH_OIDC_FAILED", true},
-		{"ID token: not a JWT", "", "code=x", false, answer("not-a-jwt"), 401, "SW_AUTH_OIDC_FAILED", true},
-		{"ID token: wrong issuer", "", "code=x", false, answer(f.idToken("", map[string]any{"iss": f.issuer + "/other"})), 401, "SW_AUTH_OIDC_FAILED", true},
-		{"ID token: wrong audience", "", "code=x", false, answer(f.idToken("", map[string]any{"aud": "another-client", "azp": nil})), 401, "SW_AUTH_OIDC_FAILED", true},
-		{"ID token: azp of another client", "", "code=x", false, answer(f.idToken("", map[string]any{"aud": []string{testClientID, "other"}, "azp": "other"})), 401, "SW_AUTH_OIDC_FAILED", true},
-		{"ID token: expired", "", "code=x", false, answer(f.idToken("", map[string]any{"exp": past, "iat": past - 300})), 401, "SW_AUTH_OIDC_FAILED", true},
-		{"ID token: missing sub", "", "code=x", false, answer(f.idToken("", map[string]any{"sub": nil})), 401, "SW_AUTH_OIDC_FAILED", true},
-		{"ID token: missing iat", "", "code=x", false, answer(f.idToken("", map[string]any{"iat": nil})), 401, "SW_AUTH_OIDC_FAILED", true},
-		{"ID token: an access token (typ at+jwt)", "", "code=x", false, answer(signWith(t, f.key(), f.idClaims(""), map[jose.HeaderKey]any{"typ": "at+jwt"})), 401, "SW_AUTH_OIDC_FAILED", true},
-		{"ID token: nonce mismatch", "", "code=x&nonce=n-1", false, answer(f.idToken("n-2")), 401, "SW_AUTH_OIDC_FAILED", true},
-		{"ID token: nonce missing though sent", "", "code=x&nonce=n-1", false, answer(f.idToken("")), 401, "SW_AUTH_OIDC_FAILED", true},
-		{"ID token: nonce matches", "", "code=x&nonce=n-1", false, answer(f.idToken("n-1")), 200, "", true},
-		{"ID token: nonce matches (query)", "?nonce=n-1", "code=x", false, answer(f.idToken("n-1")), 200, "", true},
-		{"ID token: nonce in token, none sent", "", "code=x", false, answer(f.idToken("n-1")), 200, "", true},
+		{"IdP invalid_grant", "", "code=bad-code" + pk, false, nil, 401, "SW_AUTH_OIDC_FAILED", true},
+		{"IdP answers without id_token", "", "code=x" + pk, false, answer(""), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: bad signature", "", "code=x" + pk, false, answer(signWith(t, evilKey, f.idClaims(""), nil)), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: unsigned (alg none)", "", "code=x" + pk, false, answer(unsigned), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: not a JWT", "", "code=x" + pk, false, answer("not-a-jwt"), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: wrong issuer", "", "code=x" + pk, false, answer(f.idToken("", map[string]any{"iss": f.issuer + "/other"})), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: wrong audience", "", "code=x" + pk, false, answer(f.idToken("", map[string]any{"aud": "another-client", "azp": nil})), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: azp of another client", "", "code=x" + pk, false, answer(f.idToken("", map[string]any{"aud": []string{testClientID, "other"}, "azp": "other"})), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: expired", "", "code=x" + pk, false, answer(f.idToken("", map[string]any{"exp": past, "iat": past - 300})), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: missing sub", "", "code=x" + pk, false, answer(f.idToken("", map[string]any{"sub": nil})), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: missing iat", "", "code=x" + pk, false, answer(f.idToken("", map[string]any{"iat": nil})), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: an access token (typ at+jwt)", "", "code=x" + pk, false, answer(signWith(t, f.key(), f.idClaims(""), map[jose.HeaderKey]any{"typ": "at+jwt"})), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: nonce mismatch", "", "code=x&nonce=n-1" + pk, false, answer(f.idToken("n-2")), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: nonce missing though sent", "", "code=x&nonce=n-1" + pk, false, answer(f.idToken("")), 401, "SW_AUTH_OIDC_FAILED", true},
+		{"ID token: nonce matches", "", "code=x&nonce=n-1" + pk, false, answer(f.idToken("n-1")), 200, "", true},
+		{"ID token: nonce matches (query)", "?nonce=n-1", "code=x" + pk, false, answer(f.idToken("n-1")), 200, "", true},
+		{"ID token: nonce in token, none sent", "", "code=x" + pk, false, answer(f.idToken("n-1")), 200, "", true},
 	}
 	for _, tc := range tests {
 		f.set(func(f *fakeIDP) { f.tokenFn = tc.answer })
@@ -96,7 +97,7 @@ func TestLoginAnswer(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
 	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
-	w := a.do("POST", "/v1/auth/login", "code=good-code")
+	w := a.do("POST", "/v1/auth/login", "code=good-code&code_verifier="+tokVerifier)
 	if !tokCheck(t, "/v1/auth/login", "good code", w, 200, "") {
 		return
 	}
@@ -124,7 +125,6 @@ func TestLoginPassesRedirectURIAndVerifier(t *testing.T) {
 	}{
 		{"with code_verifier", "code=good-code&code_verifier=" + tokVerifier, tokVerifier},
 		{"with code_verifier and redirect_uri", "code=good-code&code_verifier=" + tokVerifier + "&redirect_uri=" + url.QueryEscape(testRedirectURI), tokVerifier},
-		{"without code_verifier", "code=good-code", ""},
 	}
 	for _, tc := range tests {
 		w := a.do("POST", "/v1/auth/login", tc.body)
@@ -142,6 +142,67 @@ func TestLoginPassesRedirectURIAndVerifier(t *testing.T) {
 		}
 		if form.Has("nonce") || form.Has("client_secret") {
 			t.Errorf("POST /v1/auth/login (%s): IdP got unexpected parameters %v", tc.name, form)
+		}
+	}
+}
+
+// TestLoginRequirePKCE posts a leaked code alone, as an attacker who read
+// it from a log or a referrer would: the service adds its own client secret
+// to the exchange, so without PKCE that code alone would become tokens. By
+// default such a request is refused before the IdP is asked; a tenant that
+// sets require_pkce false redeems it.
+func TestLoginRequirePKCE(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	strict := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	laxCfg := f.tenantConfig()
+	off := false
+	laxCfg.Features.Auth.RequirePKCE = &off
+	lax := newTestApp(t, []tenantConfig{laxCfg})
+
+	json := []string{"Content-Type", "application/json"}
+	tests := []struct {
+		name         string
+		app          *testApp
+		query, body  string
+		hdr          []string
+		wantStatus   int
+		wantVerifier string // sent to the IdP; "" for absent
+	}{
+		{"code alone (form)", strict, "", "code=good-code", nil, 400, ""},
+		{"code alone (query)", strict, "?code=good-code", "", nil, 400, ""},
+		{"code alone (JSON)", strict, "", `{"code":"good-code"}`, json, 400, ""},
+		{"code, nonce and redirect_uri but no verifier", strict, "", "code=good-code&nonce=n&redirect_uri=" + url.QueryEscape(testRedirectURI), nil, 400, ""},
+		{"empty code_verifier", strict, "", "code=good-code&code_verifier=", nil, 400, ""},
+		{"code with its verifier", strict, "", "code=good-code&code_verifier=" + tokVerifier, nil, 200, tokVerifier},
+		{"require_pkce false: code alone", lax, "", "code=good-code", nil, 200, ""},
+		{"require_pkce false: code with its verifier", lax, "", "code=good-code&code_verifier=" + tokVerifier, nil, 200, tokVerifier},
+	}
+	for _, tc := range tests {
+		f.set(func(f *fakeIDP) { f.lastForm = nil })
+		before := f.tokenHits.Load()
+		w := tc.app.do("POST", "/v1/auth/login"+tc.query, tc.body, tc.hdr...)
+		wantCode := ""
+		if tc.wantStatus != 200 {
+			wantCode = "SW_BAD_REQUEST"
+		}
+		if !tokCheck(t, "/v1/auth/login", tc.name, w, tc.wantStatus, wantCode) {
+			continue
+		}
+		called := f.tokenHits.Load() > before
+		if tc.wantStatus != 200 {
+			if msg := decode(t, w).Error.Message; !strings.HasPrefix(msg, "code_verifier: ") {
+				t.Errorf("POST /v1/auth/login (%s): message %q; want it to name code_verifier", tc.name, msg)
+			}
+			if called {
+				t.Errorf("POST /v1/auth/login (%s): the code reached the IdP's token endpoint", tc.name)
+			}
+			continue
+		}
+		var form url.Values
+		f.set(func(f *fakeIDP) { form = f.lastForm })
+		if !called || form.Get("code_verifier") != tc.wantVerifier || form.Has("code_verifier") != (tc.wantVerifier != "") {
+			t.Errorf("POST /v1/auth/login (%s): IdP called %v with code_verifier %q; want %q", tc.name, called, form.Get("code_verifier"), tc.wantVerifier)
 		}
 	}
 }

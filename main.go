@@ -204,13 +204,20 @@ func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, 
 		return err
 	}
 	s := newServer(cfg, st, log, met, devIDP)
+	if err := s.loadRevocations(ctx); err != nil {
+		ln.Close()
+		st.Close()
+		return err
+	}
 
 	pctx, stopProviders := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopProviders()
 	s.startProviders(pctx)
 
+	limited := limitListener(ln, cfg.MaxConnections)
 	servers := []*http.Server{newHTTPServer(s, log)}
-	listeners := []net.Listener{ln}
+	servers[0].ConnState = limited.connState
+	listeners := []net.Listener{limited}
 	if cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
@@ -220,8 +227,11 @@ func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, 
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", handleMetrics(met, s.discoveryAges))
-		servers = append(servers, newHTTPServer(mux, log))
-		listeners = append(listeners, mln)
+		mlimited := limitListener(mln, metricsMaxConnections)
+		msrv := newHTTPServer(mux, log)
+		msrv.ConnState = mlimited.connState
+		servers = append(servers, msrv)
+		listeners = append(listeners, mlimited)
 		log.Info("metrics listening", "addr", mln.Addr().String())
 	}
 	errc := make(chan error, len(servers))

@@ -52,6 +52,9 @@ type discovery struct {
 	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported,omitempty"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported,omitempty"`
+	// RFC 8414 §2 / RFC 7009: where /v1/auth/logout revokes tokens.
+	RevocationEndpoint                     string   `json:"revocation_endpoint,omitempty"`
+	RevocationEndpointAuthMethodsSupported []string `json:"revocation_endpoint_auth_methods_supported,omitempty"`
 	// Introspection (RFC 7662, RFC 8414 §2), for opaque access tokens.
 	IntrospectionEndpoint                     string   `json:"introspection_endpoint,omitempty"`
 	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported,omitempty"`
@@ -84,6 +87,9 @@ type provider struct {
 	keys    *keySource
 	tokens  *tokenCache // nil: no cache, every bearer token verified in full
 	refresh *refreshFlights
+	revoked *revocations
+	// revokeWait bounds /logout's wait for the revocation endpoint.
+	revokeWait time.Duration
 	// remote shares one IdP call among requests with one opaque token.
 	remote *flightGroup[[32]byte, *remoteAnswer]
 }
@@ -102,6 +108,8 @@ func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 	}
 	p.keys = &keySource{get: p.get, discovery: p.disc.Load, log: p.log, met: met, now: func() time.Time { return p.now() }}
 	p.refresh = newRefreshFlights(func() time.Time { return p.now() })
+	p.revoked = newRevocations(maxRevocations)
+	p.revokeWait = logoutRevokeTimeout
 	p.remote = newFlightGroup[[32]byte, *remoteAnswer](func() time.Time { return p.now() }, remoteCallTimeout, 0, maxRemoteFlights)
 	return p
 }
@@ -140,10 +148,12 @@ func newIdPClient(t *tenantConfig) *http.Client {
 	}
 }
 
-// ready reports whether the provider has a discovery document and keys,
+// ready reports whether the provider has a discovery document and at least
+// one usable key (a tenant whose IdP publishes none refuses every token),
 // and the endpoint its access token validation needs (remoteReady).
 func (p *provider) ready() bool {
-	return p.disc.Load() != nil && p.keys.Load() != nil && p.remoteReady()
+	ks := p.keys.Load()
+	return p.disc.Load() != nil && ks != nil && len(ks.keys) > 0 && p.remoteReady()
 }
 
 // run fetches discovery and keys until ctx ends: at start with backoff until
@@ -157,7 +167,12 @@ func (p *provider) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			p.log.Warn("idp metadata fetch failed; keeping the last good copy", "err", err, "retry_in", delay.String())
+			if errors.Is(err, errNoUsableKeys) {
+				// Published, not kept: retried like a failure until the IdP has a key again.
+				p.log.Warn("the IdP's key set has no usable signing key: tokens are refused and the tenant is not ready", "err", err, "retry_in", delay.String())
+			} else {
+				p.log.Warn("idp metadata fetch failed; keeping the last good copy", "err", err, "retry_in", delay.String())
+			}
 			next = delay
 			delay = min(delay*2, maxRetryDelay)
 		} else {
@@ -220,9 +235,10 @@ func (p *provider) publishDiscovery(d *discovery) {
 }
 
 // fetchDiscovery gets and checks the IdP's metadata. The issuer in the
-// document must equal the configured one exactly (OIDC Discovery §4.3).
+// document must equal the configured one exactly (OIDC Discovery §4.3); a
+// {tenantid} template too, literally, as Entra's multi-tenant documents say it.
 func (p *provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
-	u := strings.TrimSuffix(p.tenant.Issuer, "/") + "/.well-known/openid-configuration"
+	u := p.tenant.discoveryURL()
 	body, err := p.get(ctx, "discovery", u)
 	if err != nil {
 		return nil, err
@@ -234,6 +250,9 @@ func (p *provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
 	if d.Issuer != p.tenant.Issuer {
 		return nil, fmt.Errorf("discovery %s: issuer mismatch: want %q got %q", u, p.tenant.Issuer, d.Issuer)
 	}
+	if err := checkEndpointSchemes(p.tenant.Issuer, body); err != nil {
+		return nil, fmt.Errorf("discovery %s: %w", u, err)
+	}
 	for _, f := range []struct{ name, v string }{
 		{"authorization_endpoint", d.AuthorizationEndpoint},
 		{"token_endpoint", d.TokenEndpoint},
@@ -243,15 +262,10 @@ func (p *provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
 			return nil, fmt.Errorf("discovery %s: %s: %v", u, f.name, err)
 		}
 	}
-	for _, f := range []*string{&d.UserinfoEndpoint, &d.EndSessionEndpoint, &d.IntrospectionEndpoint} {
+	for _, f := range []*string{&d.UserinfoEndpoint, &d.EndSessionEndpoint, &d.RevocationEndpoint, &d.IntrospectionEndpoint} {
 		if *f != "" && checkEndpoint(*f) != nil {
 			*f = "" // optional: a broken one is dropped, not fatal
 		}
-	}
-	if d.IntrospectionEndpoint != "" && checkIntrospectionEndpoint(p.tenant.Issuer, d.IntrospectionEndpoint) != nil {
-		// Bearer tokens and our client secret go there: never in the clear
-		// from an https issuer, whatever the document says.
-		d.IntrospectionEndpoint = ""
 	}
 	return &d, nil
 }
@@ -399,16 +413,7 @@ func (p *provider) token(ctx context.Context, form url.Values) (*tokenResponse, 
 	if err != nil {
 		return nil, fmt.Errorf("token: %w: %v", errIdPUnavailable, err)
 	}
-	switch {
-	case t.secret == "":
-		form.Set("client_id", t.ClientID)
-	case usePostAuth(d.TokenEndpointAuthMethodsSupported):
-		form.Set("client_id", t.ClientID)
-		form.Set("client_secret", t.secret)
-	default:
-		// RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic.
-		req.SetBasicAuth(url.QueryEscape(t.ClientID), url.QueryEscape(t.secret))
-	}
+	setClientAuth(req, form, t.ClientID, t.secret, d.TokenEndpointAuthMethodsSupported)
 	body := form.Encode()
 	req.Body = io.NopCloser(strings.NewReader(body))
 	req.ContentLength = int64(len(body))

@@ -31,8 +31,8 @@ type tokEndpoint struct {
 var tokEndpoints = []tokEndpoint{
 	{
 		path:     "/v1/auth/login",
-		good:     "code=good-code",
-		tagged:   func(tag string) string { return "code=code-" + tag },
+		good:     "code=good-code&code_verifier=" + tokVerifier,
+		tagged:   func(tag string) string { return "code=code-" + tag + "&code_verifier=" + tokVerifier },
 		grant:    "authorization_code",
 		rejected: "SW_AUTH_OIDC_FAILED",
 	},
@@ -240,17 +240,17 @@ func TestRefreshAnswersLeaveMemory(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	f := newRefreshFlights(clock)
 	answer := func(context.Context) (*tokenResponse, error) { return &tokenResponse{AccessToken: "a"}, nil }
-	if _, err := f.do(context.Background(), [32]byte{1}, answer); err != nil {
+	if _, err := f.do(context.Background(), refreshFlightKey{token: [32]byte{1}}, answer); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
 	now = now.Add(refreshReplayWindow + time.Second)
 	mu.Unlock()
-	if _, err := f.do(context.Background(), [32]byte{2}, answer); err != nil {
+	if _, err := f.do(context.Background(), refreshFlightKey{token: [32]byte{2}}, answer); err != nil {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
-	_, kept := f.m[[32]byte{1}]
+	_, kept := f.m[refreshFlightKey{token: [32]byte{1}}]
 	f.mu.Unlock()
 	if kept {
 		t.Error("an answer older than the replay window is still in memory")

@@ -376,10 +376,12 @@ func TestOpenAPIDataFields(t *testing.T) {
 		hdr  []string
 	}{
 		{"GET /v1/auth/config", "", nil},
-		{"POST /v1/auth/login", "code=good-code", nil},
+		{"POST /v1/auth/login", "code=good-code&code_verifier=" + tokVerifier, nil},
 		{"POST /v1/auth/token", "grant_type=password&username=alice&password=alice-pw", nil},
 		{"POST /v1/auth/refresh", "refresh_token=rt-good", nil},
 		{"POST /v1/auth/register", "", []string{"Authorization", "Bearer " + f.accessToken()}},
+		{"POST /v1/auth/logout", "refresh_token=rt-good", nil},
+		{"POST /v1/auth/backchannel-logout", "logout_token=" + f.logoutToken(), nil},
 		{"GET /healthz", "", nil},
 		{"GET /readyz", "", nil},
 	}
@@ -412,7 +414,8 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 	on := f.tenantConfig()
 	on.Hosts = []string{"a.example"}
 	off := f.tenantConfig()
-	off.ID, off.Hosts = "off", []string{"b.example"}
+	// Another client at the same IdP: one issuer and client_id are one tenant.
+	off.ID, off.Hosts, off.ClientID = "off", []string{"b.example"}, "scaiwave-off"
 	off.Features.Auth.PasswordGrantEnabled = false
 	a := newTestApp(t, []tenantConfig{on, off})
 
@@ -472,7 +475,7 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 		{request{login, "POST", "http://a.example/v1/auth/login", "nonce=x", nil}, 400},
 		{request{login, "POST", "http://a.example/v1/auth/login?code=a", "code=b", nil}, 400},
 		{request{login, "POST", "http://a.example/v1/auth/login", "code=x&redirect_uri=https://evil.example/", nil}, 400},
-		{request{login, "POST", "http://a.example/v1/auth/login?code=bad-code", "", nil}, 401},
+		{request{login, "POST", "http://a.example/v1/auth/login?code=bad-code&code_verifier=" + tokVerifier, "", nil}, 401},
 		{request{login, "POST", "http://a.example/v1/auth/login", big, nil}, 413},
 		{request{login, "POST", "http://a.example/v1/auth/login", "code=x", []string{"Content-Type", "text/plain"}}, 415},
 		{request{token, "POST", "http://b.example/v1/auth/token", "grant_type=password&username=alice&password=alice-pw", nil}, 403},
@@ -483,6 +486,9 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 		{request{register, "POST", "http://a.example/v1/auth/register", "", nil}, 401},
 		{request{register, "POST", "http://a.example/v1/auth/register", "", []string{"Authorization", "Bearer not.a.token"}}, 401},
 		{request{register, "POST", "http://a.example/v1/auth/register", "x", []string{"Authorization", "Bearer " + f.accessToken(), "Content-Type", "text/plain"}}, 415},
+		{request{"POST /v1/auth/logout", "POST", "http://a.example/v1/auth/logout", "", nil}, 400},
+		{request{"POST /v1/auth/logout", "POST", "http://a.example/v1/auth/logout", "", []string{"Authorization", "Bearer not.a.token"}}, 401},
+		{request{"POST /v1/auth/backchannel-logout", "POST", "http://a.example/v1/auth/backchannel-logout", "logout_token=x.y.z", nil}, 400},
 		{request{"GET /healthz", "POST", "/healthz", "", nil}, 405},
 		{request{"GET /metrics", "PUT", "/metrics", "", nil}, 405},
 		{request{"GET /v1/openapi.json", "DELETE", "/v1/openapi.json", "", nil}, 405},
@@ -494,12 +500,21 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 		check(a, tc.req, tc.wantStatus)
 	}
 
-	// Failed passwords for one username, until the limit answers 429.
+	// Failed passwords for one username from one address, until the limit answers 429.
 	bad := request{token, "POST", "http://a.example/v1/auth/token", "grant_type=password&username=mallory&password=guess", nil}
-	for range userFailLimit {
+	for range pairFailLimit {
 		a.do(bad.method, bad.target, bad.body)
 	}
 	check(a, bad, 429)
+
+	// Large bodies while the budget of bodies in flight is taken.
+	a.srv.bodies.reserve(a.srv.bodies.max)
+	large := strings.Repeat("a", smallBodyBytes+1)
+	for _, op := range []string{login, token, refresh, register} {
+		path := strings.TrimPrefix(op, "POST ")
+		check(a, request{op, "POST", "http://a.example" + path, "x=" + large, []string{"Content-Type", form}}, 429)
+	}
+	a.srv.bodies.release(a.srv.bodies.max)
 
 	// Before the first discovery document.
 	check(notReady, request{config, "GET", "/v1/auth/config", "", nil}, 503)
@@ -514,7 +529,7 @@ func TestOpenAPIDocumentsErrors(t *testing.T) {
 			return 401, map[string]string{"error": "invalid_client"}
 		}
 	})
-	check(a, request{login, "POST", "http://a.example/v1/auth/login", "code=good-code", nil}, 500)
+	check(a, request{login, "POST", "http://a.example/v1/auth/login", "code=good-code&code_verifier=" + tokVerifier, nil}, 500)
 
 	// The database gone (the read pool closed; Close in cleanup is idempotent).
 	a.store.r.Close()

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -21,26 +22,80 @@ const (
 	tokWrongPassword = "grant_type=password&username=alice&password=wrong"
 )
 
-func TestPasswordRateLimitPerUser(t *testing.T) {
+// sleepLog stands in for the limiter's wait: it records each delay asked
+// for and returns at once, with err.
+type sleepLog struct {
+	mu     sync.Mutex
+	delays []time.Duration
+	hook   func(ctx context.Context) error
+}
+
+func recordSleeps(l *loginLimiter) *sleepLog {
+	s := &sleepLog{}
+	l.sleep = func(ctx context.Context, d time.Duration) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.delays = append(s.delays, d)
+		if s.hook != nil {
+			return s.hook(ctx)
+		}
+		return nil
+	}
+	return s
+}
+
+// take returns the delays recorded since the last take.
+func (s *sleepLog) take() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.delays
+	s.delays = nil
+	return d
+}
+
+// TestPasswordGuessesElsewhereDoNotLockOut is the lockout attack: wrong
+// passwords for alice from one address must not keep her right password,
+// from another, from reaching the IdP.
+func TestPasswordGuessesElsewhereDoNotLockOut(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	ctx := context.Background()
+	const attacker, owner = "198.51.100.7:4000", "203.0.113.9:5000"
+	for i := range pairFailLimit {
+		w := a.doFrom(ctx, attacker, "POST", "/v1/auth/token", tokWrongPassword)
+		tokCheck(t, "/v1/auth/token", fmt.Sprintf("attacker's wrong password %d of %d", i+1, pairFailLimit), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	w := a.doFrom(ctx, attacker, "POST", "/v1/auth/token", tokWrongPassword)
+	tokCheck(t, "/v1/auth/token", "attacker past the limit", w, 429, "SW_RATE_LIMITED")
+	before := f.tokenHits.Load()
+	w = a.doFrom(ctx, owner, "POST", "/v1/auth/token", tokRightPassword)
+	tokCheck(t, "/v1/auth/token", "the owner's right password from another address", w, 200, "")
+	if n := f.tokenHits.Load() - before; n != 1 {
+		t.Errorf("the owner's sign-in reached the IdP %d times; want 1", n)
+	}
+}
+
+func TestPasswordRateLimitPerUserAndAddress(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
 	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
 	var clock testClock
 	a.srv.limiter.now = clock.now
 	ctx := context.Background()
-	// Each attempt from its own address, so only the per-user limit counts.
-	from := func(i int) string { return fmt.Sprintf("198.51.100.%d:4000", i+1) }
-	for i := range userFailLimit {
-		w := a.doFrom(ctx, from(i), "POST", "/v1/auth/token", tokWrongPassword)
-		tokCheck(t, "/v1/auth/token", fmt.Sprintf("wrong password %d of %d", i+1, userFailLimit), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	const from = "198.51.100.1:4000"
+	for i := range pairFailLimit {
+		w := a.doFrom(ctx, from, "POST", "/v1/auth/token", tokWrongPassword)
+		tokCheck(t, "/v1/auth/token", fmt.Sprintf("wrong password %d of %d", i+1, pairFailLimit), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
 	}
 	before := f.tokenHits.Load()
-	for _, tc := range []struct{ name, body string }{
-		{"right password after the limit", tokRightPassword},
-		{"username in other case", "grant_type=password&username=ALICE&password=alice-pw"},
-		{"wrong password after the limit", tokWrongPassword},
+	for _, tc := range []struct{ name, remote, body string }{
+		{"right password after the limit", from, tokRightPassword},
+		{"username in other case", from, "grant_type=password&username=ALICE&password=alice-pw"},
+		{"wrong password after the limit", from, tokWrongPassword},
+		{"same address, another port", "198.51.100.1:4001", tokRightPassword},
 	} {
-		w := a.doFrom(ctx, from(100), "POST", "/v1/auth/token", tc.body)
+		w := a.doFrom(ctx, tc.remote, "POST", "/v1/auth/token", tc.body)
 		if tokCheck(t, "/v1/auth/token", tc.name, w, 429, "SW_RATE_LIMITED") {
 			if n := tokCheckRetryAfter(t, "/v1/auth/token", tc.name, w); n > int(failWindow/time.Second) {
 				t.Errorf("POST /v1/auth/token (%s): Retry-After %d; want at most the window, %d", tc.name, n, int(failWindow/time.Second))
@@ -50,18 +105,18 @@ func TestPasswordRateLimitPerUser(t *testing.T) {
 	if n := f.tokenHits.Load() - before; n != 0 {
 		t.Errorf("rate-limited attempts reached the IdP %d times; want 0", n)
 	}
-	// Another user is not affected.
-	w := a.doFrom(ctx, from(101), "POST", "/v1/auth/token", "grant_type=password&username=carol&password=x")
-	tokCheck(t, "/v1/auth/token", "another user", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	// Another user from the same address is not affected.
+	w := a.doFrom(ctx, from, "POST", "/v1/auth/token", "grant_type=password&username=carol&password=x")
+	tokCheck(t, "/v1/auth/token", "another user from the address", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
 	clock.advance(failWindow / 2)
-	w = a.doFrom(ctx, from(102), "POST", "/v1/auth/token", tokRightPassword)
+	w = a.doFrom(ctx, from, "POST", "/v1/auth/token", tokRightPassword)
 	if tokCheck(t, "/v1/auth/token", "half the window later", w, 429, "SW_RATE_LIMITED") {
 		if n := tokCheckRetryAfter(t, "/v1/auth/token", "half the window later", w); n > int(failWindow/time.Second)/2+1 {
 			t.Errorf("POST /v1/auth/token half the window later: Retry-After %d; want at most %d", n, int(failWindow/time.Second)/2+1)
 		}
 	}
 	clock.advance(failWindow/2 + time.Second)
-	w = a.doFrom(ctx, from(103), "POST", "/v1/auth/token", tokRightPassword)
+	w = a.doFrom(ctx, from, "POST", "/v1/auth/token", tokRightPassword)
 	tokCheck(t, "/v1/auth/token", "after the window", w, 200, "")
 }
 
@@ -72,59 +127,235 @@ func TestPasswordRateLimitPerUserPerTenant(t *testing.T) {
 	t1.ID, t1.Hosts = "one", []string{"one.example.com"}
 	t2.ID, t2.Hosts = "two", []string{"two.example.com"}
 	a := newTestApp(t, []tenantConfig{t1, t2})
-	for i := range userFailLimit {
-		w := a.doFrom(context.Background(), fmt.Sprintf("198.51.100.%d:1", i+1), "POST", "http://one.example.com/v1/auth/token", tokWrongPassword)
+	const from = "198.51.100.1:1"
+	for range pairFailLimit {
+		w := a.doFrom(context.Background(), from, "POST", "http://one.example.com/v1/auth/token", tokWrongPassword)
 		tokCheck(t, "/v1/auth/token", "tenant one, wrong password", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
 	}
-	w := a.doFrom(context.Background(), "198.51.100.50:1", "POST", "http://one.example.com/v1/auth/token", tokRightPassword)
+	w := a.doFrom(context.Background(), from, "POST", "http://one.example.com/v1/auth/token", tokRightPassword)
 	tokCheck(t, "/v1/auth/token", "tenant one after the limit", w, 429, "SW_RATE_LIMITED")
-	w = a.doFrom(context.Background(), "198.51.100.51:1", "POST", "http://two.example.com/v1/auth/token", tokRightPassword)
-	tokCheck(t, "/v1/auth/token", "same username at tenant two", w, 200, "")
+	w = a.doFrom(context.Background(), from, "POST", "http://two.example.com/v1/auth/token", tokRightPassword)
+	tokCheck(t, "/v1/auth/token", "same username and address at tenant two", w, 200, "")
 }
 
-func TestPasswordSuccessClearsUserCount(t *testing.T) {
+func TestPasswordSuccessClearsPairCount(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
 	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
-	from := func(i int) string { return fmt.Sprintf("203.0.113.%d:4000", i+1) }
+	const from = "203.0.113.1:4000"
 	ctx := context.Background()
 	for round := range 2 {
-		for i := range userFailLimit - 1 {
-			w := a.doFrom(ctx, from(i), "POST", "/v1/auth/token", tokWrongPassword)
+		for i := range pairFailLimit - 1 {
+			w := a.doFrom(ctx, from, "POST", "/v1/auth/token", tokWrongPassword)
 			tokCheck(t, "/v1/auth/token", fmt.Sprintf("round %d, wrong password %d", round, i+1), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
 		}
 		// Had the first round's failures been kept, this would be over the limit.
-		w := a.doFrom(ctx, from(50), "POST", "/v1/auth/token", tokRightPassword)
+		w := a.doFrom(ctx, from, "POST", "/v1/auth/token", tokRightPassword)
 		tokCheck(t, "/v1/auth/token", fmt.Sprintf("round %d, right password", round), w, 200, "")
 	}
+	// The address's own count survives: a good password of one account does
+	// not buy guesses at others.
+	for i := range addrFailLimit - 2*(pairFailLimit-1) {
+		w := a.doFrom(ctx, from, "POST", "/v1/auth/token", fmt.Sprintf("grant_type=password&username=other%d&password=guess", i))
+		tokCheck(t, "/v1/auth/token", "guess at other users", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	w := a.doFrom(ctx, from, "POST", "/v1/auth/token", "grant_type=password&username=one-more&password=guess")
+	tokCheck(t, "/v1/auth/token", "the address past its limit despite two successes", w, 429, "SW_RATE_LIMITED")
 }
 
+// TestPasswordRateLimitPerAddress: guesses at made-up usernames lock out the
+// address they come from, at every tenant, and no other address anywhere.
 func TestPasswordRateLimitPerAddress(t *testing.T) {
 	t.Parallel()
-	f := newFakeIDP(t)
-	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	f1, f2 := newFakeIDP(t), newFakeIDP(t)
+	t1, t2 := f1.tenantConfig(), f2.tenantConfig()
+	t1.ID, t1.Hosts = "one", []string{"one.example.com"}
+	t2.ID, t2.Hosts = "two", []string{"two.example.com"}
+	a := newTestApp(t, []tenantConfig{t1, t2})
 	ctx := context.Background()
+	const one, two = "http://one.example.com/v1/auth/token", "http://two.example.com/v1/auth/token"
 	const attacker = "198.51.100.7:5555"
 	for i := range addrFailLimit {
-		w := a.doFrom(ctx, attacker, "POST", "/v1/auth/token", fmt.Sprintf("grant_type=password&username=user%d&password=guess", i))
+		w := a.doFrom(ctx, attacker, "POST", one, fmt.Sprintf("grant_type=password&username=user%d&password=guess", i))
 		tokCheck(t, "/v1/auth/token", fmt.Sprintf("guess %d of %d", i+1, addrFailLimit), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
 	}
-	before := f.tokenHits.Load()
-	for _, tc := range []struct{ name, remote, body string }{
-		{"new username from the address", attacker, "grant_type=password&username=fresh&password=guess"},
-		{"right password from the address", attacker, tokRightPassword},
-		{"same address, another port", "198.51.100.7:6666", tokRightPassword},
+	hits := func() int64 { return f1.tokenHits.Load() + f2.tokenHits.Load() }
+	before := hits()
+	for _, tc := range []struct{ name, remote, target, body string }{
+		{"new username from the address", attacker, one, "grant_type=password&username=fresh&password=guess"},
+		{"right password from the address", attacker, one, tokRightPassword},
+		{"the address at the other tenant", attacker, two, tokRightPassword},
+		{"same address, another port", "198.51.100.7:6666", one, tokRightPassword},
 	} {
-		w := a.doFrom(ctx, tc.remote, "POST", "/v1/auth/token", tc.body)
+		w := a.doFrom(ctx, tc.remote, "POST", tc.target, tc.body)
 		if tokCheck(t, "/v1/auth/token", tc.name, w, 429, "SW_RATE_LIMITED") {
 			tokCheckRetryAfter(t, "/v1/auth/token", tc.name, w)
 		}
 	}
-	if n := f.tokenHits.Load() - before; n != 0 {
+	if n := hits() - before; n != 0 {
 		t.Errorf("rate-limited attempts reached the IdP %d times; want 0", n)
 	}
-	w := a.doFrom(ctx, "198.51.100.8:5555", "POST", "/v1/auth/token", tokRightPassword)
-	tokCheck(t, "/v1/auth/token", "right password from another address", w, 200, "")
+	for _, target := range []string{one, two} {
+		w := a.doFrom(ctx, "198.51.100.8:5555", "POST", target, tokRightPassword)
+		tokCheck(t, "/v1/auth/token", "right password from another address at "+target, w, 200, "")
+	}
+}
+
+// TestPasswordRateLimitPerUserSlows: guesses at one user from many
+// addresses, past the far higher per-user bound, slow the next attempts
+// rather than refuse them, so the owner still gets in; addresses that have
+// failed for the user are refused.
+func TestPasswordRateLimitPerUserSlows(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	sl := recordSleeps(a.srv.limiter)
+	ctx := context.Background()
+	addr := func(i int) string { return fmt.Sprintf("198.51.%d.%d:1", 100+i/250, i%250+1) }
+	// userSlowLimit failures: pairFailLimit each from 9 addresses, one each
+	// from 10 more.
+	next := 0
+	for ; next < 9; next++ {
+		for range pairFailLimit {
+			w := a.doFrom(ctx, addr(next), "POST", "/v1/auth/token", tokWrongPassword)
+			tokCheck(t, "/v1/auth/token", "guess up to the bound", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+		}
+	}
+	const failedOnce = 9
+	for ; next < 19; next++ {
+		w := a.doFrom(ctx, addr(next), "POST", "/v1/auth/token", tokWrongPassword)
+		tokCheck(t, "/v1/auth/token", "guess up to the bound", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	if d := sl.take(); len(d) != 0 {
+		t.Fatalf("attempts below the per-user bound were slowed: %v", d)
+	}
+
+	before := f.tokenHits.Load()
+	w := a.doFrom(ctx, "203.0.113.50:1", "POST", "/v1/auth/token", tokRightPassword)
+	tokCheck(t, "/v1/auth/token", "the owner, past the bound, from an address that never failed", w, 200, "")
+	if d := sl.take(); len(d) != 1 || d[0] <= 0 || d[0] > maxSlowDelay {
+		t.Errorf("the owner's attempt past the bound waited %v; want one delay in (0, %v]", d, maxSlowDelay)
+	}
+	if n := f.tokenHits.Load() - before; n != 1 {
+		t.Errorf("the owner's attempt reached the IdP %d times; want 1", n)
+	}
+
+	w = a.doFrom(ctx, addr(failedOnce), "POST", "/v1/auth/token", tokRightPassword)
+	if tokCheck(t, "/v1/auth/token", "past the bound, from an address that failed once", w, 429, "SW_RATE_LIMITED") {
+		tokCheckRetryAfter(t, "/v1/auth/token", "past the bound, from an address that failed once", w)
+	}
+	if d := sl.take(); len(d) != 0 {
+		t.Errorf("a refused attempt waited %v", d)
+	}
+
+	// Fresh guessers are slowed too; their guesses reach the IdP and count,
+	// and each waits at least as long as the one before, up to the cap.
+	before = f.tokenHits.Load()
+	const more = 300
+	for i := range more {
+		w := a.doFrom(ctx, addr(next+i), "POST", "/v1/auth/token", tokWrongPassword)
+		tokCheck(t, "/v1/auth/token", "fresh guesser past the bound", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	next += more
+	if n := f.tokenHits.Load() - before; n != more {
+		t.Errorf("%d slowed guesses reached the IdP %d times; want %d", more, n, more)
+	}
+	d := sl.take()
+	if len(d) != more {
+		t.Fatalf("%d slowed guesses waited %d times; want %d", more, len(d), more)
+	}
+	for i := 1; i < len(d); i++ {
+		if d[i] < d[i-1] || d[i] > maxSlowDelay {
+			t.Fatalf("slowed guess %d waited %v after %v; want non-decreasing delays up to %v", i+1, d[i], d[i-1], maxSlowDelay)
+		}
+	}
+	if d[len(d)-1] != maxSlowDelay {
+		t.Errorf("the last of %d slowed guesses waited %v; want the cap, %v", more, d[len(d)-1], maxSlowDelay)
+	}
+
+	// Another user is not slowed.
+	w = a.doFrom(ctx, addr(next), "POST", "/v1/auth/token", "grant_type=password&username=carol&password=x")
+	tokCheck(t, "/v1/auth/token", "another user", w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	if d := sl.take(); len(d) != 0 {
+		t.Errorf("another user's attempt waited %v", d)
+	}
+
+	// A client that leaves while it waits is not asked about, nor counted:
+	// its address may try again, slowed, not refused.
+	rctx, cancel := context.WithCancel(ctx)
+	sl.hook = func(context.Context) error { cancel(); return rctx.Err() }
+	before = f.tokenHits.Load()
+	w = a.doFrom(rctx, addr(next+1), "POST", "/v1/auth/token", tokRightPassword)
+	if w.Code != statusClientClosed {
+		t.Errorf("POST /v1/auth/token (client left while slowed) = %d; want %d", w.Code, statusClientClosed)
+	}
+	sl.hook = nil
+	w = a.doFrom(ctx, addr(next+1), "POST", "/v1/auth/token", tokRightPassword)
+	tokCheck(t, "/v1/auth/token", "the address whose client left, again", w, 200, "")
+	if n := f.tokenHits.Load() - before; n != 1 {
+		t.Errorf("the IdP was asked %d times; want 1 (not for the client that left)", n)
+	}
+}
+
+// TestPasswordUsernameSpellings is the spelling attack: 80 guesses at one
+// user, each spelt differently (case, spaces around it), from one address,
+// reach the IdP no more often than the per-(user, address) limit allows.
+func TestPasswordUsernameSpellings(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	ctx := context.Background()
+	const from = "198.51.100.33:1"
+	pads := []string{"", " ", "  ", "\u00a0", "\u2003", "\u3000", " \u00a0 ", "\u205f"}
+	cases := []string{"carol", "CAROL", "Carol", "cArOl", "caRoL", "CAROl", "cAROL", "carOL", "CaRoL", "cARol"}
+	statuses := map[int]int{}
+	for i := range 80 {
+		name := pads[i%len(pads)] + cases[i/len(pads)%len(cases)] + pads[i/3%len(pads)]
+		body := url.Values{"grant_type": {"password"}, "username": {name}, "password": {fmt.Sprintf("guess-%d", i)}}
+		statuses[a.doFrom(ctx, from, "POST", "/v1/auth/token", body.Encode()).Code]++
+	}
+	if hits := f.tokenHits.Load(); hits > pairFailLimit || statuses[401] != int(hits) || statuses[429] != 80-int(hits) {
+		t.Errorf("80 guesses at carol, spelt differently: IdP asked %d times, answers %v; want at most %d IdP calls and the rest 429", hits, statuses, pairFailLimit)
+	}
+	var sent string
+	f.set(func(f *fakeIDP) { sent = f.lastForm.Get("username") })
+	if strings.TrimSpace(sent) != sent || strings.ToLower(sent) != "carol" {
+		t.Errorf("the IdP got username %q; want the client's spelling, trimmed", sent)
+	}
+	// The trimmed name is what the IdP checks: a right password with a
+	// stray space gets in.
+	w := a.doFrom(ctx, "198.51.100.34:1", "POST", "/v1/auth/token", "grant_type=password&username=+alice+&password=alice-pw")
+	tokCheck(t, "/v1/auth/token", "right password, username with spaces around it", w, 200, "")
+}
+
+// TestPasswordUsernameControlCharacters: a username with a control character
+// is refused before it is counted or sent to the IdP.
+func TestPasswordUsernameControlCharacters(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	ctx := context.Background()
+	const from = "198.51.100.44:1"
+	names := []string{"\x00alice", "alice\x00", "ali\rce", "alice\n", "alice\r\nX-Injected: 1", "\talice", "al\x7fice",
+		"alice\u0085", "alice\x1b[31m", "ali\u009bce", "ali\xffce", "   "}
+	for round := range 4 { // more rounds than the address's limit allows failures
+		for _, name := range names {
+			form := url.Values{"grant_type": {"password"}, "username": {name}, "password": {"alice-pw"}}
+			w := a.doFrom(ctx, from, "POST", "/v1/auth/token", form.Encode())
+			if tokCheck(t, "/v1/auth/token", fmt.Sprintf("username %q, round %d", name, round), w, 400, "SW_BAD_REQUEST") {
+				if msg := decode(t, w).Error.Message; !strings.HasPrefix(msg, "username: ") {
+					t.Errorf("POST /v1/auth/token (username %q): message %q does not name the field", name, msg)
+				}
+			}
+		}
+		w := a.doFrom(ctx, from, "POST", "/v1/auth/token", `{"grant_type":"password","username":"alice\u0000","password":"alice-pw"}`, "Content-Type", "application/json")
+		tokCheck(t, "/v1/auth/token", "JSON username with NUL", w, 400, "SW_BAD_REQUEST")
+	}
+	if n := f.tokenHits.Load(); n != 0 {
+		t.Errorf("usernames with control characters reached the IdP %d times; want 0", n)
+	}
+	w := a.doFrom(ctx, from, "POST", "/v1/auth/token", tokRightPassword)
+	tokCheck(t, "/v1/auth/token", "right password from the same address afterwards (nothing was counted)", w, 200, "")
 }
 
 func TestPasswordRateLimitCountsOnlyRefusals(t *testing.T) {
@@ -146,7 +377,7 @@ func TestPasswordRateLimitCountsOnlyRefusals(t *testing.T) {
 		{"IdP invalid_client", modeOK, tokOAuthError(401, "invalid_client"), 500, "SW_INTERNAL"},
 	} {
 		f.set(func(f *fakeIDP) { f.tokenMode, f.tokenFn = tc.mode, tc.answer })
-		for range userFailLimit + 1 {
+		for range addrFailLimit + 1 {
 			w := a.doFrom(ctx, from, "POST", "/v1/auth/token", tokWrongPassword)
 			tokCheck(t, "/v1/auth/token", tc.name, w, tc.wantStatus, tc.wantCode)
 		}
@@ -171,8 +402,8 @@ func TestPasswordRateLimitConcurrentAttempts(t *testing.T) {
 		remote func(i int) string
 		body   func(i int) string
 	}{
-		{"one username, many addresses", userFailLimit,
-			func(i int) string { return fmt.Sprintf("198.51.100.%d:1", i+1) },
+		{"one username from one address", pairFailLimit,
+			func(i int) string { return fmt.Sprintf("198.51.100.1:%d", i+1) },
 			func(int) string { return tokWrongPassword }},
 		{"one address, many usernames", addrFailLimit,
 			func(int) string { return "198.51.100.200:1" },
@@ -220,6 +451,28 @@ func TestPasswordRateLimitConcurrentAttempts(t *testing.T) {
 	}
 }
 
+// TestPasswordRateLimitConcurrentPastUserBound: parallel guesses at one user
+// from as many addresses all reach the IdP, and exactly those past the
+// per-user bound, counted in flight, are slowed.
+func TestPasswordRateLimitConcurrentPastUserBound(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	var slowed atomic.Int64
+	a.srv.limiter.sleep = func(context.Context, time.Duration) error { slowed.Add(1); return nil }
+	n := 3 * userSlowLimit
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			a.doFrom(context.Background(), fmt.Sprintf("198.51.%d.%d:1", 100+i/250, i%250+1), "POST", "/v1/auth/token", tokWrongPassword)
+		})
+	}
+	wg.Wait()
+	if hits, s := f.tokenHits.Load(), slowed.Load(); hits != int64(n) || s != int64(n-userSlowLimit) {
+		t.Errorf("%d parallel guesses from as many addresses: IdP asked %d times, %d slowed; want %d and %d", n, hits, s, n, n-userSlowLimit)
+	}
+}
+
 func TestPasswordRateLimitForwardedFor(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
@@ -256,6 +509,44 @@ func TestPasswordRateLimitForwardedFor(t *testing.T) {
 	tokCheck(t, "/v1/auth/token", "an address the attacker spoofed", w, 200, "")
 }
 
+// TestPasswordRateLimitForwardedForBroadRange: behind proxies trusted as a
+// whole /8, a client that writes its own X-Forwarded-For entries (made-up
+// clients, or addresses inside the trusted range that look like more
+// proxies) still counts under the address the proxy saw; the left-most,
+// spoofed entries are never charged.
+func TestPasswordRateLimitForwardedForBroadRange(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := startTestApp(t, &config{TrustedProxies: []string{"10.0.0.0/8"}, Tenants: []tenantConfig{f.tenantConfig()}}, t.TempDir()+"/test.db", true)
+	ctx := context.Background()
+	const proxy, client = "10.0.0.1:40000", "203.0.113.7"
+	spoofs := func(i int) string {
+		return []string{
+			fmt.Sprintf("192.0.2.%d", i+1),
+			fmt.Sprintf("192.0.2.%d, 10.9.%d.1", i+1, i),
+			fmt.Sprintf("10.7.%d.7", i),
+			fmt.Sprintf("198.51.100.%d:443, 10.1.1.%d, 10.2.2.2", i+1, i),
+		}[i%4]
+	}
+	for i := range addrFailLimit {
+		// The proxy appends the address it saw to what the client sent.
+		xff := spoofs(i) + ", " + client
+		w := a.doFrom(ctx, proxy, "POST", "/v1/auth/token", fmt.Sprintf("grant_type=password&username=user%d&password=guess", i), "X-Forwarded-For", xff)
+		tokCheck(t, "/v1/auth/token", "guess with prepended hops "+xff, w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+	}
+	w := a.doFrom(ctx, proxy, "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", spoofs(99)+", "+client)
+	tokCheck(t, "/v1/auth/token", "the client past its limit, with yet other prepended hops", w, 429, "SW_RATE_LIMITED")
+	w = a.doFrom(ctx, "10.200.0.1:1", "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", client+", 10.0.0.1")
+	tokCheck(t, "/v1/auth/token", "the client through another chain of trusted proxies", w, 429, "SW_RATE_LIMITED")
+	// None of the spoofed addresses was charged.
+	for i := range 4 {
+		first, _, _ := strings.Cut(spoofs(i), ",")
+		first, _, _ = strings.Cut(first, ":443")
+		w := a.doFrom(ctx, proxy, "POST", "/v1/auth/token", tokRightPassword, "X-Forwarded-For", first)
+		tokCheck(t, "/v1/auth/token", "an address the client spoofed: "+first, w, 200, "")
+	}
+}
+
 func TestPasswordRateLimitIgnoresForwardedForByDefault(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
@@ -284,6 +575,7 @@ func TestClientAddr(t *testing.T) {
 		{"header from a proxy, no trusted proxies configured", "10.0.0.1:1234", []string{"192.0.2.1"}, nil, "10.0.0.1"},
 		{"trusted proxy", "10.0.0.1:1234", []string{"192.0.2.1"}, trusted, "192.0.2.1"},
 		{"trusted proxy, client prepends a spoof", "10.0.0.1:1234", []string{"198.51.100.66, 192.0.2.1"}, trusted, "192.0.2.1"},
+		{"trusted proxy, client prepends hops inside the trusted range", "10.0.0.1:1234", []string{"10.66.0.1, 198.51.100.66, 10.0.0.9, 192.0.2.1"}, trusted, "192.0.2.1"},
 		{"chain of trusted proxies", "10.0.0.1:1234", []string{"192.0.2.1, 10.0.0.3, 10.0.0.2"}, trusted, "192.0.2.1"},
 		{"chain over two headers", "10.0.0.1:1234", []string{"198.51.100.66, 192.0.2.1", "10.0.0.2"}, trusted, "192.0.2.1"},
 		{"only trusted hops", "10.0.0.1:1234", []string{"10.0.0.3, 10.0.0.2"}, trusted, "10.0.0.3"},
@@ -322,62 +614,76 @@ func TestFailCounterBounded(t *testing.T) {
 	t.Parallel()
 	const limit, maxKeys = 3, 100
 	c := newFailCounter(limit, time.Minute, maxKeys)
+	key := func(format string, i int) counterKey { return hashKey(fmt.Sprintf(format, i)) }
+	count := func(k counterKey, now time.Time) int { n, _ := c.count(k, now); return n }
 	now := time.Now()
 	for i := range 5 {
 		for range limit {
-			c.add(fmt.Sprintf("blocked-%d", i), now)
+			c.add(key("blocked-%d", i), now)
 		}
 	}
 	for i := range 50 * maxKeys {
-		c.add(fmt.Sprintf("flood-%d", i), now)
+		c.add(key("flood-%d", i), now)
 		if n := c.len(); n > maxKeys {
 			t.Fatalf("after %d distinct keys the counter holds %d entries; want at most %d", i+1, n, maxKeys)
 		}
 	}
 	// A flood of single failures must not buy back a blocked key's attempts.
 	for i := range 5 {
-		if c.wait(fmt.Sprintf("blocked-%d", i), now) <= 0 {
-			t.Errorf("blocked-%d is no longer blocked after a flood of other keys", i)
+		if n := count(key("blocked-%d", i), now); n < limit {
+			t.Errorf("blocked-%d counts %d after a flood of other keys; want %d", i, n, limit)
 		}
 	}
-	// Once the window is over, nothing is blocked and expired entries go first.
+	// Once the window is over, nothing counts and expired entries go first.
 	later := now.Add(time.Minute)
-	if w := c.wait("blocked-0", later); w != 0 {
-		t.Errorf("blocked-0 after its window: wait %v; want 0", w)
+	if n := count(key("blocked-%d", 0), later); n != 0 {
+		t.Errorf("blocked-0 after its window counts %d; want 0", n)
 	}
 	for i := range maxKeys {
-		c.add(fmt.Sprintf("later-%d", i), later)
+		c.add(key("later-%d", i), later)
 	}
 	if n := c.len(); n > maxKeys {
 		t.Errorf("after the window the counter holds %d entries; want at most %d", n, maxKeys)
 	}
-	if w := c.wait("later-0", later); w != 0 {
-		t.Errorf("later-0 after one failure: wait %v; want 0", w)
+	if n := count(key("later-%d", maxKeys-1), later); n != 1 {
+		t.Errorf("the last key added after the window counts %d; want 1", n)
 	}
 
 	// When every entry is at its limit, the table still stays bounded.
 	full := newFailCounter(limit, time.Minute, maxKeys)
 	for i := range 5 * maxKeys {
 		for range limit {
-			full.add(fmt.Sprintf("blocked-%d", i), now)
+			full.add(key("blocked-%d", i), now)
 		}
 		if n := full.len(); n > maxKeys {
 			t.Fatalf("after %d blocked keys the counter holds %d entries; want at most %d", i+1, n, maxKeys)
 		}
 	}
+}
 
-	// The limiter's tables are such counters, bounded as configured.
+// TestLoginLimiterBounded: attempts with ever new usernames from ever new
+// addresses leave each of the limiter's tables at most maxFailEntries long.
+func TestLoginLimiterBounded(t *testing.T) {
+	t.Parallel()
 	l := newLoginLimiter()
+	for i := range maxFailEntries + maxFailEntries/2 {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		l.attempt(newLoginKey("acme", fmt.Sprintf("user%d", i), a))
+	}
 	for _, tc := range []struct {
-		name       string
-		c          *failCounter
-		limit, max int
+		name  string
+		c     *failCounter
+		limit int
 	}{
-		{"users", l.users, userFailLimit, maxFailEntries},
-		{"addrs", l.addrs, addrFailLimit, maxFailEntries},
+		{"pairs", l.pairs, pairFailLimit},
+		{"addrs", l.addrs, addrFailLimit},
+		{"users", l.users, userSlowLimit},
 	} {
-		if tc.c.limit != tc.limit || tc.c.max != tc.max || tc.c.window != failWindow {
-			t.Errorf("login limiter %s: limit %d, max %d, window %v; want %d, %d, %v", tc.name, tc.c.limit, tc.c.max, tc.c.window, tc.limit, tc.max, failWindow)
+		if n := tc.c.len(); n > maxFailEntries {
+			t.Errorf("login limiter %s: %d entries after %d distinct attempts; want at most %d", tc.name, n, maxFailEntries+maxFailEntries/2, maxFailEntries)
+		}
+		if tc.c.limit != tc.limit || tc.c.max != maxFailEntries || tc.c.window != failWindow {
+			t.Errorf("login limiter %s: limit %d, max %d, window %v; want %d, %d, %v", tc.name, tc.c.limit, tc.c.max, tc.c.window, tc.limit, maxFailEntries, failWindow)
 		}
 	}
 }
@@ -389,23 +695,14 @@ func TestRateLimitCountsIPv6ByPrefix(t *testing.T) {
 	l := newLoginLimiter()
 	for i := range addrFailLimit {
 		a := netip.MustParseAddr(fmt.Sprintf("2001:db8:1:2::%x", i+1))
-		if wait := l.attempt(fmt.Sprintf("acme\x00user%d", i), a); wait > 0 {
-			t.Fatalf("attempt %d from the /64 limited early", i)
+		if v := l.attempt(newLoginKey("acme", fmt.Sprintf("user%d", i), a)); v.refuse > 0 {
+			t.Fatalf("attempt %d from the /64 refused early", i)
 		}
 	}
-	if wait := l.attempt("acme\x00another", netip.MustParseAddr("2001:db8:1:2:ffff::9")); wait == 0 {
-		t.Errorf("attempt %d from the same /64 was not limited", addrFailLimit+1)
+	if v := l.attempt(newLoginKey("acme", "another", netip.MustParseAddr("2001:db8:1:2:ffff::9"))); v.refuse == 0 {
+		t.Errorf("attempt %d from the same /64 was not refused", addrFailLimit+1)
 	}
-	if wait := l.attempt("acme\x00another", netip.MustParseAddr("2001:db8:1:3::1")); wait > 0 {
-		t.Errorf("an attempt from another /64 was limited")
-	}
-}
-
-// TestRateLimitKeysAreBounded: a huge username costs a counter no more
-// memory than a short one.
-func TestRateLimitKeysAreBounded(t *testing.T) {
-	t.Parallel()
-	if k := userCounterKey("acme\x00" + strings.Repeat("u", 60<<10)); len(k) != 32 {
-		t.Errorf("counter key for a 60 KiB username is %d bytes; want 32", len(k))
+	if v := l.attempt(newLoginKey("acme", "another", netip.MustParseAddr("2001:db8:1:3::1"))); v.refuse > 0 {
+		t.Errorf("an attempt from another /64 was refused")
 	}
 }

@@ -9,7 +9,9 @@ import (
 // IdP call, and keeps a successful answer for refreshReplayWindow so that a
 // second tab or a retried request gets the same tokens instead of tripping
 // the IdP's reuse detection. Answers live only in memory and only that long.
-type refreshFlights = flightGroup[[32]byte, *tokenResponse]
+type refreshFlights struct {
+	*flightGroup[refreshFlightKey, *tokenResponse]
+}
 
 const (
 	refreshReplayWindow = 10 * time.Second
@@ -17,14 +19,31 @@ const (
 )
 
 func newRefreshFlights(now func() time.Time) *refreshFlights {
-	return newFlightGroup[[32]byte, *tokenResponse](now, idpRequestTimeout+time.Second, refreshReplayWindow, maxRefreshFlights)
+	return &refreshFlights{newFlightGroup[refreshFlightKey, *tokenResponse](now, idpRequestTimeout+time.Second, refreshReplayWindow, maxRefreshFlights)}
 }
+
+// forget drops what is kept for a refresh token, whatever the scope asked:
+// its replayed answer, and its call in flight, which goes on for the callers
+// already waiting while the next caller asks the IdP again. /logout calls it
+// so that a signed-out refresh token is not answered from memory.
+func (f *refreshFlights) forget(token [32]byte) {
+	f.forgetFunc(func(k refreshFlightKey) bool { return k.token == token })
+}
+
+// refreshFlightKey names one refresh: the token, hashed with the tenant
+// (refreshTokenHash), and the scope asked for, hashed.
+type refreshFlightKey struct{ token, scope [32]byte }
 
 // refreshKey derives the single-flight key from the refresh token and the
 // requested scope.
-func refreshKey(tenantID, refreshToken, scope string) [32]byte {
+func refreshKey(tenantID, refreshToken, scope string) refreshFlightKey {
+	return refreshFlightKey{token: refreshTokenHash(tenantID, refreshToken), scope: sha256.Sum256([]byte(scope))}
+}
+
+// refreshTokenHash identifies a tenant's refresh token without keeping it.
+func refreshTokenHash(tenantID, refreshToken string) [32]byte {
 	h := sha256.New()
-	for _, s := range []string{tenantID, refreshToken, scope} {
+	for _, s := range []string{tenantID, refreshToken} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

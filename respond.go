@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -97,7 +96,7 @@ func readParams(w http.ResponseWriter, r *http.Request, fromQuery bool) (url.Val
 		return nil, &apiError{http.StatusRequestEntityTooLarge, "SW_REQUEST_TOO_LARGE", fmt.Sprintf("request body is over %d bytes", maxBodyBytes)}
 	}
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+		body, err := readBody(w, r)
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, &apiError{http.StatusRequestEntityTooLarge, "SW_REQUEST_TOO_LARGE", fmt.Sprintf("request body is over %d bytes", maxBodyBytes)}
@@ -148,19 +147,7 @@ func parseBody(contentType string, body []byte) (url.Values, error) {
 		}
 		return v, nil
 	case "application/json":
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(body, &m); err != nil {
-			return nil, badRequest("body is not a JSON object: %s", jsonErrorKind(err))
-		}
-		v := url.Values{}
-		for k, raw := range m {
-			var s string
-			if err := json.Unmarshal(raw, &s); err != nil {
-				return nil, badRequest("%s: must be a string", truncate(k, 40))
-			}
-			v.Set(k, s)
-		}
-		return v, nil
+		return parseJSONParams(body)
 	}
 	return nil, &apiError{http.StatusUnsupportedMediaType, "SW_UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/x-www-form-urlencoded or application/json"}
 }

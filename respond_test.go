@@ -31,7 +31,8 @@ func TestTokenEndpointErrorsHoldNoSecrets(t *testing.T) {
 	f := newFakeIDP(t)
 	cfg := f.tenantConfig()
 	off := cfg
-	off.ID, off.Hosts = "off", []string{"off.example.com"}
+	// Another client at the same IdP: one issuer and client_id are one tenant.
+	off.ID, off.Hosts, off.ClientID = "off", []string{"off.example.com"}, "scaiwave-off"
 	off.Features.Auth.PasswordGrantEnabled = false
 	cfg.Hosts = []string{"on.example.com"}
 	a := newTestApp(t, []tenantConfig{cfg, off})
@@ -167,7 +168,7 @@ func TestTokenResponsesAreNotCached(t *testing.T) {
 	f := newFakeIDP(t)
 	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
 	for _, tc := range []struct{ path, body string }{
-		{"/v1/auth/login", "code=good-code"},
+		{"/v1/auth/login", "code=good-code&code_verifier=" + tokVerifier},
 		{"/v1/auth/token", "grant_type=password&username=alice&password=alice-pw"},
 		{"/v1/auth/refresh", "refresh_token=rt-good"},
 	} {

@@ -22,10 +22,13 @@ type server struct {
 	log     *slog.Logger
 	met     *metrics
 	limiter *loginLimiter
+	bodies  *bodyBudget
 	trusted []netip.Prefix
 	handler http.Handler
 	// routeTable is routes() as built once by newMux, for 405s and preflights.
 	routeTable []route
+	// loopbackHosts (-dev) refuses requests whose Host is not loopback.
+	loopbackHosts bool
 }
 
 // tenant is a configured tenant at run time.
@@ -46,7 +49,10 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		log:     log,
 		met:     met,
 		limiter: newLoginLimiter(),
+		bodies:  newBodyBudget(cfg.MaxBodyBytesInFlight),
 		trusted: cfg.trustedNets,
+		// Only -dev mounts the development IdP.
+		loopbackHosts: devIDP != nil,
 	}
 	for i := range cfg.Tenants {
 		tc := &cfg.Tenants[i]
@@ -61,6 +67,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		if tc.Features.Auth.PasswordGrantEnabled {
 			log.Warn("password grant enabled: /v1/auth/token accepts usernames and passwords for this tenant", "tenant", tc.ID)
 		}
+		warnIssuerRules(log, tc)
 		logAccessTokenWarnings(log, tc)
 	}
 	s.handler = s.newMux(devIDP)
@@ -83,6 +90,7 @@ func (s *server) startProviders(ctx context.Context) {
 	for _, t := range s.tenants {
 		go t.prov.run(ctx)
 	}
+	go s.runRevocationPruner(ctx)
 }
 
 // tenantFor routes a request to its tenant by Host (port ignored,
@@ -182,6 +190,15 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.logRequest(r, ri, sw, time.Since(start))
 	}()
+	if s.loopbackHosts && !isLoopbackHostHeader(r.Host) {
+		writeError(sw, r, errNotLoopbackHost)
+		return
+	}
+	release, ok := s.reserveBody(sw, r)
+	if !ok {
+		return
+	}
+	defer release()
 	if r.Method == http.MethodOptions && strings.HasPrefix(r.URL.Path, "/v1/auth/") {
 		s.preflight(sw, r, ri)
 		return

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +46,30 @@ var migrations = []string{
 	-- service drops what it holds in memory.
 	CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
 	INSERT INTO meta (key, value) VALUES ('generation', 0);`,
+	// Version 2: sign-out. revocations are access tokens refused before
+	// their exp; logout_tokens the jti of each back-channel logout token
+	// accepted, so none is accepted twice. Times are Unix seconds (UTC). A
+	// row goes once expires_at has passed: no token it matches is valid by
+	// then. No token is stored: kind 'token' keeps the hex SHA-256 of one
+	// access token; 'sub' refuses a subject's tokens, 'sid' a session's, and
+	// 'sub_nosid' the subject's tokens that name no session, each for tokens
+	// issued (iat) at or before issued_before.
+	`CREATE TABLE revocations (
+		tenant_id     TEXT NOT NULL,
+		kind          TEXT NOT NULL CHECK (kind IN ('token', 'sub', 'sid', 'sub_nosid')),
+		value         TEXT NOT NULL,
+		issued_before INTEGER NOT NULL,
+		expires_at    INTEGER NOT NULL,
+		PRIMARY KEY (tenant_id, kind, value)
+	) STRICT;
+	CREATE INDEX revocations_expiry ON revocations (expires_at);
+	CREATE TABLE logout_tokens (
+		tenant_id  TEXT NOT NULL,
+		jti        TEXT NOT NULL,
+		expires_at INTEGER NOT NULL,
+		PRIMARY KEY (tenant_id, jti)
+	) STRICT;
+	CREATE INDEX logout_tokens_expiry ON logout_tokens (tenant_id, expires_at);`,
 }
 
 // errNotFound is returned by lookups that find no row.
@@ -138,6 +163,10 @@ func openStore(ctx context.Context, path string, opts ...storeOption) (*store, e
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
 		return nil, errors.New("database: a file path is required (an in-memory database is not shared between connections)")
 	}
+	created, err := createDatabaseFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
 	w, err := sql.Open("sqlite", sqliteDSN(path, "_txlock=immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
@@ -149,6 +178,13 @@ func openStore(ctx context.Context, path string, opts ...storeOption) (*store, e
 	if err := migrate(ctx, w); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	if created {
+		// Migrating opened the WAL: both sidecars exist by now.
+		if err := restrictSidecars(path); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("open database %s: %w", path, err)
+		}
 	}
 	r, err := sql.Open("sqlite", sqliteDSN(path, "_pragma=query_only(1)"))
 	if err != nil {
@@ -508,10 +544,16 @@ func (s *store) deleteParticipant(ctx context.Context, id string) error {
 	return nil
 }
 
-// backup writes a consistent copy of the database to path while others keep
-// reading and writing. The file must not exist.
+// backup writes a consistent copy of the database to path, mode 0600,
+// while others keep reading and writing. The file must not exist.
 func (s *store) backup(ctx context.Context, path string) error {
+	// VACUUM INTO fills an empty file as it finds it, so the copy is
+	// created here with its mode; O_EXCL also keeps an existing file safe.
+	if err := createPrivateFile(path); err != nil {
+		return fmt.Errorf("backup to %s: %w", path, err)
+	}
 	if _, err := s.w.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		os.Remove(path)
 		return fmt.Errorf("backup to %s: %w", path, err)
 	}
 	return nil

@@ -2,16 +2,22 @@ package main
 
 // The app harness: the service built in-process for a configuration and
 // served through its real handler, and the helpers that send it requests
-// and read its answers.
+// and read its answers, through the handler or over raw connections.
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,6 +35,8 @@ type testApp struct {
 	// (warnings, by default: benchmarks must not fill it).
 	logs     *syncBuffer
 	logLevel *slog.LevelVar
+	// stopped makes stop (test cleanup, restart) run once.
+	stopped sync.Once
 }
 
 // newTestApp builds the service for the tenants, starts their providers
@@ -56,17 +64,33 @@ func startTestApp(t testing.TB, cfg *config, dbPath string, wait bool) *testApp 
 	level.Set(slog.LevelWarn)
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level}))
 	s := newServer(cfg, st, log, met, nil)
+	if err := s.loadRevocations(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.startProviders(ctx)
 	a := &testApp{t: t, srv: s, store: st, dbPath: dbPath, cancel: cancel, logs: logs, logLevel: level}
-	t.Cleanup(func() {
-		cancel()
-		st.Close()
-	})
+	t.Cleanup(a.stop)
 	if wait {
 		a.waitReady(5 * time.Second)
 	}
 	return a
+}
+
+// stop stops the providers and closes the store, once.
+func (a *testApp) stop() {
+	a.stopped.Do(func() {
+		a.cancel()
+		a.store.Close()
+	})
+}
+
+// restart stops the app and starts it again on the same configuration and
+// database, as a new process would, and waits until it is ready.
+func (a *testApp) restart() *testApp {
+	a.t.Helper()
+	a.stop()
+	return startTestApp(a.t, a.srv.cfg, a.dbPath, true)
 }
 
 func (a *testApp) waitReady(d time.Duration) {
@@ -203,3 +227,30 @@ type testClock struct{ offset atomic.Int64 }
 
 func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// slowRequest opens a connection and sends a POST that declares a body of
+// length bytes but sends only sent of them, then stalls.
+func slowRequest(t *testing.T, addr, path string, length, sent int) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s",
+		path, addr, length, strings.Repeat("a", sent))
+	return c
+}
+
+// readAnswer reads one response from c, waiting at most d, body included.
+func readAnswer(c net.Conn, d time.Duration) (*http.Response, error) {
+	c.SetReadDeadline(time.Now().Add(d))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return resp, err
+}

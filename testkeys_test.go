@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
@@ -175,4 +176,26 @@ func newECKey(t testing.TB, c elliptic.Curve) *ecdsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// atHashOf is the at_hash of accessToken for an ID token signed with alg,
+// by OIDC Core §3.1.3.6 as written there (and SHA-512 for EdDSA, per its
+// errata): the left half of the hash, base64url.
+func atHashOf(t testing.TB, alg jose.SignatureAlgorithm, accessToken string) string {
+	t.Helper()
+	var sum []byte
+	switch alg {
+	case jose.RS256, jose.PS256, jose.ES256:
+		s := sha256.Sum256([]byte(accessToken))
+		sum = s[:]
+	case jose.RS384, jose.PS384, jose.ES384:
+		s := sha512.Sum384([]byte(accessToken))
+		sum = s[:]
+	case jose.RS512, jose.PS512, jose.ES512, jose.EdDSA:
+		s := sha512.Sum512([]byte(accessToken))
+		sum = s[:]
+	default:
+		t.Fatalf("atHashOf: no hash for %s", alg)
+	}
+	return b64u(sum[:len(sum)/2])
 }

@@ -118,3 +118,37 @@ func (tc *tokenCache) len() int {
 	defer tc.mu.RUnlock()
 	return len(tc.m)
 }
+
+// remove drops the entry for key, if any. A nil cache holds nothing.
+func (tc *tokenCache) remove(key [32]byte) {
+	if tc == nil {
+		return
+	}
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if e, ok := tc.m[key]; ok {
+		tc.bytes -= e.size
+		delete(tc.m, key)
+	}
+}
+
+// removeFunc drops every entry whose claims match and returns how many it
+// dropped. It scans the whole cache under the write lock, so it is for rare
+// events (a revocation), never for the request path.
+func (tc *tokenCache) removeFunc(match func(*claims) bool) int {
+	if tc == nil {
+		return 0
+	}
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	n := 0
+	for k, e := range tc.m {
+		// A negative entry (an IdP's refusal, nil claims) refuses already.
+		if e.c != nil && match(e.c) {
+			tc.bytes -= e.size
+			delete(tc.m, k)
+			n++
+		}
+	}
+	return n
+}

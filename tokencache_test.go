@@ -230,3 +230,30 @@ func TestTokenCacheWithdrawnKeyRace(t *testing.T) {
 		t.Errorf("%d tokens signed with a withdrawn key were still accepted after the key set refresh; want 0", leaked)
 	}
 }
+
+func TestTokenCacheRemove(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	tc := newTokenCache(10, 1<<20)
+	exp := jwt.NewNumericDate(now.Add(time.Minute))
+	for i, sub := range []string{"a", "b", "b", "c"} {
+		tc.put([32]byte{byte(i)}, &claims{Subject: sub, Expiry: exp}, 1, now)
+	}
+	before := tc.bytes
+	tc.remove([32]byte{0})
+	if _, ok := tc.get([32]byte{0}, 1, now); ok || tc.len() != 3 || tc.bytes >= before {
+		t.Errorf("after remove: entry found = %v, %d entries, %d bytes (was %d); want gone, 3, fewer", ok, tc.len(), tc.bytes, before)
+	}
+	tc.remove([32]byte{9}) // absent: no effect
+	if n := tc.removeFunc(func(c *claims) bool { return c.Subject == "b" }); n != 2 {
+		t.Errorf("removeFunc(sub b) = %d; want 2", n)
+	}
+	if _, ok := tc.get([32]byte{3}, 1, now); !ok || tc.len() != 1 {
+		t.Errorf("after removeFunc: c found = %v, %d entries; want true, 1", ok, tc.len())
+	}
+	var none *tokenCache
+	none.remove([32]byte{})
+	if n := none.removeFunc(func(*claims) bool { return true }); n != 0 {
+		t.Errorf("removeFunc on no cache = %d; want 0", n)
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -35,11 +34,15 @@ type tokenKind int
 const (
 	kindIDToken tokenKind = iota
 	kindAccessToken
+	kindLogoutToken // OpenID Connect Back-Channel Logout 1.0; see verifyLogoutToken
 )
 
 func (k tokenKind) String() string {
-	if k == kindIDToken {
+	switch k {
+	case kindIDToken:
 		return "id token"
+	case kindLogoutToken:
+		return "logout token"
 	}
 	return "access token"
 }
@@ -61,6 +64,7 @@ const (
 	reasonNonce        = "nonce mismatch"
 	reasonMissingClaim = "missing claim"
 	reasonTokenType    = "wrong token type"
+	reasonRevoked      = "revoked"
 )
 
 // verifyError is a refused token: Reason is one of the reason constants,
@@ -91,10 +95,21 @@ type claims struct {
 	NotBefore         *jwt.NumericDate `json:"nbf"`
 	IssuedAt          *jwt.NumericDate `json:"iat"`
 	AuthorizedParty   looseString      `json:"azp"`
+	ClientID          looseString      `json:"client_id"` // RFC 9068 §2.2
+	TenantID          looseString      `json:"tid"`       // Entra ID's tenant
 	Nonce             looseString      `json:"nonce"`
 	Name              looseString      `json:"name"`
 	PreferredUsername looseString      `json:"preferred_username"`
 	Email             looseString      `json:"email"`
+	EmailVerified     claimBool        `json:"email_verified"`
+	SessionID         looseString      `json:"sid"`
+	// What marks an ID token (idTokenMarker).
+	AccessTokenHash markerClaim `json:"at_hash"`
+	CodeHash        markerClaim `json:"c_hash"`
+	Type            looseString `json:"typ"`
+
+	// alg is the header's algorithm, that of the key that verified the token.
+	alg string
 }
 
 // looseString is a string claim that reads as empty when it is not a string.
@@ -138,59 +153,82 @@ func (p *provider) verify(ctx context.Context, raw string, kind tokenKind, nonce
 // key verified the token, which may be older than the current one by the time
 // it returns.
 func (p *provider) verifyGen(ctx context.Context, raw string, kind tokenKind, nonce string) (*claims, uint64, error) {
+	_, c, ks, err := p.verifySigned(ctx, raw, kind)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := p.checkClaims(c, kind, nonce); err != nil {
+		return nil, 0, err
+	}
+	return c, ks.gen, nil
+}
+
+// verifySigned checks everything about a compact JWS of the given kind up to
+// and including its signature: size, canonical encoding, algorithm, headers
+// and the key. It returns the verified token, its claims decoded, and the key
+// set whose key verified it; the claims are not checked yet.
+func (p *provider) verifySigned(ctx context.Context, raw string, kind tokenKind) (*jwt.JSONWebToken, *claims, *keySet, error) {
 	if len(raw) > maxTokenSize {
-		return nil, 0, refuse(reasonTooLarge, "%d bytes", len(raw))
+		return nil, nil, nil, refuse(reasonTooLarge, "%d bytes", len(raw))
 	}
 	// A compact JWS has exactly two dots; a JWE has four. Counting first
 	// also spares the parser a token made of a million dots.
 	if strings.Count(raw, ".") != 2 {
-		return nil, 0, refuse(reasonMalformed, "not a compact JWS")
+		return nil, nil, nil, refuse(reasonMalformed, "not a compact JWS")
 	}
 	// go-jose decodes leniently: it skips line breaks and ignores the unused
 	// bits of a segment's last character, so one signed token has many
 	// spellings that all verify. Only the canonical one is a token.
 	for seg := range strings.SplitSeq(raw, ".") {
 		if strings.ContainsAny(seg, "\r\n") {
-			return nil, 0, refuse(reasonMalformed, "line break in a segment")
+			return nil, nil, nil, refuse(reasonMalformed, "line break in a segment")
 		}
 		if _, err := strictB64.DecodeString(seg); err != nil {
-			return nil, 0, refuse(reasonMalformed, "segment is not canonical base64url")
+			return nil, nil, nil, refuse(reasonMalformed, "segment is not canonical base64url")
 		}
 	}
 	ks := p.keys.Load()
 	algs := p.algs.Load()
 	if ks == nil || algs == nil {
-		return nil, 0, fmt.Errorf("verify %s: %w: no keys yet", kind, errIdPUnavailable)
+		return nil, nil, nil, fmt.Errorf("verify %s: %w: no keys yet", kind, errIdPUnavailable)
 	}
 	tok, err := jwt.ParseSigned(raw, *algs)
 	if err != nil {
 		if strings.Contains(err.Error(), "algorithm") {
-			return nil, 0, refuse(reasonAlgorithm, "%v", err)
+			return nil, nil, nil, refuse(reasonAlgorithm, "%v", err)
 		}
-		return nil, 0, refuse(reasonMalformed, "%v", err)
+		return nil, nil, nil, refuse(reasonMalformed, "%v", err)
 	}
 	if len(tok.Headers) != 1 {
-		return nil, 0, refuse(reasonMalformed, "%d signatures", len(tok.Headers))
+		return nil, nil, nil, refuse(reasonMalformed, "%d signatures", len(tok.Headers))
 	}
 	h := tok.Headers[0]
 	if _, ok := h.ExtraHeaders["crit"]; ok {
 		// We implement no JWS extension, so any critical one is unknown (RFC 7515 §4.1.11).
-		return nil, 0, refuse(reasonHeader, "crit")
+		return nil, nil, nil, refuse(reasonHeader, "crit")
 	}
 	if kind == kindIDToken {
 		if typ, _ := h.ExtraHeaders["typ"].(string); isAccessTokenType(typ) {
-			return nil, 0, refuse(reasonTokenType, "an access token (typ at+jwt) is not an ID token")
+			return nil, nil, nil, refuse(reasonTokenType, "an access token (typ at+jwt) is not an ID token")
+		}
+	}
+	if typ, ok := h.ExtraHeaders["typ"]; ok && kind == kindLogoutToken {
+		if s, _ := typ.(string); !isLogoutTokenType(s) {
+			return nil, nil, nil, refuse(reasonTokenType, "typ %q is not logout+jwt", truncate(s, 40))
+		}
+	}
+	if kind == kindAccessToken && p.tenant.AccessTokens.RequireJWTType {
+		if typ, _ := h.ExtraHeaders["typ"].(string); !isAccessTokenType(typ) {
+			return nil, nil, nil, refuse(reasonTokenType, "typ %q is not at+jwt, which access_tokens.require_jwt_type requires", truncate(typ, 40))
 		}
 	}
 	var c claims
 	ks, err = p.checkSignature(ctx, tok, h, ks, &c)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, nil, err
 	}
-	if err := p.checkClaims(&c, kind, nonce); err != nil {
-		return nil, 0, err
-	}
-	return &c, ks.gen, nil
+	c.alg = h.Algorithm
+	return tok, &c, ks, nil
 }
 
 // isAccessTokenType reports whether a typ header names an RFC 9068 access
@@ -277,8 +315,8 @@ func hasKid(ks *keySet, kid string) bool {
 // checkClaims applies the issuer, time and audience rules.
 func (p *provider) checkClaims(c *claims, kind tokenKind, nonce string) error {
 	t := p.tenant
-	if c.Issuer != t.Issuer {
-		return refuse(reasonIssuer, "want %q got %q", t.Issuer, truncate(c.Issuer, 100))
+	if err := t.checkTokenIssuer(c, kind); err != nil {
+		return err
 	}
 	now := p.now()
 	if c.Expiry == nil {
@@ -312,12 +350,19 @@ func (p *provider) checkClaims(c *claims, kind tokenKind, nonce string) error {
 			return refuse(reasonNonce, "")
 		}
 	case kindAccessToken:
-		ok := azp == t.ClientID
+		if m := idTokenMarker(c); m != "" {
+			return refuse(reasonTokenType, "an ID token (%s) is not an access token", m)
+		}
+		// RFC 9068 names the client in client_id, where OIDC says azp:
+		// Cognito, Hydra and Auth0's RFC 9068 profile send no azp, and
+		// Cognito no aud either.
+		ok := azp == t.ClientID || string(c.ClientID) == t.ClientID
 		for _, a := range t.Audiences {
 			ok = ok || c.Audience.Contains(a)
 		}
 		if !ok {
-			return refuse(reasonAudience, "aud %q has none of the audiences and azp is not the client id", []string(c.Audience))
+			return refuse(reasonAudience, "aud %q has none of the audiences, and neither azp %q nor client_id %q is the client id",
+				[]string(c.Audience), truncate(azp, 100), truncate(string(c.ClientID), 100))
 		}
 	}
 	return nil
@@ -330,22 +375,29 @@ func (p *provider) verifyAccess(ctx context.Context, raw string) (*claims, error
 	if len(raw) > maxTokenSize {
 		return nil, refuse(reasonTooLarge, "%d bytes", len(raw))
 	}
-	if p.tokens == nil {
-		return p.verify(ctx, raw, kindAccessToken, "")
-	}
-	key := sha256.Sum256([]byte(raw))
-	ks := p.keys.Load()
+	key := tokenKey(raw)
 	now := p.now()
-	if ks != nil {
-		if c, ok := p.tokens.get(key, ks.gen, now); ok {
-			p.met.tokenCache(true)
-			return c, nil
+	if p.tokens != nil {
+		// A hit needs no revocation check: revoking purges the cache.
+		if ks := p.keys.Load(); ks != nil {
+			if c, ok := p.tokens.get(key, ks.gen, now); ok {
+				p.met.tokenCache(true)
+				return c, nil
+			}
 		}
+		p.met.tokenCache(false)
 	}
-	p.met.tokenCache(false)
+	epoch := p.revoked.epoch.Load()
 	c, gen, err := p.verifyGen(ctx, raw, kindAccessToken, "")
 	if err != nil {
 		return nil, err
+	}
+	if p.revoked.refuses(key, c) {
+		return nil, refuse(reasonRevoked, "signed out")
+	}
+	p.revoked.noteLifetime(c, now)
+	if p.tokens == nil {
+		return c, nil
 	}
 	// Cache under the generation of the keys that verified it (a token that
 	// triggered a refetch is stored under the new set), and only while that
@@ -353,6 +405,13 @@ func (p *provider) verifyAccess(ctx context.Context, raw string) (*claims, error
 	// and the token must not outlive its key in the cache.
 	if ks := p.keys.Load(); ks != nil && ks.gen == gen {
 		p.tokens.put(key, c, gen, now)
+		// A revocation recorded since the check above may have purged the
+		// cache before this put: it bumped the epoch before purging, so
+		// look again and take the entry back out.
+		if p.revoked.epoch.Load() != epoch && p.revoked.refuses(key, c) {
+			p.tokens.remove(key)
+			return nil, refuse(reasonRevoked, "signed out")
+		}
 	}
 	return c, nil
 }

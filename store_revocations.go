@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Kinds of revocation, as stored in revocations.kind.
+const (
+	revokeToken    = "token"     // one access token, by the hex SHA-256 of it
+	revokeSub      = "sub"       // every token of a subject
+	revokeSID      = "sid"       // every token of a session
+	revokeSubNoSID = "sub_nosid" // a subject's tokens that name no session
+)
+
+// revocation is a row of the revocations table: access tokens of one tenant
+// refused until ExpiresAt (Unix seconds), when none of them can be valid.
+// For the subject and session kinds, only tokens issued at or before
+// IssuedBefore (Unix seconds) are refused, so that a later sign-in works.
+type revocation struct {
+	TenantID     string
+	Kind         string
+	Value        string
+	IssuedBefore int64
+	ExpiresAt    int64
+}
+
+// logoutJTI is the jti of a back-channel logout token, remembered until
+// ExpiresAt (Unix seconds), past which the token is refused anyway.
+type logoutJTI struct {
+	ID        string
+	ExpiresAt int64
+}
+
+var (
+	// errReplayed is a logout token whose jti was accepted before.
+	errReplayed = errors.New("logout token already used")
+	// errTooManyLogoutTokens is a tenant with maxLive logout tokens still
+	// remembered: more would grow the table without bound.
+	errTooManyLogoutTokens = errors.New("too many logout tokens remembered")
+)
+
+// addRevocations stores revs for tenantID in one transaction on the writer
+// connection, with jti, when not nil, as a logout token accepted once. A
+// revocation already stored is widened, never narrowed: the later of the two
+// issued_before and expires_at wins. Errors: errReplayed when jti was seen
+// before, errTooManyLogoutTokens when the tenant has maxLive unexpired jtis
+// (now is Unix seconds), nothing stored in either case.
+func (s *store) addRevocations(ctx context.Context, tenantID string, jti *logoutJTI, maxLive int, now int64, revs []revocation) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store revocation: %w", err)
+	}
+	defer tx.Rollback()
+	if jti != nil {
+		res, err := tx.ExecContext(ctx, `INSERT INTO logout_tokens (tenant_id, jti, expires_at) VALUES (?, ?, ?)
+			ON CONFLICT (tenant_id, jti) DO NOTHING`, tenantID, jti.ID, jti.ExpiresAt)
+		if err != nil {
+			return fmt.Errorf("store logout token: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errReplayed
+		}
+		var live int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM logout_tokens WHERE tenant_id = ? AND expires_at > ?`,
+			tenantID, now).Scan(&live); err != nil {
+			return fmt.Errorf("count logout tokens: %w", err)
+		}
+		if live > maxLive {
+			return errTooManyLogoutTokens
+		}
+	}
+	for _, r := range revs {
+		_, err := tx.ExecContext(ctx, `INSERT INTO revocations (tenant_id, kind, value, issued_before, expires_at)
+			VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (tenant_id, kind, value) DO UPDATE
+			SET issued_before = max(issued_before, excluded.issued_before), expires_at = max(expires_at, excluded.expires_at)`,
+			tenantID, r.Kind, r.Value, r.IssuedBefore, r.ExpiresAt)
+		if err != nil {
+			return fmt.Errorf("store revocation: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store revocation: %w", err)
+	}
+	return nil
+}
+
+// liveRevocations returns every revocation that has not expired at now
+// (Unix seconds), of all tenants.
+func (s *store) liveRevocations(ctx context.Context, now int64) ([]revocation, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT tenant_id, kind, value, issued_before, expires_at FROM revocations WHERE expires_at > ?`, now)
+	if err != nil {
+		return nil, fmt.Errorf("load revocations: %w", err)
+	}
+	defer rows.Close()
+	var out []revocation
+	for rows.Next() {
+		var r revocation
+		if err := rows.Scan(&r.TenantID, &r.Kind, &r.Value, &r.IssuedBefore, &r.ExpiresAt); err != nil {
+			return nil, fmt.Errorf("load revocations: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load revocations: %w", err)
+	}
+	return out, nil
+}
+
+// pruneRevocations deletes the revocations and logout token ids that expired
+// at or before now (Unix seconds) and returns how many rows went.
+func (s *store) pruneRevocations(ctx context.Context, now int64) (int64, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("prune revocations: %w", err)
+	}
+	defer tx.Rollback()
+	var n int64
+	for _, q := range []string{`DELETE FROM revocations WHERE expires_at <= ?`, `DELETE FROM logout_tokens WHERE expires_at <= ?`} {
+		res, err := tx.ExecContext(ctx, q, now)
+		if err != nil {
+			return 0, fmt.Errorf("prune revocations: %w", err)
+		}
+		k, _ := res.RowsAffected()
+		n += k
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("prune revocations: %w", err)
+	}
+	return n, nil
+}
