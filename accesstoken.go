@@ -140,13 +140,16 @@ func (p *provider) validateRemote(ctx context.Context, raw string, call func(con
 			if c == nil {
 				return nil, refuse(reasonInactive, "the IdP refused this token within the last %v", inactiveCacheTTL)
 			}
-			return c, nil
+			return p.notRevoked(raw, c)
 		}
 		p.met.tokenCache(false)
 	}
 	ans, err := p.remote.do(ctx, key, func(ctx context.Context) (*remoteAnswer, error) {
 		ans, err := call(ctx, raw)
 		if err == nil {
+			if ans.c != nil && ans.c.Expiry != nil {
+				p.revoked.noteLifetime(ans.c, p.now())
+			}
 			p.remember(key, ans)
 		}
 		return ans, err
@@ -157,7 +160,18 @@ func (p *provider) validateRemote(ctx context.Context, raw string, call func(con
 	if ans.refusal != nil {
 		return nil, ans.refusal
 	}
-	return ans.c, nil
+	return p.notRevoked(raw, ans.c)
+}
+
+// notRevoked returns c unless the token was signed out here (/logout, or a
+// back-channel logout of its subject or session). Answers of the IdP are
+// checked on every use, from the cache too: their cache key is not the one
+// a revocation purges, and a tenant with no revocation pays one atomic load.
+func (p *provider) notRevoked(raw string, c *claims) (*claims, error) {
+	if p.revoked.n.Load() > 0 && p.revoked.refuses(tokenKey(raw), c) {
+		return nil, refuse(reasonRevoked, "signed out")
+	}
+	return c, nil
 }
 
 // remember keeps an answer in the cache; with cache_seconds 0 nothing is
@@ -191,4 +205,14 @@ func (p *provider) remoteReady() bool {
 		return d != nil && d.UserinfoEndpoint != ""
 	}
 	return true
+}
+
+// revokeUntil is how long a signed-out access token must be refused: until
+// its exp, or, for an opaque token whose IdP named none, as long as a
+// subject revocation is kept.
+func (p *provider) revokeUntil(c *claims) time.Time {
+	if c.Expiry != nil {
+		return c.Expiry.Time()
+	}
+	return p.now().Add(p.revoked.retention())
 }

@@ -293,3 +293,48 @@ func FuzzLooksLikeJWS(f *testing.F) {
 		}
 	})
 }
+
+// TestOpaqueTokenSignOut: an opaque token signed out at /logout is refused
+// here from then on, though its introspection answer is cached, and is
+// revoked at the IdP; a back-channel logout of its subject refuses the
+// cached answers of that subject's opaque tokens too.
+func TestOpaqueTokenSignOut(t *testing.T) {
+	t.Parallel()
+	f, a := newIntrospectionApp(t, nil)
+	tok, noExp, other := f.opaqueToken(), f.opaqueToken(map[string]any{"exp": nil}), f.opaqueToken(map[string]any{"sub": "someone-else"})
+	for _, tk := range []string{tok, noExp, other} {
+		checkRegister(t, "before", a.register(tk), 200)
+		checkRegister(t, "before, from the cache", a.register(tk), 200)
+	}
+	for _, tk := range []string{tok, noExp} {
+		if !logoutRevoked(t, "opaque token", a.logout("", tk)) {
+			t.Errorf("POST /v1/auth/logout with an opaque token: revoked false; want true")
+		}
+		checkRegister(t, "after its logout (the answer was cached)", a.register(tk), 401)
+	}
+	revoked := map[string]bool{}
+	for _, rv := range f.revoked() {
+		revoked[rv.form.Get("token")] = rv.form.Get("token_type_hint") == "access_token"
+	}
+	if !revoked[tok] || !revoked[noExp] {
+		t.Errorf("revocations at the IdP %+v; want both opaque tokens, hinted as access tokens", f.revoked())
+	}
+	checkRegister(t, "another subject's opaque token", a.register(other), 200)
+
+	// A back-channel logout of the other subject refuses its cached answer.
+	sub := f.opaqueToken(map[string]any{"sub": "bc-user", "iat": time.Now().Add(-time.Minute).Unix()})
+	checkRegister(t, "before the back-channel logout", a.register(sub), 200)
+	bcCheck(t, "back-channel logout of bc-user", a.backchannel(f.logoutToken(map[string]any{"sub": "bc-user", "sid": nil})), 200, "")
+	checkRegister(t, "after the back-channel logout of its subject", a.register(sub), 401)
+}
+
+// TestIntrospectedUnverifiedEmail: an answer saying email_verified false
+// stores no email, as for a JWT.
+func TestIntrospectedUnverifiedEmail(t *testing.T) {
+	t.Parallel()
+	f, a := newIntrospectionApp(t, nil)
+	w := a.register(f.opaqueToken(map[string]any{"sub": "unverified", "name": nil, "preferred_username": nil, "email_verified": false}))
+	if d := decode(t, w).Data; w.Code != 200 || d["email"] != "" || d["display_name"] != "unverified" {
+		t.Errorf("POST /v1/auth/register with an unverified email in the introspection answer = %d %v; want 200, no email, display name the sub", w.Code, d)
+	}
+}

@@ -119,6 +119,8 @@ type introspectionResponse struct {
 	PreferredUsername looseString         `json:"preferred_username"`
 	Username          looseString         `json:"username"`
 	Email             looseString         `json:"email"`
+	EmailVerified     claimBool           `json:"email_verified"`
+	SessionID         looseString         `json:"sid"`
 }
 
 // readIntrospection applies SPEC.md's rules to a 200 answer: active must be
@@ -163,6 +165,8 @@ func (p *provider) readIntrospection(ctx context.Context, raw string, body []byt
 		Name:              r.Name,
 		PreferredUsername: r.PreferredUsername,
 		Email:             r.Email,
+		EmailVerified:     r.EmailVerified,
+		SessionID:         r.SessionID,
 	}
 	if refusal := p.checkRemoteClaims(c); refusal != nil {
 		return refusal, nil
@@ -227,6 +231,7 @@ type tokeninfoResponse struct {
 	Expiry          flexInt     `json:"exp"`
 	ExpiresIn       *flexInt    `json:"expires_in"`
 	Email           looseString `json:"email"`
+	EmailVerified   claimBool   `json:"email_verified"`
 }
 
 // tokeninfo asks Google's tokeninfo endpoint: 200 means active, 400 means
@@ -265,7 +270,7 @@ func (p *provider) tokeninfo(ctx context.Context, ep, raw string) (*remoteAnswer
 	case r.Expiry > 0:
 		exp = time.Unix(int64(r.Expiry), 0)
 	}
-	c := &claims{Issuer: p.tenant.Issuer, Subject: string(r.Subject), AuthorizedParty: r.AuthorizedParty, Email: r.Email}
+	c := &claims{Issuer: p.tenant.Issuer, Subject: string(r.Subject), AuthorizedParty: r.AuthorizedParty, Email: r.Email, EmailVerified: r.EmailVerified}
 	if r.Audience != "" {
 		c.Audience = jwt.Audience{string(r.Audience)}
 	}
@@ -299,6 +304,7 @@ func (p *provider) userinfoValidate(ctx context.Context, raw string) (*remoteAns
 		Name:              info.Name,
 		PreferredUsername: info.PreferredUsername,
 		Email:             info.Email,
+		EmailVerified:     info.EmailVerified,
 	}}, nil
 }
 
@@ -311,7 +317,7 @@ func (p *provider) fillFromUserinfo(ctx context.Context, raw string, c *claims) 
 		p.log.Info("userinfo gave no name for an introspected token", "status", status, "err", err)
 		return
 	}
-	c.Name, c.PreferredUsername, c.Email = info.Name, info.PreferredUsername, info.Email
+	c.Name, c.PreferredUsername, c.Email, c.EmailVerified = info.Name, info.PreferredUsername, info.Email, info.EmailVerified
 }
 
 // userinfoResponse is the part of a userinfo answer we use.
@@ -320,6 +326,7 @@ type userinfoResponse struct {
 	Name              looseString `json:"name"`
 	PreferredUsername looseString `json:"preferred_username"`
 	Email             looseString `json:"email"`
+	EmailVerified     claimBool   `json:"email_verified"`
 }
 
 // userinfo calls the userinfo endpoint with raw as the bearer. It returns
