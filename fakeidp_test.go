@@ -278,6 +278,20 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// maxBefore returns, once deadline is 100 ms away, the most requests the
+// fake IdP has had in flight at once. Up to then no caller of a flood test
+// has left, so no call was cancelled: the count is the cap at work alone.
+// After it, a cancelled call may still look open to the IdP for as long as
+// the close takes to reach it, which a loaded machine can stretch.
+func (f *fakeIDP) maxBefore(deadline time.Time) <-chan int64 {
+	c := make(chan int64, 1)
+	go func() {
+		time.Sleep(time.Until(deadline.Add(-100 * time.Millisecond)))
+		c <- f.maxInFlight.Load()
+	}()
+	return c
+}
+
 // rawBody is a test answer written as it is, not as JSON.
 type rawBody string
 
