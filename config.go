@@ -194,6 +194,8 @@ func jsonKind(k string) string {
 		return "true or false"
 	case "ptr":
 		return "true or false"
+	case "int", "int64":
+		return "a whole number"
 	}
 	return "a " + k
 }
@@ -301,6 +303,9 @@ func (t *tenantConfig) validate(getenv func(string) string) error {
 			return configErrorf("cors_origins[%d]: %v", j, err)
 		}
 		t.CORSOrigins[j] = norm
+	}
+	if err := t.AccessTokens.validate(t.Issuer, getenv); err != nil {
+		return err
 	}
 	if err := t.validateLogout(); err != nil {
 		return err

@@ -22,11 +22,11 @@ func TestConfigLimits(t *testing.T) {
 		{"one connection, one largest body", []any{"max_connections", 1, "max_body_bytes_in_flight", maxBodyBytes}, 1, maxBodyBytes, ""},
 		{"negative connections", []any{"max_connections", -1}, 0, 0, "max_connections: must be from 1 to 1000000, not -1"},
 		{"too many connections", []any{"max_connections", 2_000_000}, 0, 0, "max_connections: must be from 1 to 1000000"},
-		{"connections not a number", []any{"max_connections", "many"}, 0, 0, "max_connections: must be a int"},
+		{"connections not a number", []any{"max_connections", "many"}, 0, 0, "max_connections: must be a whole number"},
 		{"budget below one largest body", []any{"max_body_bytes_in_flight", maxBodyBytes - 1}, 0, 0, "max_body_bytes_in_flight: must be from 65536 (one body of the largest size)"},
 		{"negative budget", []any{"max_body_bytes_in_flight", -5}, 0, 0, "max_body_bytes_in_flight: must be from 65536"},
 		{"budget over 1 GiB", []any{"max_body_bytes_in_flight", 2 << 30}, 0, 0, "max_body_bytes_in_flight: must be from 65536 (one body of the largest size) to 1073741824"},
-		{"budget a fraction", []any{"max_body_bytes_in_flight", 1.5e6 + 0.5}, 0, 0, "max_body_bytes_in_flight: must be a int64"},
+		{"budget a fraction", []any{"max_body_bytes_in_flight", 1.5e6 + 0.5}, 0, 0, "max_body_bytes_in_flight: must be a whole number"},
 	}
 	for _, tc := range tests {
 		cfg, err := parseConfig([]byte(cfgJSON(tenants(cfgTenant("acme")), tc.kv...)), noEnv)

@@ -326,6 +326,9 @@ func TestParseConfigFull(t *testing.T) {
 	if tc.roots != nil {
 		t.Errorf("roots set although ca_file is empty")
 	}
+	if a := tc.AccessTokens; a.Validation != validationAuto || a.cacheTTL != time.Minute || a.IntrospectionEndpoint != "" {
+		t.Errorf("access_tokens = %q, %v, %q; want auto, 1m, no endpoint", a.Validation, a.cacheTTL, a.IntrospectionEndpoint)
+	}
 	if want := []string{"https://sts.idp.example.com/acme/"}; !slices.Equal(tc.AccessTokens.AcceptedIssuers, want) || tc.AccessTokens.RequireJWTType {
 		t.Errorf("access_tokens = %+v; want accepted_issuers %q, require_jwt_type false", tc.AccessTokens, want)
 	}

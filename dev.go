@@ -54,10 +54,13 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		Addr:     ln.Addr().String(),
 		Database: db,
 		Tenants: []tenantConfig{{
-			ID:          "dev",
-			Issuer:      issuer,
-			ClientID:    devClientID,
-			secret:      devClientSecret,
+			ID:       "dev",
+			Issuer:   issuer,
+			ClientID: devClientID,
+			secret:   devClientSecret,
+			// The opaque client's tokens say client_id scaiwave-dev-opaque
+			// when introspected: accepted as an audience of this tenant.
+			Audiences:   []string{devClientID, devOpaqueClientID},
 			RedirectURI: base + "/v1/auth/login",
 			Scopes:      []string{"openid", "profile", "email", "offline_access"},
 			CORSOrigins: []string{"http://localhost:3000", "http://127.0.0.1:3000", "http://localhost:5173", "http://127.0.0.1:5173"},
@@ -104,6 +107,11 @@ Sign in with a code and PKCE (a code alone is refused):
   curl -s -X POST %[1]s/v1/auth/login -d code=$CODE -d code_verifier=$VERIFIER
 Sign in in a browser: open this, sign in as alice, and the page you land on shows her participant:
   %[1]s/v1/auth/authorize
+Opaque access tokens: client %[4]s gets them from the IdP, and /register
+asks the IdP's introspection endpoint about them:
+  curl -s -u %[4]s:%[5]s %[2]s/token -d grant_type=password -d username=alice -d password=alice-password
+  curl -s -X POST %[1]s/v1/auth/register -H "Authorization: Bearer $OPAQUE_TOKEN"
+  curl -s -u %[3]s:%[6]s %[2]s/introspect -d token=$OPAQUE_TOKEN
 
-`, base, issuer, devClientID)
+`, base, issuer, devClientID, devOpaqueClientID, devOpaqueClientSecret, devClientSecret)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -36,6 +37,8 @@ func TestRunDev(t *testing.T) {
 		"curl -s -X POST " + base + "/v1/auth/login -d code=$CODE -d code_verifier=$VERIFIER",
 		"-d code_challenge=$CHALLENGE -d code_challenge_method=S256",
 		"\n  " + base + "/v1/auth/authorize\n",
+		"curl -s -u " + devOpaqueClientID + ":" + devOpaqueClientSecret + " " + base + devIDPPath + "/token -d grant_type=password -d username=alice -d password=alice-password",
+		"curl -s -u " + devClientID + ":" + devClientSecret + " " + base + devIDPPath + "/introspect -d token=$OPAQUE_TOKEN",
 	} {
 		if !strings.Contains(banner, want) {
 			t.Errorf("-dev banner lacks %q:\n%s", want, banner)
@@ -61,6 +64,27 @@ func TestRunDev(t *testing.T) {
 	status, _ = call(t, c, "POST", base+"/v1/auth/token", url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"wrong"}}, "")
 	if status != 401 {
 		t.Errorf("POST /v1/auth/token with a wrong password = %d; want 401", status)
+	}
+	// The banner's opaque flow: a token of the opaque client straight from
+	// the IdP, introspected by /register, for the same participant.
+	req, _ := http.NewRequest("POST", base+devIDPPath+"/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(devOpaqueClientID, devOpaqueClientSecret)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opaque struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&opaque)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || opaque.AccessToken == "" || strings.Contains(opaque.AccessToken, ".") {
+		t.Fatalf("POST %s/token for the opaque client = %d; want an opaque access token", devIDPPath, resp.StatusCode)
+	}
+	status, e = call(t, c, "POST", base+"/v1/auth/register", nil, opaque.AccessToken)
+	if status != 200 || e.Data["participant_id"] != participant {
+		t.Errorf("POST /v1/auth/register with alice's opaque token = %d %+v; want 200 and participant %s", status, e, participant)
 	}
 	c.CloseIdleConnections()
 	if err := r.stop(t, 5*time.Second); err != nil {

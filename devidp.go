@@ -6,7 +6,9 @@ package main
 // shares no code with the service. This file holds its type, users, keys,
 // discovery and routes, and what its endpoints share; devidp_authorize.go
 // the authorization endpoint and login, devidp_token.go the token endpoint,
-// its tokens, userinfo and logout; devidp_pages.go the HTML pages.
+// its tokens, userinfo and logout; devidp_introspect.go the opaque access
+// tokens of a second client and the introspection endpoint; devidp_pages.go
+// the HTML pages.
 
 import (
 	"crypto"
@@ -68,10 +70,12 @@ func devUsers() []devUser {
 	}
 }
 
-// devIDP is an OpenID Connect provider for one confidential client
-// (devClientID) and the devUsers accounts: authorization code (with PKCE S256),
-// password and rotating refresh token grants, RS256 tokens signed with one RSA
-// key. Codes and refresh tokens live in memory only.
+// devIDP is an OpenID Connect provider for two confidential clients
+// (devClientID, whose access tokens are JWTs, and devOpaqueClientID, whose
+// are opaque) and the devUsers accounts: authorization code (with PKCE S256,
+// devClientID only), password and rotating refresh token grants, RS256 tokens
+// signed with one RSA key, and introspection. Codes, opaque access tokens and
+// refresh tokens live in memory only.
 type devIDP struct {
 	// Tests may set these before the handler serves its first request.
 	now        func() time.Time
@@ -95,6 +99,8 @@ type devIDP struct {
 	discovery  []byte
 	jwks       []byte
 	tokenCalls atomic.Int64
+
+	opaque devOpaqueTokens // access tokens of devOpaqueClientID
 
 	mu        sync.Mutex
 	codes     map[string]*devCode
@@ -326,6 +332,7 @@ func (d *devIDP) Handler() http.Handler {
 	mux.Handle("GET "+p+"/authorize", d.handleAuthorize())
 	mux.Handle("POST "+p+"/authorize", d.handleLogin())
 	mux.Handle("POST "+p+"/token", d.handleToken())
+	mux.Handle("POST "+p+"/introspect", d.handleIntrospect())
 	userinfo := d.handleUserinfo()
 	mux.Handle("GET "+p+"/userinfo", userinfo)
 	mux.Handle("POST "+p+"/userinfo", userinfo)
@@ -365,6 +372,10 @@ func (d *devIDP) discoveryDocument() map[string]any {
 		"revocation_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"backchannel_logout_supported":               true,
 		"backchannel_logout_session_supported":       true,
+
+		// Introspection (RFC 7662), for the opaque tokens of devOpaqueClientID.
+		"introspection_endpoint":                        d.base + "/introspect",
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 	}
 }
 

@@ -44,14 +44,15 @@ func (d *devIDP) accessRevoked(jti string) bool {
 func (d *devIDP) handleRevoke() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		form, err := devParseForm(w, r)
+		var client string
 		if err == nil {
-			err = devAuthenticateClient(r, form)
+			client, err = devAuthenticateClient(r, form)
 		}
 		if err == nil && form.Get("token") == "" {
 			err = devInvalidRequest("token is required")
 		}
 		if err == nil {
-			err = d.revoke(form.Get("token"))
+			err = d.revoke(client, form.Get("token"))
 		}
 		if err != nil {
 			devWriteOAuthError(w, err)
@@ -62,13 +63,14 @@ func (d *devIDP) handleRevoke() http.Handler {
 	})
 }
 
-// revoke revokes a refresh token or an access token, whichever tok is; the
-// token_type_hint is only a hint (§2.1), so both are looked for.
-func (d *devIDP) revoke(tok string) error {
+// revoke revokes a refresh token of client or an access token (a JWT or an
+// opaque one), whichever tok is; the token_type_hint is only a hint (§2.1),
+// so both are looked for.
+func (d *devIDP) revoke(client, tok string) error {
 	now := d.now()
 	d.mu.Lock()
 	if g, ok := d.refresh[tok]; ok {
-		if g.clientID == devClientID {
+		if g.clientID == client {
 			g.session.revoked = true
 			delete(d.refresh, tok)
 		}
@@ -76,7 +78,7 @@ func (d *devIDP) revoke(tok string) error {
 		return nil
 	}
 	d.mu.Unlock()
-	c, err := d.verifyAccessToken(tok)
+	c, err := d.lookupAccessToken(tok)
 	if err != nil {
 		return nil // not an access token of ours, or one that is dead already
 	}

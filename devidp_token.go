@@ -33,18 +33,19 @@ func (d *devIDP) handleToken() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d.tokenCalls.Add(1)
 		form, err := devParseForm(w, r)
+		var client string
 		if err == nil {
-			err = devAuthenticateClient(r, form)
+			client, err = devAuthenticateClient(r, form)
 		}
 		var resp *devTokenResponse
 		if err == nil {
 			switch form.Get("grant_type") {
 			case "authorization_code":
-				resp, err = d.grantCode(form)
+				resp, err = d.grantCode(client, form)
 			case "password":
-				resp, err = d.grantPassword(form)
+				resp, err = d.grantPassword(client, form)
 			case "refresh_token":
-				resp, err = d.grantRefresh(form)
+				resp, err = d.grantRefresh(client, form)
 			case "":
 				err = devInvalidRequest("grant_type is required")
 			default:
@@ -84,39 +85,41 @@ func devParseForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 
 // devAuthenticateClient checks the client's credentials, sent either with
 // HTTP Basic (each part form-urlencoded first, RFC 6749 §2.3.1) or as
-// client_id and client_secret in the body, never both.
-func devAuthenticateClient(r *http.Request, form url.Values) error {
+// client_id and client_secret in the body, never both, and returns the
+// client's id: devClientID or devOpaqueClientID.
+func devAuthenticateClient(r *http.Request, form url.Values) (string, error) {
 	fail := &devOAuthError{http.StatusUnauthorized, "invalid_client", "client authentication failed"}
 	id, secret, basic := r.BasicAuth()
 	switch {
 	case basic:
 		if form.Has("client_secret") {
-			return devInvalidRequest("client credentials sent both in the header and in the body")
+			return "", devInvalidRequest("client credentials sent both in the header and in the body")
 		}
 		var err1, err2 error
 		id, err1 = url.QueryUnescape(id)
 		secret, err2 = url.QueryUnescape(secret)
 		if err1 != nil || err2 != nil {
-			return fail
+			return "", fail
 		}
 		if form.Has("client_id") && form.Get("client_id") != id {
-			return devInvalidRequest("client_id differs from the authenticated client")
+			return "", devInvalidRequest("client_id differs from the authenticated client")
 		}
 	case r.Header.Get("Authorization") != "":
-		return fail
+		return "", fail
 	default:
 		id, secret = form.Get("client_id"), form.Get("client_secret")
 	}
-	if id != devClientID || !devEqual(secret, devClientSecret) {
-		return fail
+	want, known := devClientSecrets[id]
+	if !known || !devEqual(secret, want) {
+		return "", fail
 	}
-	return nil
+	return id, nil
 }
 
 // grantCode redeems an authorization code. Any attempt uses the code up, as
 // Keycloak does; a replay also revokes the refresh tokens issued from it
 // (RFC 6749 §4.1.2).
-func (d *devIDP) grantCode(form url.Values) (*devTokenResponse, error) {
+func (d *devIDP) grantCode(client string, form url.Values) (*devTokenResponse, error) {
 	code, redirectURI := form.Get("code"), form.Get("redirect_uri")
 	if code == "" {
 		return nil, devInvalidRequest("code is required")
@@ -139,7 +142,7 @@ func (d *devIDP) grantCode(form url.Values) (*devTokenResponse, error) {
 		return nil, devInvalidGrant("authorization code was already used")
 	}
 	c.used = true
-	err := devCheckCode(c, redirectURI, form.Get("code_verifier"))
+	err := devCheckCode(c, client, redirectURI, form.Get("code_verifier"))
 	var refresh string
 	if err == nil {
 		c.session = newDevSession()
@@ -149,12 +152,12 @@ func (d *devIDP) grantCode(form url.Values) (*devTokenResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.issue(c.user, c.req.Scope, c.req.Nonce, c.authTime, refresh, c.session.id)
+	return d.issue(client, c.user, c.req.Scope, c.req.Nonce, c.authTime, refresh, c.session.id)
 }
 
 // devCheckCode checks a code's bindings against the token request.
-func devCheckCode(c *devCode, redirectURI, verifier string) error {
-	if c.req.ClientID != devClientID {
+func devCheckCode(c *devCode, client, redirectURI, verifier string) error {
+	if c.req.ClientID != client {
 		return devInvalidGrant("authorization code was issued to another client")
 	}
 	if redirectURI != c.req.RedirectURI {
@@ -180,7 +183,7 @@ func devCheckCode(c *devCode, redirectURI, verifier string) error {
 }
 
 // grantPassword is the resource owner password credentials grant.
-func (d *devIDP) grantPassword(form url.Values) (*devTokenResponse, error) {
+func (d *devIDP) grantPassword(client string, form url.Values) (*devTokenResponse, error) {
 	username, password := form.Get("username"), form.Get("password")
 	if username == "" || password == "" {
 		return nil, devInvalidRequest("username and password are required")
@@ -199,15 +202,15 @@ func (d *devIDP) grantPassword(form url.Values) (*devTokenResponse, error) {
 	now := d.now()
 	d.mu.Lock()
 	session := newDevSession()
-	refresh := d.newRefreshLocked(now, devGrant{clientID: devClientID, user: u, scope: scope, authTime: now, session: session})
+	refresh := d.newRefreshLocked(now, devGrant{clientID: client, user: u, scope: scope, authTime: now, session: session})
 	d.mu.Unlock()
-	return d.issue(u, scope, "", now, refresh, session.id)
+	return d.issue(client, u, scope, "", now, refresh, session.id)
 }
 
 // grantRefresh rotates a refresh token: the old one stops working and a new
 // one, with the original scope, comes back. A narrower scope applies to the
 // new access token only (RFC 6749 §6).
-func (d *devIDP) grantRefresh(form url.Values) (*devTokenResponse, error) {
+func (d *devIDP) grantRefresh(client string, form url.Values) (*devTokenResponse, error) {
 	old := form.Get("refresh_token")
 	if old == "" {
 		return nil, devInvalidRequest("refresh_token is required")
@@ -216,7 +219,7 @@ func (d *devIDP) grantRefresh(form url.Values) (*devTokenResponse, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	g, ok := d.refresh[old]
-	if !ok || g.clientID != devClientID {
+	if !ok || g.clientID != client {
 		return nil, devInvalidGrant("refresh token is invalid, expired or already used")
 	}
 	if !now.Before(g.expires) || g.session.revoked {
@@ -239,7 +242,7 @@ func (d *devIDP) grantRefresh(form url.Values) (*devTokenResponse, error) {
 	delete(d.refresh, old)
 	refresh := d.newRefreshLocked(now, *g)
 	// Signing under the lock is a few milliseconds; the dev IdP serves one person.
-	return d.issue(g.user, scope, "", g.authTime, refresh, g.session.id)
+	return d.issue(client, g.user, scope, "", g.authTime, refresh, g.session.id)
 }
 
 // newRefreshLocked stores g under a new refresh token, valid for refreshTTL.
@@ -251,12 +254,17 @@ func (d *devIDP) newRefreshLocked(now time.Time, g devGrant) string {
 	return tok
 }
 
-// issue mints the access token, and an ID token when scope has openid, both
-// naming the session sid.
-func (d *devIDP) issue(u devUser, scope, nonce string, authTime time.Time, refresh, sid string) (*devTokenResponse, error) {
+// issue mints the access token for client, a JWT or, for
+// devOpaqueClientID, an opaque one, and an ID token when scope has openid,
+// both naming the session sid.
+func (d *devIDP) issue(client string, u devUser, scope, nonce string, authTime time.Time, refresh, sid string) (*devTokenResponse, error) {
 	now := d.now()
-	at, err := d.signAccessTokenSID(u, scope, sid, now, authTime, d.accessTTL)
-	if err != nil {
+	claims := d.accessClaims(client, u, scope, sid, now, authTime, d.accessTTL)
+	var at string
+	var err error
+	if client == devOpaqueClientID {
+		at = d.opaque.add(now, claims)
+	} else if at, err = d.signAccessClaims(claims); err != nil {
 		return nil, err
 	}
 	resp := &devTokenResponse{
@@ -268,7 +276,7 @@ func (d *devIDP) issue(u devUser, scope, nonce string, authTime time.Time, refre
 		Scope:            scope,
 	}
 	if devHasWord(scope, "openid") {
-		if resp.IDToken, err = d.signIDTokenSID(u, scope, nonce, at, sid, now, authTime, d.accessTTL); err != nil {
+		if resp.IDToken, err = d.signIDTokenFor(client, u, scope, nonce, at, sid, now, authTime, d.accessTTL); err != nil {
 			return nil, err
 		}
 	}
@@ -357,13 +365,20 @@ func (d *devIDP) signAccessToken(u devUser, scope string, now, authTime time.Tim
 
 // signAccessTokenSID signs an access token of session sid ("": none).
 func (d *devIDP) signAccessTokenSID(u devUser, scope, sid string, now, authTime time.Time, ttl time.Duration) (string, error) {
-	c := devAccessClaims{
+	return d.signAccessClaims(d.accessClaims(devClientID, u, scope, sid, now, authTime, ttl))
+}
+
+// accessClaims are the claims of an access token for client in session sid
+// ("": none): the payload of a JWT, or what the introspection endpoint says
+// of an opaque token.
+func (d *devIDP) accessClaims(client string, u devUser, scope, sid string, now, authTime time.Time, ttl time.Duration) devAccessClaims {
+	return devAccessClaims{
 		SessionID:        sid,
 		Issuer:           d.issuer,
 		Subject:          u.Subject,
-		Audience:         jwt.Audience{devClientID},
-		AuthorizedParty:  devClientID,
-		ClientID:         devClientID,
+		Audience:         jwt.Audience{client},
+		AuthorizedParty:  client,
+		ClientID:         client,
 		Expiry:           jwt.NewNumericDate(now.Add(ttl)),
 		IssuedAt:         jwt.NewNumericDate(now),
 		AuthTime:         jwt.NewNumericDate(authTime),
@@ -371,6 +386,9 @@ func (d *devIDP) signAccessTokenSID(u devUser, scope, sid string, now, authTime 
 		Scope:            scope,
 		devProfileClaims: devProfile(u, scope),
 	}
+}
+
+func (d *devIDP) signAccessClaims(c devAccessClaims) (string, error) {
 	tok, err := jwt.Signed(d.atSigner).Claims(c).Serialize()
 	if err != nil {
 		return "", fmt.Errorf("sign access token: %w", err)
@@ -385,12 +403,17 @@ func (d *devIDP) signIDToken(u devUser, scope, nonce, accessToken string, now, a
 
 // signIDTokenSID signs an ID token of session sid ("": none).
 func (d *devIDP) signIDTokenSID(u devUser, scope, nonce, accessToken, sid string, now, authTime time.Time, ttl time.Duration) (string, error) {
+	return d.signIDTokenFor(devClientID, u, scope, nonce, accessToken, sid, now, authTime, ttl)
+}
+
+// signIDTokenFor signs an ID token for client of session sid ("": none).
+func (d *devIDP) signIDTokenFor(client string, u devUser, scope, nonce, accessToken, sid string, now, authTime time.Time, ttl time.Duration) (string, error) {
 	c := devIDClaims{
 		SessionID:        sid,
 		Issuer:           d.issuer,
 		Subject:          u.Subject,
-		Audience:         jwt.Audience{devClientID},
-		AuthorizedParty:  devClientID,
+		Audience:         jwt.Audience{client},
+		AuthorizedParty:  client,
 		Expiry:           jwt.NewNumericDate(now.Add(ttl)),
 		IssuedAt:         jwt.NewNumericDate(now),
 		AuthTime:         jwt.NewNumericDate(authTime),
@@ -457,7 +480,7 @@ func (d *devIDP) handleUserinfo() http.Handler {
 			devWriteJSON(w, http.StatusUnauthorized, struct{}{})
 			return
 		}
-		c, err := d.verifyAccessToken(raw)
+		c, err := d.lookupAccessToken(raw)
 		var u devUser
 		if err == nil {
 			if u, ok = d.userBySubject(c.Subject); !ok {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -29,6 +30,7 @@ const (
 	modeGarbage = "garbage" // 200 with a body that is not JSON
 	modeSlow    = "slow"    // answers after fakeIDP.slow
 	modeHuge    = "huge"    // 200 with a body over every limit
+	modeHang    = "hang"    // holds the request until the client gives up, or fakeIDP.slow passes
 )
 
 // fakeIDP is an OpenID provider for tests that can be made to misbehave:
@@ -58,6 +60,21 @@ type fakeIDP struct {
 	// codes are the codes authorize issued, until redeemed.
 	codes map[string]fakeCode
 
+	// Introspection (RFC 7662) is in discovery only with introspect set.
+	introspect            bool
+	introspectMode        string
+	introspectAuthMethods []string
+	// introspectFn answers the introspection endpoint; nil answers the
+	// opaque tokens made by opaqueToken, and active false to the rest.
+	introspectFn        func(form url.Values, r *http.Request) (int, any)
+	lastIntrospect      url.Values
+	lastIntrospectBasic [2]string
+	opaque              map[string]map[string]any // token → introspection answer
+	userinfoMode        string
+	// userinfoFn answers the userinfo endpoint for a bearer; nil answers
+	// the opaque tokens' subjects with the tokens' names, 401 to the rest.
+	userinfoFn func(bearer string) (int, any)
+
 	// The revocation endpoint (RFC 7009), listed in discovery unless
 	// noRevocation: how it misbehaves, the status it answers, the methods
 	// discovery lists for it, and the requests it got.
@@ -70,7 +87,12 @@ type fakeIDP struct {
 	endSession bool
 
 	discHits, jwksHits, tokenHits, revokeHits atomic.Int64
+	introspectHits, userinfoHits              atomic.Int64
 	newConns                                  atomic.Int64 // connections accepted
+	// inFlight and maxInFlight count requests being answered, every
+	// endpoint together; cancelled counts the requests of modeHang whose
+	// client gave up before the answer.
+	inFlight, maxInFlight, cancelled atomic.Int64
 }
 
 const (
@@ -129,14 +151,19 @@ func (f *fakeIDP) set(fn func(f *fakeIDP)) {
 }
 
 func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
+	n := f.inFlight.Add(1)
+	defer f.inFlight.Add(-1)
+	for m := f.maxInFlight.Load(); n > m && !f.maxInFlight.CompareAndSwap(m, n); m = f.maxInFlight.Load() {
+	}
 	switch r.URL.Path {
 	case "/.well-known/openid-configuration":
 		f.discHits.Add(1)
 		f.mu.Lock()
 		mode, iss, methods, algs, extra := f.discMode, f.discIssuer, f.authMethods, f.algs, f.discExtra
 		noRevocation, revokeMethods, endSession := f.noRevocation, f.revokeMethods, f.endSession
+		introspect, imethods := f.introspect, f.introspectAuthMethods
 		f.mu.Unlock()
-		if f.misbehave(w, mode) {
+		if f.misbehave(w, r, mode) {
 			return
 		}
 		if iss == "" {
@@ -156,6 +183,12 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		if algs != nil {
 			doc["id_token_signing_alg_values_supported"] = algs
 		}
+		if introspect {
+			doc["introspection_endpoint"] = f.issuer + "/introspect"
+		}
+		if imethods != nil {
+			doc["introspection_endpoint_auth_methods_supported"] = imethods
+		}
 		if !noRevocation {
 			doc["revocation_endpoint"] = f.issuer + "/revoke"
 		}
@@ -174,7 +207,7 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		mode := f.jwksMode
 		f.mu.Unlock()
-		if f.misbehave(w, mode) {
+		if f.misbehave(w, r, mode) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -184,7 +217,7 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		mode, fn := f.tokenMode, f.tokenFn
 		f.mu.Unlock()
-		if f.misbehave(w, mode) {
+		if f.misbehave(w, r, mode) {
 			return
 		}
 		r.ParseForm()
@@ -199,12 +232,44 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 		status, body := fn(r.PostForm, r)
 		w.Header().Set("Cache-Control", "no-store")
 		writeTestJSON(w, status, body)
+	case "/introspect":
+		f.introspectHits.Add(1)
+		f.mu.Lock()
+		mode, fn := f.introspectMode, f.introspectFn
+		f.mu.Unlock()
+		if f.misbehave(w, r, mode) {
+			return
+		}
+		r.ParseForm()
+		f.mu.Lock()
+		f.lastIntrospect = r.PostForm
+		u, p, _ := r.BasicAuth()
+		f.lastIntrospectBasic = [2]string{u, p}
+		f.mu.Unlock()
+		if fn == nil {
+			fn = f.defaultIntrospect
+		}
+		status, body := fn(r.PostForm, r)
+		writeTestJSON(w, status, body)
+	case "/userinfo":
+		f.userinfoHits.Add(1)
+		f.mu.Lock()
+		mode, fn := f.userinfoMode, f.userinfoFn
+		f.mu.Unlock()
+		if f.misbehave(w, r, mode) {
+			return
+		}
+		if fn == nil {
+			fn = f.defaultUserinfo
+		}
+		status, body := fn(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+		writeTestJSON(w, status, body)
 	case "/revoke":
 		f.revokeHits.Add(1)
 		f.mu.Lock()
 		mode, status := f.revokeMode, f.revokeStatus
 		f.mu.Unlock()
-		if f.misbehave(w, mode) {
+		if f.misbehave(w, r, mode) {
 			return
 		}
 		r.ParseForm()
@@ -219,6 +284,84 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// maxBefore returns, once deadline is 100 ms away, the most requests the
+// fake IdP has had in flight at once. Up to then no caller of a flood test
+// has left, so no call was cancelled: the count is the cap at work alone.
+// After it, a cancelled call may still look open to the IdP for as long as
+// the close takes to reach it, which a loaded machine can stretch.
+func (f *fakeIDP) maxBefore(deadline time.Time) <-chan int64 {
+	c := make(chan int64, 1)
+	go func() {
+		time.Sleep(time.Until(deadline.Add(-100 * time.Millisecond)))
+		c <- f.maxInFlight.Load()
+	}()
+	return c
+}
+
+// rawBody is a test answer written as it is, not as JSON.
+type rawBody string
+
+// opaqueToken makes a random opaque access token that the default
+// introspection endpoint calls active, with answer claims for testSubject;
+// mods change them (a nil value deletes the claim).
+func (f *fakeIDP) opaqueToken(mods ...map[string]any) string {
+	now := time.Now()
+	answer := withMods(map[string]any{
+		"active":             true,
+		"iss":                f.issuer,
+		"sub":                testSubject,
+		"client_id":          testClientID,
+		"scope":              "openid profile email",
+		"token_type":         "Bearer",
+		"exp":                now.Add(5 * time.Minute).Unix(),
+		"iat":                now.Unix(),
+		"name":               "Opaque User",
+		"preferred_username": "ouser",
+		"email":              "opaque.user@example.com",
+	}, mods...)
+	tok := "opq_" + rand.Text()
+	f.mu.Lock()
+	if f.opaque == nil {
+		f.opaque = map[string]map[string]any{}
+	}
+	f.opaque[tok] = answer
+	f.mu.Unlock()
+	return tok
+}
+
+// registerOpaque makes tok, whatever its shape, a token the default
+// introspection endpoint calls active, with opaqueToken's answer.
+func (f *fakeIDP) registerOpaque(tok string) {
+	src := f.opaqueToken()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.opaque[tok] = f.opaque[src]
+}
+
+// defaultIntrospect answers the opaque tokens of opaqueToken, and active
+// false to any other token.
+func (f *fakeIDP) defaultIntrospect(form url.Values, r *http.Request) (int, any) {
+	f.mu.Lock()
+	answer, ok := f.opaque[form.Get("token")]
+	f.mu.Unlock()
+	if !ok {
+		return 200, map[string]any{"active": false}
+	}
+	return 200, answer
+}
+
+// defaultUserinfo answers an opaque token of opaqueToken with its subject
+// and a name of its own, and 401 to any other bearer.
+func (f *fakeIDP) defaultUserinfo(bearer string) (int, any) {
+	f.mu.Lock()
+	answer, ok := f.opaque[bearer]
+	f.mu.Unlock()
+	if !ok {
+		return 401, map[string]any{"error": "invalid_token"}
+	}
+	return 200, map[string]any{"sub": answer["sub"], "name": "Userinfo Name", "email": "from.userinfo@example.com"}
 }
 
 // fakeRevocation is one request the revocation endpoint got.
@@ -259,7 +402,7 @@ func (f *fakeIDP) logoutClaims(mods ...map[string]any) map[string]any {
 }
 
 // misbehave acts out a mode and reports whether it answered.
-func (f *fakeIDP) misbehave(w http.ResponseWriter, mode string) bool {
+func (f *fakeIDP) misbehave(w http.ResponseWriter, r *http.Request, mode string) bool {
 	switch mode {
 	case modeDown:
 		hj, ok := w.(http.Hijacker)
@@ -276,6 +419,17 @@ func (f *fakeIDP) misbehave(w http.ResponseWriter, mode string) bool {
 	case modeSlow:
 		time.Sleep(f.slow)
 		return false
+	case modeHang:
+		// The server notices a client that went away only once it has
+		// read the request body, as a real IdP does before working on it.
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+			f.cancelled.Add(1)
+			return true
+		case <-time.After(f.slow):
+			return false
+		}
 	case modeHuge:
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"keys":[],"pad":"`+strings.Repeat("x", 2<<20)+`"}`)
@@ -454,6 +608,10 @@ func (f *fakeIDP) tenantConfig() tenantConfig {
 func writeTestJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
+	if raw, ok := v.(rawBody); ok {
+		io.WriteString(w, string(raw))
+		return
+	}
 	json.NewEncoder(w).Encode(v)
 }
 

@@ -42,13 +42,13 @@ func handleLogout(st *store) http.Handler {
 		}
 		var access string // to revoke at the IdP: only a token that verified
 		if raw != "" {
-			c, err := t.prov.verifyAccess(r.Context(), raw)
+			c, err := t.prov.authenticate(r.Context(), raw)
 			var ve *verifyError
 			switch {
 			case err == nil:
 				// Recorded before anything else, so that the token is
 				// refused here whatever the IdP does.
-				_, err := t.prov.revoke(r.Context(), st, nil, []revocation{tokenRevocation(tokenKey(raw), c.Expiry.Time())})
+				_, err := t.prov.revoke(r.Context(), st, nil, []revocation{tokenRevocation(tokenKey(raw), t.prov.revokeUntil(c))})
 				if errors.Is(err, errTooManyRevocations) {
 					t.prov.log.Error("sign-out refused: too many revocations in force")
 					w.Header().Set("Retry-After", "60")

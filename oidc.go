@@ -55,6 +55,9 @@ type discovery struct {
 	// RFC 8414 §2 / RFC 7009: where /v1/auth/logout revokes tokens.
 	RevocationEndpoint                     string   `json:"revocation_endpoint,omitempty"`
 	RevocationEndpointAuthMethodsSupported []string `json:"revocation_endpoint_auth_methods_supported,omitempty"`
+	// Introspection (RFC 7662, RFC 8414 §2), for opaque access tokens.
+	IntrospectionEndpoint                     string   `json:"introspection_endpoint,omitempty"`
+	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported,omitempty"`
 }
 
 // supportedAlgs are the signature algorithms we accept at all: asymmetric
@@ -87,6 +90,8 @@ type provider struct {
 	revoked *revocations
 	// revokeWait bounds /logout's wait for the revocation endpoint.
 	revokeWait time.Duration
+	// remote shares one IdP call among requests with one opaque token.
+	remote *flightGroup[[32]byte, *remoteAnswer]
 }
 
 // newProvider makes a provider for t; call run to start fetching.
@@ -105,12 +110,15 @@ func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 	p.refresh = newRefreshFlights(func() time.Time { return p.now() })
 	p.revoked = newRevocations(maxRevocations)
 	p.revokeWait = logoutRevokeTimeout
+	p.remote = newFlightGroup[[32]byte, *remoteAnswer](func() time.Time { return p.now() }, remoteCallTimeout, 0, maxRemoteFlights)
 	return p
 }
 
 // newIdPClient returns an HTTP client for talking to one IdP: bounded dial,
-// TLS and header times, kept-alive connections, the tenant's extra roots,
-// and no redirects except for GETs within the same scheme.
+// TLS and header times, kept-alive connections, at most idpMaxInFlight calls
+// in flight (limitedTransport) over at most idpMaxConns connections, the
+// tenant's extra roots, and no redirects except for GETs within the same
+// scheme.
 func newIdPClient(t *tenantConfig) *http.Client {
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
@@ -119,13 +127,14 @@ func newIdPClient(t *tenantConfig) *http.Client {
 		ResponseHeaderTimeout: idpRequestTimeout,
 		ExpectContinueTimeout: time.Second,
 		MaxIdleConns:          128,
-		MaxIdleConnsPerHost:   64,
+		MaxIdleConnsPerHost:   idpMaxConns,
+		MaxConnsPerHost:       idpMaxConns,
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 		TLSClientConfig:       &tls.Config{RootCAs: t.roots, MinVersion: tls.VersionTLS12},
 	}
 	return &http.Client{
-		Transport: tr,
+		Transport: newLimitedTransport(tr, idpMaxInFlight, idpQueueWait),
 		Timeout:   idpRequestTimeout + 5*time.Second,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if req.Method != http.MethodGet || len(via) >= 3 {
@@ -140,10 +149,11 @@ func newIdPClient(t *tenantConfig) *http.Client {
 }
 
 // ready reports whether the provider has a discovery document and at least
-// one usable key: a tenant whose IdP publishes none refuses every token.
+// one usable key (a tenant whose IdP publishes none refuses every token),
+// and the endpoint its access token validation needs (remoteReady).
 func (p *provider) ready() bool {
 	ks := p.keys.Load()
-	return p.disc.Load() != nil && ks != nil && len(ks.keys) > 0
+	return p.disc.Load() != nil && ks != nil && len(ks.keys) > 0 && p.remoteReady()
 }
 
 // run fetches discovery and keys until ctx ends: at start with backoff until
@@ -203,6 +213,9 @@ func (p *provider) check(ctx context.Context) (*discovery, *keySet, error) {
 	if err := p.refreshAll(ctx); err != nil {
 		return nil, nil, err
 	}
+	if !p.remoteReady() {
+		return nil, nil, fmt.Errorf("access_tokens.validation %s: the IdP's discovery names no endpoint for it", p.tenant.AccessTokens.Validation)
+	}
 	return p.disc.Load(), p.keys.Load(), nil
 }
 
@@ -249,7 +262,7 @@ func (p *provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
 			return nil, fmt.Errorf("discovery %s: %s: %v", u, f.name, err)
 		}
 	}
-	for _, f := range []*string{&d.UserinfoEndpoint, &d.EndSessionEndpoint, &d.RevocationEndpoint} {
+	for _, f := range []*string{&d.UserinfoEndpoint, &d.EndSessionEndpoint, &d.RevocationEndpoint, &d.IntrospectionEndpoint} {
 		if *f != "" && checkEndpoint(*f) != nil {
 			*f = "" // optional: a broken one is dropped, not fatal
 		}

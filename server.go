@@ -69,6 +69,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 			log.Warn("password grant enabled: /v1/auth/token accepts usernames and passwords for this tenant", "tenant", tc.ID)
 		}
 		warnIssuerRules(log, tc)
+		logAccessTokenWarnings(log, tc)
 	}
 	s.browser = newBrowserSignIn(s.tenants, s.trusted, log)
 	s.handler = s.newMux(devIDP)

@@ -31,6 +31,10 @@ type testApp struct {
 	store  *store
 	dbPath string
 	cancel context.CancelFunc
+	// logs holds the service's JSON log lines at logLevel and above
+	// (warnings, by default: benchmarks must not fill it).
+	logs     *syncBuffer
+	logLevel *slog.LevelVar
 	// stopped makes stop (test cleanup, restart) run once.
 	stopped sync.Once
 }
@@ -63,14 +67,21 @@ func startTestAppLog(t testing.TB, cfg *config, dbPath string, wait bool, logw i
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(logw, nil))
+	// A test that asks for the log reads it all from logw; the others
+	// keep warnings and above in a.logs.
+	logs, level := &syncBuffer{}, &slog.LevelVar{}
+	level.Set(slog.LevelWarn)
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level}))
+	if logw != io.Discard {
+		log = slog.New(slog.NewTextHandler(logw, nil))
+	}
 	s := newServer(cfg, st, log, met, nil)
 	if err := s.loadRevocations(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.startProviders(ctx)
-	a := &testApp{t: t, srv: s, store: st, dbPath: dbPath, cancel: cancel}
+	a := &testApp{t: t, srv: s, store: st, dbPath: dbPath, cancel: cancel, logs: logs, logLevel: level}
 	t.Cleanup(a.stop)
 	if wait {
 		a.waitReady(5 * time.Second)

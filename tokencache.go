@@ -47,14 +47,28 @@ func (tc *tokenCache) get(key [32]byte, gen uint64, now time.Time) (*claims, boo
 }
 
 func (tc *tokenCache) put(key [32]byte, c *claims, gen uint64, now time.Time) {
-	exp := c.Expiry.Time()
+	tc.putUntil(key, c, gen, c.Expiry.Time(), now)
+}
+
+// genAny is the generation of entries that no key set vouches for (answers
+// of the IdP's introspection or userinfo endpoint): a new key set does not
+// make them stale.
+const genAny = ^uint64(0)
+
+// putUntil is put with the entry's end given: for an answer of the IdP, the
+// earlier of the token's exp and the tenant's cache_seconds. A nil c is a
+// negative entry: get then answers (nil, true), a token known to be invalid.
+func (tc *tokenCache) putUntil(key [32]byte, c *claims, gen uint64, exp, now time.Time) {
 	if !now.Before(exp) {
 		return // accepted within the leeway only: not worth keeping
 	}
-	size := 200 + len(c.Issuer) + len(c.Subject) + len(c.AuthorizedParty) + len(c.Nonce) +
-		len(c.Name) + len(c.PreferredUsername) + len(c.Email)
-	for _, a := range c.Audience {
-		size += len(a) + 16
+	size := 200
+	if c != nil {
+		size += len(c.Issuer) + len(c.Subject) + len(c.AuthorizedParty) + len(c.Nonce) +
+			len(c.Name) + len(c.PreferredUsername) + len(c.Email)
+		for _, a := range c.Audience {
+			size += len(a) + 16
+		}
 	}
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
@@ -76,7 +90,9 @@ func (tc *tokenCache) put(key [32]byte, c *claims, gen uint64, now time.Time) {
 // arbitrary ones (map order is random) until there is room for one more.
 func (tc *tokenCache) evictLocked(now time.Time, gen uint64, need int) {
 	for k, e := range tc.m {
-		if e.gen != gen || !now.Before(e.exp) {
+		// An IdP's answer is never of a stale key set, and an insert of one
+		// (gen genAny) does not know the current set.
+		if (gen != genAny && e.gen != gen && e.gen != genAny) || !now.Before(e.exp) {
 			tc.bytes -= e.size
 			delete(tc.m, k)
 		}
@@ -127,7 +143,8 @@ func (tc *tokenCache) removeFunc(match func(*claims) bool) int {
 	defer tc.mu.Unlock()
 	n := 0
 	for k, e := range tc.m {
-		if match(e.c) {
+		// A negative entry (an IdP's refusal, nil claims) refuses already.
+		if e.c != nil && match(e.c) {
 			tc.bytes -= e.size
 			delete(tc.m, k)
 			n++
