@@ -27,6 +27,9 @@ type config struct {
 	MetricsAddr    string         `json:"metrics_addr"`
 	TrustedProxies []string       `json:"trusted_proxies"`
 	Tenants        []tenantConfig `json:"tenants"`
+	// MemoryLimitMB and TokenCacheMB: see validateMemory (memlimit.go).
+	MemoryLimitMB *int `json:"memory_limit_mb"`
+	TokenCacheMB  *int `json:"token_cache_mb"`
 
 	trustedNets []netip.Prefix
 }
@@ -51,6 +54,9 @@ type tenantConfig struct {
 	secret string
 	// roots is the pool built from CAFile, nil for the system roots.
 	roots *x509.CertPool
+	// tokenCacheBytes is the tenant's share of token_cache_mb; 0 before
+	// validation, which newProvider takes as the default budget.
+	tokenCacheBytes int
 }
 
 type tenantFeatures struct {
@@ -194,6 +200,9 @@ func (c *config) validate(getenv func(string) string) error {
 	}
 	if len(c.Tenants) == 0 {
 		return configErrorf("tenants: at least one tenant is required")
+	}
+	if err := c.validateMemory(); err != nil {
+		return err
 	}
 	ids := map[string]int{}
 	hosts := map[string]string{}
