@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"strings"
 	"sync"
@@ -337,4 +338,15 @@ func (tc *tokenCache) byteSize() int {
 	tc.mu.RLock()
 	defer tc.mu.RUnlock()
 	return tc.bytes
+}
+
+// tokenCacheKey is the cache key of a raw token, its SHA-256. Tokens up to
+// 4 KiB, nearly all of them, are hashed from a copy on the stack: the plain
+// conversion to []byte puts a copy of every token on the heap, hit or miss.
+func tokenCacheKey(raw string) [32]byte {
+	var buf [4 << 10]byte
+	if len(raw) <= len(buf) {
+		return sha256.Sum256(append(buf[:0], raw...))
+	}
+	return sha256.Sum256([]byte(raw))
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -333,7 +332,7 @@ func (p *provider) verifyAccess(ctx context.Context, raw string) (*claims, error
 	if p.tokens == nil {
 		return p.verify(ctx, raw, kindAccessToken, "")
 	}
-	key := sha256.Sum256([]byte(raw))
+	key := tokenCacheKey(raw)
 	ks := p.keys.Load()
 	now := p.now()
 	if ks != nil {
