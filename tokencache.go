@@ -32,13 +32,14 @@ const (
 // (CLOCK, second chance), so a full cache makes room by evicting at the hand,
 // never by scanning. A hit marks its entry, and the hand passes a marked
 // entry once before evicting it, so tokens in use outlive a flood of tokens
-// seen once. All entries belong to one key-set generation: a put under a
-// newer one empties the cache, and a get or put under an older one misses.
+// seen once; expired entries, and those of a key set older than the newest
+// put, go as soon as the hand reaches them.
 type tokenCache struct {
 	maxN, maxBytes int
 
 	mu sync.RWMutex
-	// gen is the key-set generation of every entry.
+	// gen is the newest key-set generation put; entries of older ones are
+	// stale. genAny entries never are.
 	gen uint64
 	// index maps the first 8 bytes of a key to its position in the ring,
 	// which holds the whole key: two keys that share a prefix cost one of
@@ -54,14 +55,21 @@ type tokenCache struct {
 	bytes int // what the occupied slots' entries and the ring's chunks occupy
 }
 
-// tokenCacheSlot is one position of the ring; c is nil when it is free.
+// tokenCacheSlot is one position of the ring; exp is 0 when it is free. A
+// nil c in an occupied slot is a negative entry (putUntil).
 type tokenCacheSlot struct {
 	c    *claims
 	key  [32]byte
-	exp  int64 // c's exp, Unix nanoseconds
+	exp  int64 // the entry's end, Unix nanoseconds
+	gen  uint64
 	size int32
 	used atomic.Bool // set by a hit, cleared as the hand passes
 }
+
+// genAny is the generation of entries that no key set vouches for (answers
+// of the IdP's introspection or userinfo endpoint): a new key set does not
+// make them stale.
+const genAny = ^uint64(0)
 
 // cachedClaims is one allocation holding a cached token's claims and the
 // times they point to; their strings share a second one (packClaims).
@@ -94,17 +102,17 @@ func (tc *tokenCache) slot(i int) *tokenCacheSlot {
 }
 
 // get returns the claims cached for key under key-set generation gen while
-// now is before their exp. The claims are shared: callers must not change
-// them.
+// now is before the entry's end; (nil, true) is a negative entry, a token
+// known to be invalid. The claims are shared: callers must not change them.
 func (tc *tokenCache) get(key [32]byte, gen uint64, now time.Time) (*claims, bool) {
 	tc.mu.RLock()
 	defer tc.mu.RUnlock()
 	i, ok := tc.index[indexKey(key)]
-	if !ok || gen != tc.gen {
+	if !ok {
 		return nil, false
 	}
 	s := tc.slot(int(i))
-	if s.key != key || now.UnixNano() >= s.exp {
+	if s.key != key || s.gen != gen || now.UnixNano() >= s.exp {
 		return nil, false
 	}
 	if !s.used.Load() {
@@ -116,24 +124,39 @@ func (tc *tokenCache) get(key [32]byte, gen uint64, now time.Time) (*claims, boo
 }
 
 // put caches a compact copy of c (packClaims) for key under key-set
-// generation gen, until c's exp. A put under an older generation than the
-// cache's is dropped; under a newer one it empties the cache first. A token
-// already expired at now, or larger than the whole byte budget, is not kept.
+// generation gen, until c's exp: putUntil with c's exp.
 func (tc *tokenCache) put(key [32]byte, c *claims, gen uint64, now time.Time) {
-	if tc.maxN <= 0 || c.Expiry == nil || !now.Before(c.Expiry.Time()) {
-		return // expired: accepted within the leeway only, not worth keeping
+	if c.Expiry == nil {
+		return
 	}
-	cc, blob := packClaims(c)
-	size := tokenCacheEntrySize(blob)
-	exp := c.Expiry.Time().UnixNano()
+	tc.putUntil(key, c, gen, c.Expiry.Time(), now)
+}
+
+// putUntil caches a compact copy of c for key under key-set generation gen
+// until exp: for an answer of the IdP, the earlier of the token's exp and
+// the tenant's cache_seconds. A nil c is a negative entry. A put under an
+// older key set than the newest put is dropped (its key may be withdrawn);
+// an entry already ended at now, or larger than the whole byte budget, is
+// not kept.
+func (tc *tokenCache) putUntil(key [32]byte, c *claims, gen uint64, until, now time.Time) {
+	if tc.maxN <= 0 || !now.Before(until) {
+		return // ended: accepted within the leeway only, not worth keeping
+	}
+	var cc *claims
+	size := tokenCacheIndexSize
+	if c != nil {
+		packed, blob := packClaims(c)
+		cc, size = &packed.c, tokenCacheEntrySize(blob)
+	}
+	exp := until.UnixNano()
 
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
-	switch {
-	case gen < tc.gen:
-		return
-	case gen > tc.gen:
-		tc.reset(gen)
+	if gen != genAny {
+		if gen < tc.gen {
+			return
+		}
+		tc.gen = gen
 	}
 	if i, ok := tc.index[indexKey(key)]; ok {
 		// The same token verified twice at once, or another with the same
@@ -148,7 +171,7 @@ func (tc *tokenCache) put(key [32]byte, c *claims, gen uint64, now time.Time) {
 		return
 	}
 	s := tc.slot(i)
-	s.c, s.key, s.exp, s.size = &cc.c, key, exp, int32(size)
+	s.c, s.key, s.exp, s.gen, s.size = cc, key, exp, gen, int32(size)
 	s.used.Store(false)
 	tc.index[indexKey(key)] = uint32(i)
 	tc.n++
@@ -176,7 +199,7 @@ func (tc *tokenCache) freeSlot(size int, now time.Time) int {
 			tc.hand = 0
 		}
 		s := tc.slot(tc.hand)
-		if s.c == nil || skips >= 32 || nowNano >= s.exp || !s.used.Load() {
+		if s.exp == 0 || skips >= 32 || nowNano >= s.exp || tc.stale(s) || !s.used.Load() {
 			break
 		}
 		s.used.Store(false)
@@ -210,17 +233,54 @@ func (tc *tokenCache) shrinkTo(limit, keep int) bool {
 	return true
 }
 
+// stale reports whether s is of a key set older than the newest put.
+func (tc *tokenCache) stale(s *tokenCacheSlot) bool {
+	return s.gen != genAny && s.gen != tc.gen
+}
+
 // evict frees slot i, if it is occupied.
 func (tc *tokenCache) evict(i int) {
 	s := tc.slot(i)
-	if s.c == nil {
+	if s.exp == 0 {
 		return
 	}
 	delete(tc.index, indexKey(s.key))
 	tc.bytes -= int(s.size)
 	tc.n--
-	s.c, s.key, s.exp, s.size = nil, [32]byte{}, 0, 0
+	s.c, s.key, s.exp, s.gen, s.size = nil, [32]byte{}, 0, 0, 0
 	s.used.Store(false)
+}
+
+// remove drops the entry for key, if any. A nil cache holds nothing.
+func (tc *tokenCache) remove(key [32]byte) {
+	if tc == nil {
+		return
+	}
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if i, ok := tc.index[indexKey(key)]; ok && tc.slot(int(i)).key == key {
+		tc.evict(int(i))
+	}
+}
+
+// removeFunc drops every entry whose claims match and returns how many it
+// dropped. It scans the whole ring under the write lock, so it is for rare
+// events (a revocation), never for the request path. Negative entries (nil
+// claims) refuse already and are kept.
+func (tc *tokenCache) removeFunc(match func(*claims) bool) int {
+	if tc == nil {
+		return 0
+	}
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	n := 0
+	for i := range tc.size {
+		if s := tc.slot(i); s.exp != 0 && s.c != nil && match(s.c) {
+			tc.evict(i)
+			n++
+		}
+	}
+	return n
 }
 
 // growth is what growing the ring by one slot adds to the byte count: a new
@@ -239,14 +299,6 @@ func (tc *tokenCache) grow() {
 		tc.bytes += tokenCacheChunkSize
 	}
 	tc.size++
-}
-
-// reset empties the cache for key-set generation gen.
-func (tc *tokenCache) reset(gen uint64) {
-	tc.gen = gen
-	tc.index = make(map[uint64]uint32)
-	tc.ring = nil
-	tc.size, tc.hand, tc.n, tc.bytes = 0, 0, 0, 0
 }
 
 // tokenCacheEntrySize is what an entry with the given string blob occupies

@@ -136,20 +136,75 @@ func TestTokenCacheUnit(t *testing.T) {
 			t.Error("an entry larger than the whole byte budget was stored")
 		}
 	})
-	t.Run("a newer key set empties the cache, an older one is ignored", func(t *testing.T) {
+	t.Run("entries of an older key set go before those in use", func(t *testing.T) {
 		t.Parallel()
-		tc := newTokenCache(3, 1<<20)
+		tc := newTokenCache(2, 1<<20)
 		ka, ca := entry(1, now.Add(time.Hour))
 		tc.put(ka, ca, 1, now)
+		tc.get(ka, 1, now) // in use, but of a key set about to be replaced
 		kb, cb := entry(2, now.Add(time.Hour))
 		tc.put(kb, cb, 2, now)
-		if _, ok := tc.get(kb, 2, now); !ok || tc.len() != 1 {
-			t.Errorf("after a put under generation 2: %d entries, the new one found %v; want 1, true", tc.len(), ok)
-		}
 		kc, cc := entry(3, now.Add(time.Hour))
-		tc.put(kc, cc, 1, now)
-		if _, ok := tc.get(kc, 1, now); ok || tc.len() != 1 {
-			t.Errorf("a put under an older generation was kept (%d entries)", tc.len())
+		tc.put(kc, cc, 2, now)
+		if _, ok := tc.get(kb, 2, now); !ok {
+			t.Error("an entry of the current key set was evicted while a stale one took up room")
+		}
+		if _, ok := tc.get(ka, 2, now); ok {
+			t.Error("an entry of an older key set answered under the newer one")
+		}
+		kd, cd := entry(4, now.Add(time.Hour))
+		tc.put(kd, cd, 1, now)
+		if _, ok := tc.get(kd, 1, now); ok {
+			t.Error("a put under an older key set than the newest put was kept")
+		}
+	})
+	t.Run("answers of the IdP outlive key sets; refusals are remembered", func(t *testing.T) {
+		t.Parallel()
+		tc := newTokenCache(10, 1<<20)
+		kr, cr := entry(1, now.Add(time.Hour))
+		tc.putUntil(kr, cr, genAny, now.Add(time.Minute), now)
+		kn, _ := entry(2, now.Add(time.Hour))
+		tc.putUntil(kn, nil, genAny, now.Add(10*time.Second), now)
+		for g := range uint64(5) {
+			k, c := entry(10+int(g), now.Add(time.Hour))
+			tc.put(k, c, g, now)
+		}
+		if got, ok := tc.get(kr, genAny, now); !ok || got.Subject != cr.Subject {
+			t.Errorf("an IdP answer after key set changes = %v, %v; want it", got, ok)
+		}
+		if _, ok := tc.get(kr, genAny, now.Add(time.Minute)); ok {
+			t.Error("an IdP answer outlived its putUntil end")
+		}
+		if got, ok := tc.get(kn, genAny, now); !ok || got != nil {
+			t.Errorf("a negative entry = %v, %v; want nil, true", got, ok)
+		}
+	})
+	t.Run("remove and removeFunc", func(t *testing.T) {
+		t.Parallel()
+		tc := newTokenCache(10, 1<<20)
+		var keys [][32]byte
+		for i := range 6 {
+			k, c := entry(i, now.Add(time.Hour))
+			tc.put(k, c, 1, now)
+			keys = append(keys, k)
+		}
+		kn, _ := entry(99, now.Add(time.Hour))
+		tc.putUntil(kn, nil, genAny, now.Add(time.Minute), now)
+		tc.remove(keys[0])
+		if _, ok := tc.get(keys[0], 1, now); ok {
+			t.Error("a removed entry answered")
+		}
+		n := tc.removeFunc(func(c *claims) bool { return c.Subject == "sub-1" || c.Subject == "sub-2" })
+		_, ok1 := tc.get(keys[1], 1, now)
+		_, ok3 := tc.get(keys[3], 1, now)
+		_, okn := tc.get(kn, genAny, now)
+		if n != 2 || ok1 || !ok3 || !okn || tc.len() != 4 {
+			t.Errorf("removeFunc = %d, sub-1 kept %v, sub-3 kept %v, negative kept %v, %d entries; want 2, false, true, true, 4", n, ok1, ok3, okn, tc.len())
+		}
+		var none *tokenCache
+		none.remove(keys[3])
+		if none.removeFunc(func(*claims) bool { return true }) != 0 {
+			t.Error("a nil cache removed something")
 		}
 	})
 	t.Run("tokens in use outlive a flood of new ones", func(t *testing.T) {
