@@ -75,7 +75,9 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		return err
 	}
 	printDevBanner(stdout, base, issuer)
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, sink := newLogger(stderr, false)
+	// Closed last: every line logged until runDev returns is written.
+	defer sink.Close()
 	slog.SetDefault(log) // as run does
 	return serve(ctx, cfg, ln, log, devHandler(idp))
 }

@@ -168,7 +168,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return usageErrorf("-addr (or SCAIWAVE_ADDR): %v", err)
 		}
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	log, sink := newLogger(stderr, true)
+	// Closed last: every line logged until run returns is written.
+	defer sink.Close()
 	if o.check {
 		return runCheck(ctx, cfg, log, stdout)
 	}

@@ -20,6 +20,7 @@ type server struct {
 	byHost  map[string]*tenant
 	store   *store
 	log     *slog.Logger
+	reqLog  *requestLog
 	met     *metrics
 	limiter *loginLimiter
 	bodies  *bodyBudget
@@ -48,6 +49,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		byHost:  make(map[string]*tenant),
 		store:   st,
 		log:     log,
+		reqLog:  newRequestLog(log),
 		met:     met,
 		limiter: newLoginLimiter(),
 		bodies:  newBodyBudget(cfg.MaxBodyBytesInFlight),
@@ -252,15 +254,15 @@ func (s *server) logRequest(r *http.Request, ri *reqInfo, sw *statusWriter, d ti
 		level = slog.LevelError
 	}
 	// Only the path: a query may carry an authorization code.
-	s.log.LogAttrs(r.Context(), level, "request",
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
-		slog.Int("status", status),
-		slog.Duration("duration", d),
-		slog.String("tenant", tenantID),
-		slog.String("request_id", ri.id),
-		slog.String("client", clientAddr(r, s.trusted).String()),
-	)
+	s.reqLog.write(r.Context(), level, &requestLine{
+		method:   r.Method,
+		path:     r.URL.Path,
+		status:   status,
+		duration: d,
+		tenant:   tenantID,
+		id:       ri.id,
+		client:   clientAddr(r, s.trusted),
+	})
 }
 
 // statusWriter remembers the status for the log line.
