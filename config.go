@@ -31,6 +31,9 @@ type config struct {
 	// config_limits.go.
 	MaxConnections       int   `json:"max_connections"`
 	MaxBodyBytesInFlight int64 `json:"max_body_bytes_in_flight"`
+	// MemoryLimitMB and TokenCacheMB: see validateMemory (memlimit.go).
+	MemoryLimitMB *int `json:"memory_limit_mb"`
+	TokenCacheMB  *int `json:"token_cache_mb"`
 
 	trustedNets []netip.Prefix
 }
@@ -69,6 +72,9 @@ type tenantConfig struct {
 	secret string
 	// roots is the pool built from CAFile, nil for the system roots.
 	roots *x509.CertPool
+	// tokenCacheBytes is the tenant's share of token_cache_mb; 0 before
+	// validation, which newProvider takes as the default budget.
+	tokenCacheBytes int
 }
 
 type tenantFeatures struct {
@@ -225,6 +231,9 @@ func (c *config) validate(getenv func(string) string) error {
 	}
 	if len(c.Tenants) == 0 {
 		return configErrorf("tenants: at least one tenant is required")
+	}
+	if err := c.validateMemory(); err != nil {
+		return err
 	}
 	ids := map[string]int{}
 	hosts := map[string]string{}

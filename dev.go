@@ -74,6 +74,10 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
+	if err := overrideMemoryLimit(cfg, o); err != nil {
+		ln.Close()
+		return err
+	}
 	printDevBanner(stdout, base, issuer)
 	log, sink := newLogger(stderr, false)
 	// Closed last: every line logged until runDev returns is written.

@@ -77,6 +77,9 @@ type options struct {
 	addrSet    bool
 	dbSet      bool
 	configSet  bool // -config given as a flag, not from SCAIWAVE_CONFIG
+	// memoryLimit is -memory-limit in MiB, when memoryLimitSet.
+	memoryLimit    int
+	memoryLimitSet bool
 }
 
 // parseFlags reads flags, then the SCAIWAVE_* environment for flags not
@@ -91,6 +94,7 @@ func parseFlags(name string, args []string, getenv func(string) string, stderr i
 	fs.BoolVar(&o.dev, "dev", false, "run on embedded defaults with a development IdP on loopback")
 	fs.BoolVar(&o.check, "check", false, "validate the configuration, fetch each tenant's discovery and JWKS, and exit")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.IntVar(&o.memoryLimit, "memory-limit", 0, "soft memory limit in MiB, 0 for none (default: the file's memory_limit_mb, else token_cache_mb + 32); GOMEMLIMIT in the environment wins")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: %s [-dev | -config FILE [-check]] [-addr HOST:PORT] [-db FILE]\n", name)
 		fmt.Fprintf(stderr, "       %s participants list [-tenant T] [-json] | show ID | delete ID\n", name)
@@ -109,7 +113,7 @@ func parseFlags(name string, args []string, getenv func(string) string, stderr i
 	if !o.configSet {
 		o.configPath = getenv("SCAIWAVE_CONFIG")
 	}
-	o.addrSet, o.dbSet = set["addr"], set["db"]
+	o.addrSet, o.dbSet, o.memoryLimitSet = set["addr"], set["db"], set["memory-limit"]
 	if !o.addrSet {
 		if v := getenv("SCAIWAVE_ADDR"); v != "" {
 			o.addr, o.addrSet = v, true
@@ -160,7 +164,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	applyOverrides(cfg, o)
+	if err := applyOverrides(cfg, o); err != nil {
+		return err
+	}
 	if o.addrSet {
 		// The file's addr was checked with the rest of it; a flag or
 		// SCAIWAVE_ADDR is configuration too, and gets the same exit status.
@@ -185,14 +191,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return serve(ctx, cfg, ln, log, nil)
 }
 
-// applyOverrides lets flags and environment win over the file.
-func applyOverrides(cfg *config, o *options) {
+// applyOverrides lets flags and environment win over the validated file.
+// A bad -memory-limit is a usage error.
+func applyOverrides(cfg *config, o *options) error {
 	if o.addrSet || cfg.Addr == "" {
 		cfg.Addr = o.addr
 	}
 	if o.dbSet || cfg.Database == "" {
 		cfg.Database = o.db
 	}
+	return overrideMemoryLimit(cfg, o)
+}
+
+// overrideMemoryLimit lets -memory-limit win over memory_limit_mb.
+func overrideMemoryLimit(cfg *config, o *options) error {
+	if !o.memoryLimitSet {
+		return nil
+	}
+	if err := checkMemoryLimit(o.memoryLimit, *cfg.TokenCacheMB); err != nil {
+		return usageErrorf("-memory-limit: %v", err)
+	}
+	cfg.MemoryLimitMB = &o.memoryLimit
+	return nil
 }
 
 // serve runs the service on ln until ctx ends, then shuts down gracefully:
@@ -211,6 +231,9 @@ func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, 
 		st.Close()
 		return err
 	}
+	// The runtime's environment, not run's: GOMEMLIMIT is what the
+	// runtime itself read at start.
+	memLimit := applyMemoryLimit(*cfg.MemoryLimitMB, os.Getenv("GOMEMLIMIT"))
 
 	pctx, stopProviders := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopProviders()
@@ -240,7 +263,8 @@ func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, 
 	for i, srv := range servers {
 		go func() { errc <- srv.Serve(listeners[i]) }()
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "database", cfg.Database, "tenants", len(cfg.Tenants), "version", version())
+	log.Info("listening", "addr", ln.Addr().String(), "database", cfg.Database, "tenants", len(cfg.Tenants), "version", version(),
+		"memory_limit", memLimit)
 
 	var serveErr error
 	select {

@@ -104,7 +104,11 @@ func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 		now:    time.Now,
 	}
 	if tokenCacheEnabled {
-		p.tokens = newTokenCache(tokenCacheEntries, tokenCacheBytes)
+		budget := t.tokenCacheBytes
+		if budget == 0 {
+			budget = tokenCacheBytes
+		}
+		p.tokens = newTokenCache(tokenCacheEntries, budget)
 	}
 	p.keys = &keySource{get: p.get, discovery: p.disc.Load, log: p.log, met: met, now: func() time.Time { return p.now() }}
 	p.refresh = newRefreshFlights(func() time.Time { return p.now() })

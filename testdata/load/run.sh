@@ -27,6 +27,7 @@
 #   COMPARE=path                  also measure this binary (label "compare"),
 #                                 e.g. a build of main, in the same rounds
 #   NOCACHE=1                     also measure a -tags tokencacheoff build
+#   SERVICE_ENV="GOGC=100 GOMEMLIMIT=64MiB"   environment of the service runs only
 #   RUNS="trivial cached cold"    which runs to make
 # The machine may be shared: compare the ratios within a round, and read the
 # spread over rounds.
@@ -78,7 +79,8 @@ trap stop EXIT
 # start BIN: the service in -dev on ADDR with the load database; the dev IdP
 # keeps its key beside it, so tokens minted once stay valid across runs.
 start() {
-	"$1" -dev -addr "$ADDR" -db "$LOAD_DIR/dev.db" >/dev/null 2>>"$LOAD_DIR/service.log" &
+	# shellcheck disable=SC2086 # SERVICE_ENV is a list of NAME=value words
+	env ${SERVICE_ENV:-} "$1" -dev -addr "$ADDR" -db "$LOAD_DIR/dev.db" >/dev/null 2>>"$LOAD_DIR/service.log" &
 	PID=$!
 	wait_up "http://$ADDR/healthz"
 }
