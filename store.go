@@ -141,7 +141,6 @@ type ensureResult struct {
 
 const (
 	maxBatch           = 128
-	participantCacheN  = 100_000
 	generationInterval = time.Second
 )
 
@@ -199,7 +198,7 @@ func openStore(ctx context.Context, path string, opts ...storeOption) (*store, e
 		now:   time.Now,
 		queue: make(chan *ensureRequest, 1024),
 		stop:  make(chan struct{}),
-		cache: newParticipantCache(participantCacheN),
+		cache: newParticipantCache(participantCacheBytes),
 	}
 	for _, o := range opts {
 		o(s)
