@@ -92,6 +92,9 @@ start_floor() {
 }
 
 wait_up() {
+	# Something else answering on the port would be measured instead.
+	sleep 0.05
+	kill -0 "$PID" 2>/dev/null || { echo "run.sh: the server exited (port taken?); see $LOAD_DIR/*.log" >&2; exit 1; }
 	for _ in $(seq 200); do
 		curl -fs -o /dev/null "$1" && return 0
 		kill -0 "$PID" 2>/dev/null || { echo "run.sh: the server exited; see $LOAD_DIR/*.log" >&2; exit 1; }
