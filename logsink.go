@@ -27,7 +27,8 @@ const (
 // log lines go through buffered and wait for the next flush. Close writes
 // out what is left; after it every line is written at once. A kill -9 (or a
 // runtime fatal error, or a panic outside a handler) loses the lines of at
-// most the last logFlushInterval, and never more than logMaxBuffered bytes.
+// most the last logFlushInterval: the buffer, at most logMaxBuffered bytes
+// and a line, and the one being written out.
 type logSink struct {
 	w        io.Writer
 	interval time.Duration
