@@ -41,8 +41,14 @@ func (p *provider) authenticate(ctx context.Context, raw string) (*claims, error
 	case validationUserinfo:
 		return p.validateRemote(ctx, raw, p.userinfoValidate)
 	}
+	// A JWT verified before is in the cache under its own hash: look there
+	// first, so that a hit costs no look at the token's shape.
+	key := tokenKey(raw)
+	if c, ok := p.cachedAccess(key); ok {
+		return c, nil
+	}
 	if looksLikeJWS(raw) {
-		return p.verifyAccess(ctx, raw)
+		return p.verifyAccessKey(ctx, raw, key)
 	}
 	if p.introspectionEndpoint() == "" {
 		return nil, refuse(reasonMalformed, "not a JWS, and no introspection endpoint is configured or discovered")

@@ -376,17 +376,37 @@ func (p *provider) verifyAccess(ctx context.Context, raw string) (*claims, error
 		return nil, refuse(reasonTooLarge, "%d bytes", len(raw))
 	}
 	key := tokenKey(raw)
-	now := p.now()
-	if p.tokens != nil {
-		// A hit needs no revocation check: revoking purges the cache.
-		if ks := p.keys.Load(); ks != nil {
-			if c, ok := p.tokens.get(key, ks.gen, now); ok {
-				p.met.tokenCache(true)
-				return c, nil
-			}
+	if c, ok := p.cachedAccess(key); ok {
+		return c, nil
+	}
+	return p.verifyAccessKey(ctx, raw, key)
+}
+
+// cachedAccess answers from the verified-token cache for the token whose
+// tokenKey is key, under the current key set. A hit needs no revocation
+// check: revoking purges the cache. A miss is counted by the path that
+// validates the token (verifyAccessKey, validateRemote), so that an opaque
+// token looked for here first counts once.
+func (p *provider) cachedAccess(key [32]byte) (*claims, bool) {
+	if p.tokens == nil {
+		return nil, false
+	}
+	if ks := p.keys.Load(); ks != nil {
+		if c, ok := p.tokens.get(key, ks.gen, p.now()); ok {
+			p.met.tokenCache(true)
+			return c, true
 		}
+	}
+	return nil, false
+}
+
+// verifyAccessKey is verifyAccess after a cache miss, for the token raw
+// whose tokenKey is key.
+func (p *provider) verifyAccessKey(ctx context.Context, raw string, key [32]byte) (*claims, error) {
+	if p.tokens != nil {
 		p.met.tokenCache(false)
 	}
+	now := p.now()
 	epoch := p.revoked.epoch.Load()
 	c, gen, err := p.verifyGen(ctx, raw, kindAccessToken, "")
 	if err != nil {
