@@ -71,11 +71,7 @@ func TestParticipantCacheAccounting(t *testing.T) {
 		if n != tt.n {
 			t.Fatalf("%s: %d entries; want %d", tt.name, n, tt.n)
 		}
-		t.Logf("%s: heap grew %d B (%d B an entry), the cache counts %d B (%d B an entry)",
-			tt.name, grew, grew/int64(tt.n), counted, counted/int64(tt.n))
-		if diff := counted - grew; diff > grew/5 || -diff > grew/5 {
-			t.Errorf("%s: the cache counts %d B, the heap grew %d B; want within 20%%", tt.name, counted, grew)
-		}
+		checkCountedHeap(t, tt.name, tt.n, counted, grew)
 		runtime.KeepAlive(c)
 	}
 }

@@ -373,6 +373,17 @@ func heapInUse() int64 {
 	return int64(ms.HeapAlloc)
 }
 
+// checkCountedHeap logs what a cache of n entries counts against what the
+// heap grew by while it was filled, and fails unless they are within 20%.
+func checkCountedHeap(t *testing.T, name string, n int, counted, grew int64) {
+	t.Helper()
+	t.Logf("%s: heap grew %d B (%d B an entry), the cache counts %d B (%d B an entry)",
+		name, grew, grew/int64(n), counted, counted/int64(n))
+	if diff := counted - grew; diff > grew/5 || -diff > grew/5 {
+		t.Errorf("%s: the cache counts %d B, the heap grew %d B; want within 20%%", name, counted, grew)
+	}
+}
+
 // TestTokenCacheAccounting fills caches with claims decoded as the verifier
 // decodes them and holds the cache's own byte count to what the heap grew
 // by: within 20%, for typical entries and for long ones. It is not parallel,
@@ -401,11 +412,7 @@ func TestTokenCacheAccounting(t *testing.T) {
 		if tc.len() != tt.n {
 			t.Fatalf("%s: %d entries; want %d", tt.name, tc.len(), tt.n)
 		}
-		t.Logf("%s: heap grew %d B (%d B an entry), the cache counts %d B (%d B an entry)",
-			tt.name, grew, grew/int64(tt.n), counted, counted/int64(tt.n))
-		if diff := counted - grew; diff > grew/5 || -diff > grew/5 {
-			t.Errorf("%s: the cache counts %d B, the heap grew %d B; want within 20%%", tt.name, counted, grew)
-		}
+		checkCountedHeap(t, tt.name, tt.n, counted, grew)
 		runtime.KeepAlive(tc)
 	}
 }
