@@ -8,7 +8,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -17,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	josejson "github.com/go-jose/go-jose/v4/json"
 )
 
 // stopClock fixes the provider's clock at a test clock and returns it.
@@ -285,12 +286,15 @@ func FuzzLooksLikeJWS(f *testing.F) {
 		if bytes.Contains(header, []byte(`\`)) || bytes.Count(header, []byte(`"alg"`)) > 1 {
 			return
 		}
+		// go-jose's decoder, as verification reads the header: member
+		// names are matched exactly (RFC 7515 §4), where encoding/json
+		// would take "Alg" for "alg".
 		var h struct {
 			Alg *string `json:"alg"`
 		}
-		want := json.Unmarshal(header, &h) == nil && h.Alg != nil && isJSONObject(header)
+		want := josejson.Unmarshal(header, &h) == nil && h.Alg != nil && isJSONObject(header)
 		if got != want {
-			t.Errorf("looksLikeJWS(header %q) = %v; encoding/json says %v", header, got, want)
+			t.Errorf("looksLikeJWS(header %q) = %v; go-jose's decoder says %v", header, got, want)
 		}
 	})
 }
