@@ -343,3 +343,21 @@ func TestIntrospectedUnverifiedEmail(t *testing.T) {
 		t.Errorf("POST /v1/auth/register with an unverified email in the introspection answer = %d %v; want 200, no email, display name the sub", w.Code, d)
 	}
 }
+
+// TestTokenCacheCountsOnce: in auto mode a bearer token is looked up in the
+// cache before its shape is told, and each request still counts one hit or
+// one miss, for a JWT and for an opaque token alike.
+func TestTokenCacheCountsOnce(t *testing.T) {
+	t.Parallel()
+	skipWithoutTokenCache(t)
+	f, a := newIntrospectionApp(t, nil)
+	met := a.srv.met
+	for _, tt := range []struct{ name, tok string }{{"JWT", f.accessToken()}, {"opaque", f.opaqueToken()}} {
+		hits, misses := met.tokenCacheHits.Load(), met.tokenCacheMisses.Load()
+		checkRegister(t, tt.name+", first", a.register(tt.tok), 200)
+		checkRegister(t, tt.name+", again", a.register(tt.tok), 200)
+		if h, m := met.tokenCacheHits.Load()-hits, met.tokenCacheMisses.Load()-misses; h != 1 || m != 1 {
+			t.Errorf("%s token sent twice: %d hits, %d misses counted; want 1 and 1", tt.name, h, m)
+		}
+	}
+}
