@@ -203,6 +203,21 @@ func send(c *http.Client, method, url string, form url.Values, bearer string) (i
 	return resp.StatusCode, e, nil
 }
 
+// startReadyRun starts run on a configuration of one tenant ("acme") at f,
+// with its own database, and waits until it is ready. It returns the run, a
+// client and the base URL.
+func startReadyRun(t *testing.T, f *fakeIDP) (*running, *http.Client, string) {
+	t.Helper()
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	path := writeConfigFile(t, dir, map[string]any{"tenants": []any{fakeTenantJSON(f, "acme")}})
+	r := startRun(t, []string{"-config", path, "-addr", addr, "-db", filepath.Join(dir, "auth.db")}, nil)
+	c := newTestClient(t)
+	base := "http://" + addr
+	waitStatus(t, r, c, base+"/readyz", 200, 5*time.Second)
+	return r, c, base
+}
+
 func newTestClient(t *testing.T) *http.Client {
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
 	t.Cleanup(c.CloseIdleConnections)
@@ -264,13 +279,7 @@ func TestRunGracefulShutdown(t *testing.T) {
 			return f.defaultToken(form, r)
 		}
 	})
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	path := writeConfigFile(t, dir, map[string]any{"tenants": []any{fakeTenantJSON(f, "acme")}})
-	r := startRun(t, []string{"-config", path, "-addr", addr, "-db", filepath.Join(dir, "auth.db")}, nil)
-	c := newTestClient(t)
-	base := "http://" + addr
-	waitStatus(t, r, c, base+"/readyz", 200, 5*time.Second)
+	r, c, base := startReadyRun(t, f)
 
 	type answer struct {
 		status int

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -138,13 +137,7 @@ func TestRequestLogRecoveredPanic(t *testing.T) {
 func TestRequestLogThroughRun(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	path := writeConfigFile(t, dir, map[string]any{"tenants": []any{fakeTenantJSON(f, "acme")}})
-	r := startRun(t, []string{"-config", path, "-addr", addr, "-db", filepath.Join(dir, "auth.db")}, nil)
-	c := newTestClient(t)
-	base := "http://" + addr
-	waitStatus(t, r, c, base+"/readyz", 200, 5*time.Second)
+	r, c, base := startReadyRun(t, f)
 
 	send := func(id, target string) {
 		req, _ := http.NewRequest("POST", base+target, nil)
