@@ -70,6 +70,13 @@ var migrations = []string{
 		PRIMARY KEY (tenant_id, jti)
 	) STRICT;
 	CREATE INDEX logout_tokens_expiry ON logout_tokens (tenant_id, expires_at);`,
+	// Version 3: the keys that seal pending browser sign-ins into their
+	// cookies (store_keys.go), shared by every process on this database.
+	`CREATE TABLE signin_keys (
+		id         INTEGER PRIMARY KEY,
+		key        BLOB NOT NULL,
+		created_at INTEGER NOT NULL
+	) STRICT;`,
 }
 
 // errNotFound is returned by lookups that find no row.
