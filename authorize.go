@@ -108,37 +108,38 @@ func (ts *tenantSignIns) warnEvicted(t *tenant, what string, n int) {
 // PKCE challenge of its own, sealed into a cookie named after the state;
 // past maxSignInCookies of them in this browser the oldest is dropped.
 // Errors: 400 SW_BAD_REQUEST for a return_to not listed or a missing or bad
-// challenge, 503 before the IdP's discovery document is known.
+// challenge, 503 before the IdP's discovery document is known; as a page
+// when the browser prefers HTML (writeBrowserError).
 func handleAuthorize(b *browserSignIn) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := tenantOf(r)
 		v, err := readParams(w, r, true)
 		if err != nil {
-			writeError(w, r, err)
+			writeBrowserError(w, r, t, err)
 			return
 		}
 		returnTo, err := pickReturnTo(t.cfg.PostLoginRedirectURIs, v)
 		if err != nil {
-			writeError(w, r, err)
+			writeBrowserError(w, r, t, err)
 			return
 		}
 		challenge, err := appChallenge(v)
 		if err != nil {
-			writeError(w, r, err)
+			writeBrowserError(w, r, t, err)
 			return
 		}
 		if challenge == "" && t.cfg.requireHandoffPKCE() {
-			writeError(w, r, badRequest("code_challenge: required (S256 of a code_verifier your app keeps, with code_challenge_method=S256), so that only the browser that began the sign-in can redeem its handoff"))
+			writeBrowserError(w, r, t, badRequest("code_challenge: required (S256 of a code_verifier your app keeps, with code_challenge_method=S256), so that only the browser that began the sign-in can redeem its handoff"))
 			return
 		}
 		d := t.prov.disc.Load()
 		if d == nil {
-			writeError(w, r, fmt.Errorf("authorize: %w: no discovery document yet", errIdPUnavailable))
+			writeBrowserError(w, r, t, fmt.Errorf("authorize: %w: no discovery document yet", errIdPUnavailable))
 			return
 		}
 		authURL, err := url.Parse(d.AuthorizationEndpoint)
 		if err != nil {
-			writeError(w, r, err) // checked at discovery: a bug
+			writeBrowserError(w, r, t, err) // checked at discovery: a bug
 			return
 		}
 		secure := isHTTPS(r, b.trusted)
@@ -149,7 +150,7 @@ func handleAuthorize(b *browserSignIn) http.Handler {
 			Challenge: challenge, Created: b.sealer.now().Unix(),
 		})
 		if err != nil {
-			writeError(w, r, fmt.Errorf("authorize: seal the sign-in: %w", err))
+			writeBrowserError(w, r, t, fmt.Errorf("authorize: seal the sign-in: %w", err))
 			return
 		}
 		b.dropOldSignIns(w, r, t, secure)

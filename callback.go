@@ -25,34 +25,36 @@ var errUnknownState = badRequest("state: unknown, expired or already used, or th
 // browser after sign-in; see finishSignIn.
 func handleCallback(b *browserSignIn) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := tenantOf(r)
 		v, err := readParams(w, r, true)
 		if err != nil {
-			writeError(w, r, err)
+			writeBrowserError(w, r, t, err)
 			return
 		}
-		b.finishSignIn(w, r, tenantOf(r), v)
+		b.finishSignIn(w, r, t, v)
 	})
 }
 
 // finishSignIn completes the sign-in whose state v carries. A state whose
 // cookie is missing, does not open for this tenant, holds another state or
-// is older than signInTTL is 400 in the envelope: there is nowhere safe to
-// send the browser. The cookie is cleared as soon as it is read, so the
-// browser cannot send it twice. Once it opens, the browser goes back to the
-// sign-in's return_to with 303: with handoff=H on success, or with error= (a
-// code from RFC 6749 and OpenID Connect, never the IdP's free text) when the
-// IdP refused or the code exchange failed.
+// is older than signInTTL is 400, in the envelope or as a page for a
+// browser (writeBrowserError): there is nowhere safe to send the browser.
+// The cookie is cleared as soon as it is read, so the browser cannot send
+// it twice. Once it opens, the browser goes back to the sign-in's return_to
+// with 303: with handoff=H on success, or with error= (a code from RFC 6749
+// and OpenID Connect, never the IdP's free text) when the IdP refused or the
+// code exchange failed.
 func (b *browserSignIn) finishSignIn(w http.ResponseWriter, r *http.Request, t *tenant, v url.Values) {
 	w.Header().Set("Cache-Control", "no-store")
 	state, err := required(v, "state")
 	if err != nil {
-		writeError(w, r, err)
+		writeBrowserError(w, r, t, err)
 		return
 	}
 	ts := b.of(t)
 	ps, err := b.openSignIn(w, r, t, state)
 	if err != nil {
-		writeError(w, r, err)
+		writeBrowserError(w, r, t, err)
 		return
 	}
 	if v.Has("error") {
