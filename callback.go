@@ -19,7 +19,7 @@ import (
 // errUnknownState is the answer to a state that is not (or no longer) one
 // of ours: made up, expired, already used, from another tenant, or begun in
 // another browser (whose cookie this request lacks).
-var errUnknownState = badRequest("state: unknown, expired or already used, or the sign-in began in another browser; begin the sign-in again at /v1/auth/authorize")
+var errUnknownState = badRequest("state: unknown, expired or already used, or the sign-in began in another browser; the app must begin a new sign-in (GET /v1/auth/authorize)")
 
 // handleCallback serves GET /v1/auth/login, where the IdP redirects the
 // browser after sign-in; see finishSignIn.

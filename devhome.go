@@ -39,7 +39,7 @@ func devHomeHTML(users []devUser) string {
 <p>scaiwave-auth signs people in with your OpenID Connect provider, checks the access tokens your API receives, and keeps one participant per person. Here it runs with a built-in test provider and demo users: ` + strings.Join(who, ", ") + `. Nothing here is for production.</p>
 <ol>
 <li><strong>Sign in in the browser.</strong> The dev app stands in for your web app: it starts the sign-in, you sign in at the test provider, and it shows the participant you became.<br><a class="button" href="` + devSignedInPath + `">Open the dev app</a></li>
-<li><strong>Sign out</strong> with the dev app's button: your tokens stop working here at once, and the test provider ends its session too.</li>
+<li><strong>Sign out</strong> with the dev app's button: your tokens stop working here at once and are revoked at the test provider, whose sign-out page sends you back.</li>
 <li><strong>Use the API from a terminal.</strong> The service printed ready-to-paste <code>curl</code> lines when it started: get tokens with a password, register, refresh, sign out.</li>
 </ol>
 <p>What the service publishes:</p>

@@ -40,7 +40,7 @@ const devSignedInJS = `(async () => {
   const show = (signedIn) => {
     $("participant").hidden = !signedIn;
     $("signout").hidden = !signedIn;
-    $("signin").textContent = signedIn ? "Sign in as someone else" : "Sign in";
+    $("signin").textContent = signedIn ? "Switch account" : "Sign in";
   };
   $("signin").addEventListener("click", async () => {
     const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
@@ -53,20 +53,22 @@ const devSignedInJS = `(async () => {
     say("Signing out…");
     const form = new URLSearchParams();
     if (tokens.refresh_token) form.set("refresh_token", tokens.refresh_token);
-    if (tokens.id_token) form.set("id_token_hint", tokens.id_token);
+    // No id_token_hint: it would put the ID token in the end-session URL.
     const out = await (await fetch("/v1/auth/logout", {
       method: "POST", headers: { Authorization: "Bearer " + tokens.access_token }, body: form,
     })).json();
     tokens = null;
     show(false);
     if (out.error) { say("The sign-out was refused: " + out.error.code + ": " + out.error.message); return; }
+    const said = out.data.revoked ? "You are signed out. Your tokens were revoked here and at the IdP."
+      : "You are signed out here. The IdP did not confirm that it revoked your tokens.";
     if (out.data.end_session_url) {
-      // The IdP ends its session too, then sends the browser back here.
-      sessionStorage.setItem("` + devSignedOutKey + `", "1");
+      // The IdP's sign-out page, which sends the browser back here.
+      sessionStorage.setItem("` + devSignedOutKey + `", said);
       location.assign(out.data.end_session_url);
       return;
     }
-    say("You are signed out.");
+    say(said);
   });
   show(false);
   const q = new URLSearchParams(location.search);
@@ -74,11 +76,9 @@ const devSignedInJS = `(async () => {
   history.replaceState(null, "", location.pathname);
   const verifier = sessionStorage.getItem("` + devSignedInVerifierKey + `");
   sessionStorage.removeItem("` + devSignedInVerifierKey + `");
-  if (sessionStorage.getItem("` + devSignedOutKey + `")) {
-    sessionStorage.removeItem("` + devSignedOutKey + `");
-    say("You are signed out, here and at the IdP.");
-    return;
-  }
+  const signedOut = sessionStorage.getItem("` + devSignedOutKey + `");
+  sessionStorage.removeItem("` + devSignedOutKey + `");
+  if (signedOut) { say(signedOut); return; }
   if (q.has("error")) { say("The sign-in did not finish (" + q.get("error") + "). You can try again."); return; }
   if (!q.has("handoff")) { say("You are not signed in."); return; }
   if (!verifier) {
