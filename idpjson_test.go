@@ -155,3 +155,22 @@ func TestBackchannelLogoutRepeatedClaim(t *testing.T) {
 }
 
 func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestAccessTokenRepeatedClaim: a JWT access token whose payload names sub
+// twice is refused, though its signature is good (go-jose's claims decoder
+// refuses repeated keys; this keeps it so).
+func TestAccessTokenRepeatedClaim(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	payload, err := json.Marshal(f.accessClaims())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup := strings.Replace(string(payload), `"sub":"`+testSubject+`"`, `"sub":"someone-else","sub":"`+testSubject+`"`, 1)
+	if dup == string(payload) {
+		t.Fatal("the test could not repeat sub in the access token's claims")
+	}
+	checkRegister(t, "access token with sub twice", a.register(signWith(t, f.key(), json.RawMessage(dup), nil)), 401)
+	checkRegister(t, "the same claims once", a.register(signWith(t, f.key(), json.RawMessage(payload), nil)), 200)
+}
