@@ -1,14 +1,13 @@
 package main
 
 // The browser sign-in, first half: GET /v1/auth/authorize makes the state,
-// nonce and PKCE verifier of an authorization request, keeps them here, binds
-// them to the browser with a cookie, and sends the browser to the IdP. The
-// callback (callback.go) and the handoff (handoff.go) finish it.
+// nonce and PKCE verifier of an authorization request, seals them into a
+// cookie named after the state (signinseal.go), and sends the browser to the
+// IdP. The callback (callback.go) and the handoff (handoff.go) finish it.
 
 import (
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -24,24 +24,26 @@ import (
 
 // Lifetimes and bounds of the browser sign-in, per tenant.
 const (
-	signInTTL         = 10 * time.Minute
-	maxPendingSignIns = 10_000
-	handoffTTL        = 60 * time.Second
-	maxHandoffs       = 2_000
-	maxHandoffBytes   = 16 << 20
+	signInTTL = 10 * time.Minute
+	// maxSignInCookies is how many sign-ins one browser may have under way
+	// (tabs); beginning one more drops the oldest.
+	maxSignInCookies = 3
+	handoffTTL       = 60 * time.Second
+	maxHandoffs      = 2_000
+	maxHandoffBytes  = 16 << 20
 	// evictionWarnEvery spaces the log lines about a full store, which a
 	// flood would otherwise turn into one line per request.
 	evictionWarnEvery = time.Minute
 )
 
-// The cookie that binds a sign-in to the browser that began it. Over https
+// The cookie of a pending sign-in is this prefix and its state. Over https
 // it is Secure and __Host- prefixed (so no sibling host or plain-http page
 // can plant it), which requires Path=/; over plain http it is scoped to the
 // API's path.
 const (
-	signInCookieName       = "sw_signin"
-	signInCookieNameSecure = "__Host-sw_signin"
-	signInCookiePath       = "/v1/auth/"
+	signInCookiePrefix       = "sw_signin_"
+	signInCookiePrefixSecure = "__Host-sw_signin_"
+	signInCookiePath         = "/v1/auth/"
 )
 
 // randomLen is the length of every random value the sign-in makes: 32 bytes
@@ -49,43 +51,27 @@ const (
 // RFC 7636 §4.1).
 const randomLen = 43
 
-// browserSignIn holds the pending sign-ins and the handoffs of every tenant.
+// browserSignIn holds the sealer of pending sign-ins and the handoffs of
+// every tenant.
 type browserSignIn struct {
 	trusted []netip.Prefix
+	sealer  *signInSealer
 	tenants map[*tenant]*tenantSignIns
 }
 
-// tenantSignIns are one tenant's stores: a state found at one tenant's host
+// tenantSignIns are one tenant's handoffs: one made at one tenant's host
 // means nothing at another's.
 type tenantSignIns struct {
-	pending  *onceStore[pendingSignIn]
 	handoffs *onceStore[handoff]
 	lastWarn atomic.Int64 // Unix seconds of the last log line about a full store
 }
 
-// pendingSignIn is what /authorize keeps about one sign-in, under its state,
-// until the callback takes it. Every field has a fixed size (returnTo is
-// the configuration's own string), so the count bounds the memory.
-type pendingSignIn struct {
-	binding   onceKey // SHA-256 of the browser's cookie value
-	nonce     string
-	verifier  string // ours, for the IdP
-	returnTo  string
-	challenge string // the app's code_challenge for the handoff; "" for none
-}
-
-// pendingSignInSize is what a pending sign-in counts against its store's
-// byte bound: its heap with the map and list entries, as measured (10,000
-// of them grew the heap by 3.8 MB).
-const pendingSignInSize = 384
-
-// newBrowserSignIn makes the stores of each tenant, and warns about a tenant
-// whose browser sign-in cannot work as configured.
-func newBrowserSignIn(ts []*tenant, trusted []netip.Prefix, log *slog.Logger) *browserSignIn {
-	b := &browserSignIn{trusted: trusted, tenants: make(map[*tenant]*tenantSignIns, len(ts))}
+// newBrowserSignIn makes the handoff store of each tenant, and warns about a
+// tenant whose browser sign-in cannot work as configured.
+func newBrowserSignIn(ts []*tenant, trusted []netip.Prefix, st *store, log *slog.Logger) *browserSignIn {
+	b := &browserSignIn{trusted: trusted, sealer: newSignInSealer(st), tenants: make(map[*tenant]*tenantSignIns, len(ts))}
 	for _, t := range ts {
 		b.tenants[t] = &tenantSignIns{
-			pending:  newOnceStore[pendingSignIn](signInTTL, maxPendingSignIns, maxPendingSignIns*pendingSignInSize),
 			handoffs: newOnceStore[handoff](handoffTTL, maxHandoffs, maxHandoffBytes),
 		}
 		if len(t.cfg.PostLoginRedirectURIs) > 0 && !strings.HasSuffix(t.cfg.RedirectURI, "/v1/auth/login") {
@@ -115,59 +101,59 @@ func (ts *tenantSignIns) warnEvicted(t *tenant, what string, n int) {
 }
 
 // handleAuthorize begins a browser sign-in: return_to must be one of the
-// tenant's post_login_redirect_uris (the first when absent); an optional
-// code_challenge (S256) binds the later handoff to the app's verifier. It
+// tenant's post_login_redirect_uris (the first when absent); the
+// code_challenge (S256) binds the later handoff to the app's verifier, and
+// is required unless the tenant sets require_handoff_pkce to false. It
 // answers 302 to the IdP's authorization endpoint with a state, nonce and
-// PKCE challenge of its own, and sets the cookie that binds them to this
-// browser. Errors: 400 SW_BAD_REQUEST for a return_to not listed or a bad
-// challenge, 503 before the IdP's discovery document is known.
+// PKCE challenge of its own, sealed into a cookie named after the state;
+// past maxSignInCookies of them in this browser the oldest is dropped.
+// Errors: 400 SW_BAD_REQUEST for a return_to not listed or a missing or bad
+// challenge, 503 before the IdP's discovery document is known; as a page
+// when the browser prefers HTML (writeBrowserError).
 func handleAuthorize(b *browserSignIn) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := tenantOf(r)
 		v, err := readParams(w, r, true)
 		if err != nil {
-			writeError(w, r, err)
+			writeBrowserError(w, r, t, err)
 			return
 		}
 		returnTo, err := pickReturnTo(t.cfg.PostLoginRedirectURIs, v)
 		if err != nil {
-			writeError(w, r, err)
+			writeBrowserError(w, r, t, err)
 			return
 		}
 		challenge, err := appChallenge(v)
 		if err != nil {
-			writeError(w, r, err)
+			writeBrowserError(w, r, t, err)
+			return
+		}
+		if challenge == "" && t.cfg.requireHandoffPKCE() {
+			writeBrowserError(w, r, t, badRequest("code_challenge: required (S256 of a code_verifier your app keeps, with code_challenge_method=S256), so that only the browser that began the sign-in can redeem its handoff"))
 			return
 		}
 		d := t.prov.disc.Load()
 		if d == nil {
-			writeError(w, r, fmt.Errorf("authorize: %w: no discovery document yet", errIdPUnavailable))
+			writeBrowserError(w, r, t, fmt.Errorf("authorize: %w: no discovery document yet", errIdPUnavailable))
 			return
 		}
 		authURL, err := url.Parse(d.AuthorizationEndpoint)
 		if err != nil {
-			writeError(w, r, err) // checked at discovery: a bug
+			writeBrowserError(w, r, t, err) // checked at discovery: a bug
 			return
 		}
 		secure := isHTTPS(r, b.trusted)
-		binding := ""
-		if c, err := r.Cookie(signInCookieFor(secure)); err == nil && wellFormedRandom(c.Value) {
-			// Another sign-in in this browser is under way (a second tab):
-			// both stay bound to the one cookie.
-			binding = c.Value
-		} else {
-			binding = randomValue()
-		}
 		state, nonce, verifier := randomValue(), randomValue(), randomValue()
-		ts := b.of(t)
-		evicted := ts.pending.put(onceKeyOf(state), pendingSignIn{
-			binding:   onceKeyOf(binding),
-			nonce:     nonce,
-			verifier:  verifier,
-			returnTo:  returnTo,
-			challenge: challenge,
-		}, pendingSignInSize)
-		ts.warnEvicted(t, "pending sign-ins", evicted)
+		name := signInCookieName(state, secure)
+		value, err := b.sealer.seal(r.Context(), t.cfg.ID, name, &sealedSignIn{
+			State: state, Nonce: nonce, Verifier: verifier, ReturnTo: returnTo,
+			Challenge: challenge, Created: b.sealer.now().Unix(),
+		})
+		if err != nil {
+			writeBrowserError(w, r, t, fmt.Errorf("authorize: seal the sign-in: %w", err))
+			return
+		}
+		b.dropOldSignIns(w, r, t, secure)
 
 		q := authURL.Query() // an endpoint may carry its own parameters (Azure B2C's p=)
 		q.Set("response_type", "code")
@@ -181,7 +167,7 @@ func handleAuthorize(b *browserSignIn) http.Handler {
 		authURL.RawQuery = q.Encode()
 		authURL.Fragment, authURL.RawFragment = "", "" // RFC 6749 §3.1: the endpoint has none
 
-		http.SetCookie(w, signInCookie(binding, secure))
+		http.SetCookie(w, signInCookie(name, value, secure))
 		h := w.Header()
 		h.Set("Cache-Control", "no-store")
 		h.Set("Referrer-Policy", "no-referrer")
@@ -247,24 +233,29 @@ func isHTTPS(r *http.Request, trusted []netip.Prefix) bool {
 	return strings.EqualFold(strings.TrimSpace(first), "https")
 }
 
-func signInCookieFor(secure bool) string {
+// signInCookieName is the name of the cookie of the sign-in with state.
+func signInCookieName(state string, secure bool) string {
 	if secure {
-		return signInCookieNameSecure
+		return signInCookiePrefixSecure + state
 	}
-	return signInCookieName
+	return signInCookiePrefix + state
 }
 
-// signInCookie is the binding cookie: HttpOnly, so no script reads it, and
-// SameSite=Lax, so the IdP's top-level redirect back carries it while other
-// sites' requests do not; it lives as long as a pending sign-in.
-func signInCookie(value string, secure bool) *http.Cookie {
+// signInCookie is a pending sign-in's cookie: HttpOnly, so no script reads
+// it, and SameSite=Lax, so the IdP's top-level redirect back carries it
+// while other sites' requests do not; it lives as long as a pending
+// sign-in. A negative maxAge asks the browser to delete it.
+func signInCookie(name, value string, secure bool) *http.Cookie {
 	c := &http.Cookie{
-		Name:     signInCookieFor(secure),
+		Name:     name,
 		Value:    value,
 		Path:     signInCookiePath,
 		MaxAge:   int(signInTTL / time.Second),
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode,
+	}
+	if value == "" {
+		c.MaxAge = -1
 	}
 	if secure {
 		c.Path, c.Secure = "/", true
@@ -272,18 +263,43 @@ func signInCookie(value string, secure bool) *http.Cookie {
 	return c
 }
 
-// checkBinding checks that the request carries the cookie whose hash the
-// sign-in was bound to, in constant time.
-func checkBinding(r *http.Request, trusted []netip.Prefix, want onceKey) error {
-	c, err := r.Cookie(signInCookieFor(isHTTPS(r, trusted)))
-	if err != nil {
-		return badRequest("the sign-in cookie is missing: finish the sign-in in the browser that began it, on the host of redirect_uri")
+// maxSignInCookiesRead bounds the sign-in cookies /authorize opens to find
+// the oldest; any beyond are deleted unopened.
+const maxSignInCookiesRead = 2 * maxSignInCookies
+
+// dropOldSignIns deletes the sign-in cookies of this browser that no longer
+// open, and the oldest of those that do, so that with the one being begun
+// the browser holds at most maxSignInCookies.
+func (b *browserSignIn) dropOldSignIns(w http.ResponseWriter, r *http.Request, t *tenant, secure bool) {
+	prefix := signInCookiePrefix
+	if secure {
+		prefix = signInCookiePrefixSecure
 	}
-	got := onceKeyOf(c.Value)
-	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-		return badRequest("the sign-in cookie does not match this sign-in: finish the sign-in in the browser that began it")
+	type held struct {
+		name    string
+		created int64
 	}
-	return nil
+	var live []held
+	read := 0
+	for _, c := range r.Cookies() {
+		if !strings.HasPrefix(c.Name, prefix) {
+			continue
+		}
+		read++
+		if read <= maxSignInCookiesRead {
+			p, err := b.sealer.open(r.Context(), t.cfg.ID, c.Name, c.Value)
+			if err == nil && b.sealer.now().Unix()-p.Created < int64(signInTTL/time.Second) {
+				live = append(live, held{c.Name, p.Created})
+				continue
+			}
+		}
+		http.SetCookie(w, signInCookie(c.Name, "", secure))
+	}
+	sort.SliceStable(live, func(i, j int) bool { return live[i].created < live[j].created })
+	for len(live) >= maxSignInCookies {
+		http.SetCookie(w, signInCookie(live[0].name, "", secure))
+		live = live[1:]
+	}
 }
 
 // randomValue is 32 bytes from crypto/rand, base64url-encoded.

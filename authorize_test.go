@@ -14,11 +14,11 @@ import (
 	"time"
 )
 
-// setClock makes every tenant's sign-in stores read now; call it before
-// the first request.
+// setClock makes the sealer and every tenant's handoff store read now;
+// call it before the first request.
 func (b *browserSignIn) setClock(now func() time.Time) {
+	b.sealer.now = now
 	for _, ts := range b.tenants {
-		ts.pending.now = now
 		ts.handoffs.now = now
 	}
 }
@@ -59,9 +59,16 @@ func siBegin(t *testing.T, a *testApp, target string, hdr ...string) siState {
 // /v1/auth/login with the code, the state and the cookie.
 func siCallback(t *testing.T, a *testApp, f *fakeIDP, s siState) *httptest.ResponseRecorder {
 	t.Helper()
+	return siCallbackHdr(t, a, f, s, s.cookieHdr())
+}
+
+// siCallbackHdr is siCallback with the request's headers given, for a
+// browser that holds more than the sign-in's cookie.
+func siCallbackHdr(t *testing.T, a *testApp, f *fakeIDP, s siState, hdr []string) *httptest.ResponseRecorder {
+	t.Helper()
 	code := f.authorize(s.authURL.String())
 	q := url.Values{"code": {code}, "state": {s.state}, "iss": {f.issuer}}
-	return a.do("GET", "/v1/auth/login?"+q.Encode(), "", s.cookieHdr()...)
+	return a.do("GET", "/v1/auth/login?"+q.Encode(), "", hdr...)
 }
 
 // siHandoff checks a 303 back to returnTo with a handoff, and returns it.
@@ -80,12 +87,6 @@ func siHandoff(t *testing.T, w *httptest.ResponseRecorder, returnTo string) stri
 		t.Fatalf("callback Location %q; want %s with a handoff", loc, returnTo)
 	}
 	return h
-}
-
-// siPending is the number of pending sign-ins of the app's first tenant.
-func siPending(a *testApp) int {
-	n, _, _ := a.srv.browser.of(a.srv.tenants[0]).pending.stats()
-	return n
 }
 
 func TestAuthorizeRedirectsToIdP(t *testing.T) {
@@ -204,7 +205,6 @@ func TestAuthorizeReturnTo(t *testing.T) {
 		"http://localhost:3000/cb",
 		"https://127.0.0.1:3000/cb",
 	}
-	before := siPending(a)
 	for _, rt := range bad {
 		target := "/v1/auth/authorize?return_to=" + url.QueryEscape(rt)
 		w := a.do("GET", target, "")
@@ -214,9 +214,6 @@ func TestAuthorizeReturnTo(t *testing.T) {
 		if loc, c := w.Header().Get("Location"), w.Header().Get("Set-Cookie"); loc != "" || c != "" {
 			t.Errorf("GET /v1/auth/authorize (return_to %q): Location %q, Set-Cookie %q; want neither", rt, loc, c)
 		}
-	}
-	if after := siPending(a); after != before {
-		t.Errorf("refused return_to values left %d pending sign-ins; want none", after-before)
 	}
 
 	// The same parameter twice is refused, not resolved either way.
@@ -322,40 +319,97 @@ func TestAuthorizeCookie(t *testing.T) {
 		if err != nil {
 			t.Fatalf("GET /v1/auth/authorize (%s): Set-Cookie %q: %v", tc.name, raw[0], err)
 		}
-		wantName, wantPath := "sw_signin", "/v1/auth/"
+		state, _ := url.Parse(w.Header().Get("Location"))
+		wantName, wantPath := "sw_signin_"+state.Query().Get("state"), "/v1/auth/"
 		if tc.wantSecure {
-			wantName, wantPath = "__Host-sw_signin", "/"
+			wantName, wantPath = "__Host-sw_signin_"+state.Query().Get("state"), "/"
 		}
 		if c.Name != wantName || c.Path != wantPath || c.Secure != tc.wantSecure || c.Domain != "" ||
-			!c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.MaxAge != 600 || !wellFormedRandom(c.Value) {
+			!c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.MaxAge != 600 || len(c.Value) < 100 {
 			t.Errorf("GET /v1/auth/authorize (%s): Set-Cookie %q; want %s, Path=%s, Secure %v, no Domain, HttpOnly, SameSite=Lax, Max-Age=600",
 				tc.name, raw[0], wantName, wantPath, tc.wantSecure)
 		}
 	}
 }
 
-// TestAuthorizeStateStoreBound fills a tenant's pending sign-ins past their
-// bound: the oldest make room, memory stays at the bound, and the newest
-// still finish.
-func TestAuthorizeStateStoreBound(t *testing.T) {
+// TestAuthorizeFloodKeepsSignIns is the flood of issue 18: 10,001
+// /authorize requests from anyone, then the victim's callback still works,
+// since no pending sign-in is kept on the server to be evicted.
+func TestAuthorizeFloodKeepsSignIns(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
 	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
-	first := siBegin(t, a, "/v1/auth/authorize")
-	for range maxPendingSignIns {
-		w := a.do("GET", "/v1/auth/authorize", "")
-		if w.Code != http.StatusFound {
-			t.Fatalf("GET /v1/auth/authorize = %d %s; want 302 (past the bound the oldest make room)", w.Code, w.Body)
+	victim := siBegin(t, a, "/v1/auth/authorize")
+	for i := range 10_001 {
+		if w := a.do("GET", "/v1/auth/authorize", ""); w.Code != http.StatusFound {
+			t.Fatalf("GET /v1/auth/authorize (flood, %d) = %d %s; want 302", i, w.Code, w.Body)
 		}
 	}
-	last := siBegin(t, a, "/v1/auth/authorize")
-	n, bytes, evicted := a.srv.browser.of(a.srv.tenants[0]).pending.stats()
-	if n != maxPendingSignIns || bytes > maxPendingSignIns*pendingSignInSize || evicted != 2 {
-		t.Errorf("after %d sign-ins: %d pending, %d bytes, %d dropped; want %d, at most %d, 2",
-			maxPendingSignIns+2, n, bytes, evicted, maxPendingSignIns, maxPendingSignIns*pendingSignInSize)
+	siHandoff(t, siCallback(t, a, f, victim), testReturnTo)
+}
+
+// TestAuthorizeCookiesPerBrowser begins more sign-ins in one browser than it
+// may hold: each adds its own cookie, and past maxSignInCookies the oldest
+// is deleted; cookies that do not open are deleted too.
+func TestAuthorizeCookiesPerBrowser(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	clock := &testClock{}
+	a.srv.browser.setClock(clock.now)
+	jar := map[string]string{} // the browser's sign-in cookies
+	var names []string         // in the order they were set
+	begin := func() *httptest.ResponseRecorder {
+		var cs []string
+		for n, v := range jar {
+			cs = append(cs, n+"="+v)
+		}
+		w := a.do("GET", "/v1/auth/authorize", "", "Cookie", strings.Join(cs, "; "))
+		for _, c := range w.Result().Cookies() {
+			if c.MaxAge < 0 {
+				delete(jar, c.Name)
+			} else {
+				jar[c.Name] = c.Value
+				names = append(names, c.Name)
+			}
+		}
+		return w
 	}
-	if w := siCallback(t, a, f, first); w.Code != 400 || code(t, w) != "SW_BAD_REQUEST" {
-		t.Errorf("callback of the oldest sign-in, dropped = %d %s; want 400 SW_BAD_REQUEST", w.Code, w.Body)
+	for range maxSignInCookies {
+		begin()
+		clock.advance(time.Second)
 	}
-	siHandoff(t, siCallback(t, a, f, last), testReturnTo)
+	if len(jar) != maxSignInCookies {
+		t.Fatalf("after %d sign-ins the browser holds %d sign-in cookies; want %d", maxSignInCookies, len(jar), maxSignInCookies)
+	}
+	begin()
+	if _, ok := jar[names[0]]; ok || len(jar) != maxSignInCookies {
+		t.Errorf("one sign-in past the cap: %d cookies, the oldest kept %v; want %d with the oldest deleted", len(jar), ok, maxSignInCookies)
+	}
+	jar["sw_signin_"+randomValue()] = "forged"
+	begin()
+	if len(jar) != maxSignInCookies {
+		t.Errorf("with a forged sign-in cookie: %d cookies afterwards; want %d (the forged one deleted)", len(jar), maxSignInCookies)
+	}
+}
+
+// TestAuthorizeRequiresHandoffPKCE: by default the app's code_challenge is
+// required, so that a handoff can only be redeemed by the browser that
+// began the sign-in; a tenant may turn that off.
+func TestAuthorizeRequiresHandoffPKCE(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	on := f.tenantConfig()
+	on.Features.Auth.RequireHandoffPKCE = nil // the default
+	a := newTestApp(t, []tenantConfig{on})
+	w := a.do("GET", "/v1/auth/authorize", "")
+	if w.Code != 400 || code(t, w) != "SW_BAD_REQUEST" || w.Header().Get("Set-Cookie") != "" {
+		t.Errorf("GET /v1/auth/authorize without code_challenge (default) = %d %s; want 400 SW_BAD_REQUEST, no cookie", w.Code, w.Body)
+	}
+	siBegin(t, a, "/v1/auth/authorize?code_challenge="+s256(tokVerifier)+"&code_challenge_method=S256")
+
+	off := f.tenantConfig()
+	no := false
+	off.Features.Auth.RequireHandoffPKCE = &no
+	siBegin(t, newTestApp(t, []tenantConfig{off}), "/v1/auth/authorize")
 }

@@ -64,6 +64,11 @@ func (p *provider) verifyLogoutToken(ctx context.Context, raw string) (*logoutTo
 	if c.NotBefore != nil && now.Add(leeway).Before(c.NotBefore.Time()) {
 		return nil, refuse(reasonNotYetValid, "nbf %s", c.NotBefore.Time().UTC().Format(time.RFC3339))
 	}
+	// The signature is good; a payload that names a claim twice is still
+	// refused, as an IdP's JSON answers are (decodeIdPAnswer).
+	if err := logoutClaimsOnce(raw); err != nil {
+		return nil, refuse(reasonMalformed, "claims: %v", err)
+	}
 	var m map[string]json.RawMessage
 	if err := tok.UnsafeClaimsWithoutVerification(&m); err != nil {
 		return nil, refuse(reasonMalformed, "claims: %s", claimsErrorKind(err))
@@ -173,4 +178,18 @@ func handleBackchannelLogout(st *store) http.Handler {
 		t.prov.log.Info("back-channel logout accepted", "by_session", lt.session != "", "cached_tokens_dropped", purged, "request_id", info(r).id)
 		writeData(w, struct{}{})
 	})
+}
+
+// logoutClaimsOnce checks that the payload of the compact JWS raw names no
+// claim twice, at any depth (checkMembersOnce).
+func logoutClaimsOnce(raw string) error {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return errors.New("not a compact JWS")
+	}
+	payload, err := strictB64.DecodeString(parts[1])
+	if err != nil {
+		return errors.New("payload is not base64url")
+	}
+	return checkMembersOnce(payload)
 }

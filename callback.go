@@ -2,9 +2,10 @@ package main
 
 // The browser sign-in, second half: the IdP sends the browser back to
 // /v1/auth/login with code and state, by GET (the default response mode) or
-// by a form_post POST. The state is taken (once), the cookie checked, the
-// code redeemed with the verifier kept for it, and the browser sent back to
-// the app with a one-time handoff (handoff.go), never with a token.
+// by a form_post POST. The cookie named after the state is opened and
+// cleared, the code redeemed with the verifier sealed in it, and the browser
+// sent back to the app with a one-time handoff (handoff.go), never with a
+// token.
 
 import (
 	"errors"
@@ -12,71 +13,69 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 )
 
 // errUnknownState is the answer to a state that is not (or no longer) one
-// of ours: made up, expired, already used, or from another tenant.
-var errUnknownState = badRequest("state: unknown, expired or already used; begin the sign-in again at /v1/auth/authorize")
+// of ours: made up, expired, already used, from another tenant, or begun in
+// another browser (whose cookie this request lacks).
+var errUnknownState = badRequest("state: unknown, expired or already used, or the sign-in began in another browser; the app must begin a new sign-in (GET /v1/auth/authorize)")
 
 // handleCallback serves GET /v1/auth/login, where the IdP redirects the
 // browser after sign-in; see finishSignIn.
 func handleCallback(b *browserSignIn) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := tenantOf(r)
 		v, err := readParams(w, r, true)
 		if err != nil {
-			writeError(w, r, err)
+			writeBrowserError(w, r, t, err)
 			return
 		}
-		b.finishSignIn(w, r, tenantOf(r), v)
+		b.finishSignIn(w, r, t, v)
 	})
 }
 
-// finishSignIn completes the sign-in whose state v carries. An unknown,
-// expired or replayed state, or a missing or wrong cookie, is 400 in the
-// envelope: there is nowhere safe to send the browser. Once the state is
-// known and the cookie matches, the browser goes back to the sign-in's
-// return_to with 303: with handoff=H on success, or with error= (a code
-// from RFC 6749 and OpenID Connect, never the IdP's free text) when the IdP
-// refused or the code exchange failed.
+// finishSignIn completes the sign-in whose state v carries. A state whose
+// cookie is missing, does not open for this tenant, holds another state or
+// is older than signInTTL is 400, in the envelope or as a page for a
+// browser (writeBrowserError): there is nowhere safe to send the browser.
+// The cookie is cleared as soon as it is read, so the browser cannot send
+// it twice. Once it opens, the browser goes back to the sign-in's return_to
+// with 303: with handoff=H on success, or with error= (a code from RFC 6749
+// and OpenID Connect, never the IdP's free text) when the IdP refused or the
+// code exchange failed.
 func (b *browserSignIn) finishSignIn(w http.ResponseWriter, r *http.Request, t *tenant, v url.Values) {
 	w.Header().Set("Cache-Control", "no-store")
 	state, err := required(v, "state")
 	if err != nil {
-		writeError(w, r, err)
+		writeBrowserError(w, r, t, err)
 		return
 	}
 	ts := b.of(t)
-	// Taken before anything else is checked: whatever happens next, this
-	// state cannot be used again.
-	ps, ok := ts.pending.take(onceKeyOf(state))
-	if !ok {
-		writeError(w, r, errUnknownState)
-		return
-	}
-	if err := checkBinding(r, b.trusted, ps.binding); err != nil {
-		t.prov.log.Info("browser sign-in refused: cookie missing or wrong", "request_id", info(r).id)
-		writeError(w, r, err)
+	ps, err := b.openSignIn(w, r, t, state)
+	if err != nil {
+		writeBrowserError(w, r, t, err)
 		return
 	}
 	if v.Has("error") {
 		code := authErrorCode(v.Get("error"))
 		t.prov.log.Info("browser sign-in: the IdP answered with an error", "error", code, "request_id", info(r).id)
-		redirectBack(w, ps.returnTo, "error", code)
+		redirectBack(w, ps.ReturnTo, "error", code)
 		return
 	}
 	if iss := v.Get("iss"); v.Has("iss") && iss != t.cfg.Issuer {
 		// RFC 9207: the answer names another issuer than the one this
 		// sign-in went to; its code is not redeemed here.
 		t.prov.log.Warn("browser sign-in: the answer's iss is not the tenant's issuer", "iss", truncate(iss, 100), "request_id", info(r).id)
-		redirectBack(w, ps.returnTo, "error", "invalid_request")
+		redirectBack(w, ps.ReturnTo, "error", "invalid_request")
 		return
 	}
 	code := v.Get("code")
 	if code == "" {
-		redirectBack(w, ps.returnTo, "error", "invalid_request")
+		redirectBack(w, ps.ReturnTo, "error", "invalid_request")
 		return
 	}
-	tr, err := exchangeCode(r.Context(), t, code, ps.verifier, ps.nonce)
+	tr, err := exchangeCode(r.Context(), t, code, ps.Verifier, ps.Nonce)
 	if err != nil {
 		errCode := "server_error"
 		var ae *apiError
@@ -87,13 +86,47 @@ func (b *browserSignIn) finishSignIn(w http.ResponseWriter, r *http.Request, t *
 		}
 		// exchangeCode has logged the IdP's refusal or the token's fault.
 		t.prov.log.Warn("browser sign-in: code exchange failed", "err", err, "request_id", info(r).id)
-		redirectBack(w, ps.returnTo, "error", errCode)
+		redirectBack(w, ps.ReturnTo, "error", errCode)
 		return
 	}
 	h := randomValue()
-	evicted := ts.handoffs.put(onceKeyOf(h), handoff{tokens: tr, challenge: ps.challenge, issued: ts.handoffs.now()}, handoffSize(tr))
+	evicted := ts.handoffs.put(onceKeyOf(h), handoff{tokens: tr, challenge: ps.Challenge, issued: ts.handoffs.now()}, handoffSize(tr))
 	ts.warnEvicted(t, "handoffs", evicted)
-	redirectBack(w, ps.returnTo, "handoff", h)
+	redirectBack(w, ps.ReturnTo, "handoff", h)
+}
+
+// openSignIn opens the cookie of the sign-in with state, and clears it
+// first: whatever happens next, this browser does not send it again. The
+// cookie must open for this tenant under its own name, hold this state, be
+// younger than signInTTL, and name a return_to the tenant still lists.
+// Errors: errUnknownState for any of these; the store's error when the keys
+// could not be read.
+func (b *browserSignIn) openSignIn(w http.ResponseWriter, r *http.Request, t *tenant, state string) (*sealedSignIn, error) {
+	if !wellFormedRandom(state) {
+		return nil, errUnknownState
+	}
+	secure := isHTTPS(r, b.trusted)
+	name := signInCookieName(state, secure)
+	c, err := r.Cookie(name)
+	if err != nil {
+		t.prov.log.Info("browser sign-in refused: no cookie for this state", "request_id", info(r).id)
+		return nil, errUnknownState
+	}
+	http.SetCookie(w, signInCookie(name, "", secure))
+	ps, err := b.sealer.open(r.Context(), t.cfg.ID, name, c.Value)
+	switch {
+	case errors.Is(err, errSealedCookie):
+		t.prov.log.Info("browser sign-in refused: the cookie does not open", "request_id", info(r).id)
+		return nil, errUnknownState
+	case err != nil:
+		return nil, err
+	}
+	age := b.sealer.now().Sub(time.Unix(ps.Created, 0))
+	if ps.State != state || age >= signInTTL || age < -leeway || !slices.Contains(t.cfg.PostLoginRedirectURIs, ps.ReturnTo) {
+		t.prov.log.Info("browser sign-in refused: the cookie is expired or holds another sign-in", "request_id", info(r).id)
+		return nil, errUnknownState
+	}
+	return ps, nil
 }
 
 // authErrors are the error codes of an authorization response (RFC 6749

@@ -111,16 +111,25 @@ func TestCallbackRefusals(t *testing.T) {
 			return request{"GET", cb(withCode(s)) + "&state=" + s.state, "", s.cookieHdr()}
 		}, 400, "SW_BAD_REQUEST", "", false},
 		{"replayed state", func() request {
+			// The callback cleared the cookie, so a browser replaying the
+			// URL (the back button) comes without it.
+			s := begin()
+			q := withCode(s)
+			w := a.do("GET", cb(q), "", s.cookieHdr()...)
+			siHandoff(t, w, testReturnTo)
+			if c := w.Result().Cookies(); len(c) != 1 || c[0].Name != s.cookie.Name || c[0].MaxAge >= 0 {
+				t.Errorf("callback Set-Cookie %v; want %s deleted", c, s.cookie.Name)
+			}
+			return request{"GET", cb(q), "", nil}
+		}, 400, "SW_BAD_REQUEST", "", false},
+		{"replayed state and code with a copy of the cleared cookie", func() request {
+			// No server record of used states exists; what refuses this
+			// is the IdP, which redeems a code once (RFC 6749 §4.1.2).
 			s := begin()
 			q := withCode(s)
 			siHandoff(t, a.do("GET", cb(q), "", s.cookieHdr()...), testReturnTo)
 			return request{"GET", cb(q), "", s.cookieHdr()}
-		}, 400, "SW_BAD_REQUEST", "", false},
-		{"replayed state with a new code", func() request {
-			s := begin()
-			siHandoff(t, a.do("GET", cb(withCode(s)), "", s.cookieHdr()...), testReturnTo)
-			return request{"GET", cb(withCode(s)), "", s.cookieHdr()}
-		}, 400, "SW_BAD_REQUEST", "", false},
+		}, 303, "", "server_error", true},
 		{"expired state", func() request {
 			s := begin()
 			clock.advance(10 * time.Minute) // SPEC.md: pending sign-ins live 10 minutes
@@ -135,10 +144,12 @@ func TestCallbackRefusals(t *testing.T) {
 			return request{"GET", cb(withCode(begin())), "", nil}
 		}, 400, "SW_BAD_REQUEST", "", false},
 		{"the right cookie after a try without it", func() request {
+			// A try without the cookie uses nothing up: whoever learns a
+			// state cannot spoil its browser's sign-in.
 			s := begin()
 			a.do("GET", cb(withCode(s)), "")
 			return request{"GET", cb(withCode(s)), "", s.cookieHdr()}
-		}, 400, "SW_BAD_REQUEST", "", false},
+		}, 303, "", "", true},
 		{"another browser's cookie", func() request {
 			s, other := begin(), begin()
 			return request{"GET", cb(withCode(s)), "", other.cookieHdr()}
@@ -159,7 +170,7 @@ func TestCallbackRefusals(t *testing.T) {
 		}, 400, "SW_BAD_REQUEST", "", false},
 		{"the value under the https name over http", func() request {
 			s := begin()
-			return request{"GET", cb(withCode(s)), "", []string{"Cookie", "__Host-sw_signin=" + s.cookie.Value}}
+			return request{"GET", cb(withCode(s)), "", []string{"Cookie", "__Host-" + s.cookie.Name + "=" + s.cookie.Value}}
 		}, 400, "SW_BAD_REQUEST", "", false},
 		{"form_post with an unknown state", func() request {
 			s := begin()
@@ -285,18 +296,19 @@ func TestCallbackExchangeFails(t *testing.T) {
 }
 
 // TestCallbackConcurrentSignIns: two tabs of one browser sign in at once,
-// sharing the cookie, and finish in either order.
+// each with its own cookie, and finish in either order.
 func TestCallbackConcurrentSignIns(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
 	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
 	tab1 := siBegin(t, a, "/v1/auth/authorize")
 	tab2 := siBegin(t, a, "/v1/auth/authorize?return_to="+url.QueryEscape(testReturnToQuery), tab1.cookieHdr()...)
-	if tab2.cookie.Value != tab1.cookie.Value {
-		t.Errorf("the second sign-in in a browser replaced its cookie; want the one value kept for both")
+	if tab2.cookie.Name == tab1.cookie.Name {
+		t.Errorf("the second sign-in in a browser replaced its cookie; want one cookie each")
 	}
-	h2 := siHandoff(t, siCallback(t, a, f, tab2), testReturnToQuery)
-	h1 := siHandoff(t, siCallback(t, a, f, tab1), testReturnTo)
+	both := []string{"Cookie", tab1.cookie.Name + "=" + tab1.cookie.Value + "; " + tab2.cookie.Name + "=" + tab2.cookie.Value}
+	h2 := siHandoff(t, siCallbackHdr(t, a, f, tab2, both), testReturnToQuery)
+	h1 := siHandoff(t, siCallbackHdr(t, a, f, tab1, both), testReturnTo)
 	if h1 == h2 {
 		t.Errorf("two sign-ins got one handoff")
 	}

@@ -85,6 +85,15 @@ type authFeatures struct {
 	PasswordGrantEnabled bool  `json:"password_grant_enabled"`
 	RefreshTokenRotation *bool `json:"refresh_token_rotation"`
 	RequirePKCE          *bool `json:"require_pkce"`
+	RequireHandoffPKCE   *bool `json:"require_handoff_pkce"`
+}
+
+// requireHandoffPKCE reports whether GET /v1/auth/authorize refuses a
+// sign-in without the app's code_challenge (the default): without it, a
+// handoff made for one browser can be redeemed by another (login CSRF).
+func (t *tenantConfig) requireHandoffPKCE() bool {
+	r := t.Features.Auth.RequireHandoffPKCE
+	return r == nil || *r
 }
 
 // rotateRefreshTokens reports whether a new refresh token from the IdP is

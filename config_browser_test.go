@@ -59,3 +59,24 @@ func TestPostLoginRedirectURIsInvalid(t *testing.T) {
 		}
 	}
 }
+
+// TestRequireHandoffPKCEConfig: on unless the file says false.
+func TestRequireHandoffPKCEConfig(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		auth map[string]any
+		want bool
+	}{
+		{map[string]any{}, true},
+		{map[string]any{"require_handoff_pkce": true}, true},
+		{map[string]any{"require_handoff_pkce": false}, false},
+	} {
+		cfg, err := parseConfig([]byte(cfgJSON(tenants(cfgTenant("acme", "features", map[string]any{"auth": tc.auth})))), noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Tenants[0].requireHandoffPKCE(); got != tc.want {
+			t.Errorf("features.auth %v: requireHandoffPKCE() = %v; want %v", tc.auth, got, tc.want)
+		}
+	}
+}

@@ -12,9 +12,9 @@ import (
 const devDatabase = "scaiwave-dev.db"
 
 // devPostLogoutRedirectURI is where -dev's tenant asks the IdP to send the
-// browser after signing out: the usual address of a single-page app's
-// development server, one of the tenant's CORS origins.
-const devPostLogoutRedirectURI = "http://localhost:3000/"
+// browser after signing out: back to the dev app's page on the service at
+// base, which says so.
+func devPostLogoutRedirectURI(base string) string { return base + devSignedInPath }
 
 // devIDPPath is where -dev serves the development IdP, on the service's own
 // listener: its issuer is the listener's URL plus this path.
@@ -49,7 +49,7 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	}
 	// A demo user signing out at the IdP tells the service at once.
 	idp.backchannelLogoutURI = base + "/v1/auth/backchannel-logout"
-	idp.postLogoutRedirectURIs = []string{devPostLogoutRedirectURI}
+	idp.postLogoutRedirectURIs = []string{devPostLogoutRedirectURI(base)}
 	cfg := &config{
 		Addr:     ln.Addr().String(),
 		Database: db,
@@ -67,7 +67,7 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			Features:    tenantFeatures{Auth: authFeatures{PasswordGrantEnabled: true}},
 
 			PostLoginRedirectURIs: []string{base + devSignedInPath},
-			PostLogoutRedirectURI: devPostLogoutRedirectURI,
+			PostLogoutRedirectURI: devPostLogoutRedirectURI(base),
 		}},
 	}
 	if err := cfg.validate(func(string) string { return "" }); err != nil {
@@ -111,8 +111,8 @@ Sign in with a code and PKCE (a code alone is refused):
   curl -si -X POST %[2]s/authorize -d client_id=%[3]s -d response_type=code -d scope=openid -d state=xyz -d redirect_uri=%[1]s/v1/auth/login -d code_challenge=$CHALLENGE -d code_challenge_method=S256 -d username=alice -d password=alice-password | grep -i '^location'
   CODE=...   # the code parameter of that Location
   curl -s -X POST %[1]s/v1/auth/login -d code=$CODE -d code_verifier=$VERIFIER
-Sign in in a browser: open this, sign in as alice, and the page you land on shows her participant:
-  %[1]s/v1/auth/authorize
+Sign in in a browser: open this, choose "Open the dev app", then "Sign in" as alice:
+  %[1]s/
 Opaque access tokens: client %[4]s gets them from the IdP, and /register
 asks the IdP's introspection endpoint about them:
   curl -s -u %[4]s:%[5]s %[2]s/token -d grant_type=password -d username=alice -d password=alice-password

@@ -36,7 +36,7 @@ func TestRunDev(t *testing.T) {
 		"curl -s -X POST " + base + "/v1/auth/refresh",
 		"curl -s -X POST " + base + "/v1/auth/login -d code=$CODE -d code_verifier=$VERIFIER",
 		"-d code_challenge=$CHALLENGE -d code_challenge_method=S256",
-		"\n  " + base + "/v1/auth/authorize\n",
+		"\n  " + base + "/\n",
 		"curl -s -u " + devOpaqueClientID + ":" + devOpaqueClientSecret + " " + base + devIDPPath + "/token -d grant_type=password -d username=alice -d password=alice-password",
 		"curl -s -u " + devClientID + ":" + devClientSecret + " " + base + devIDPPath + "/introspect -d token=$OPAQUE_TOKEN",
 	} {
@@ -108,11 +108,11 @@ func TestRunDev(t *testing.T) {
 	}
 }
 
-// TestRunDevBrowserSignIn walks the banner's browser sign-in through -dev
-// with a cookie jar, as a browser would: /v1/auth/authorize, the dev IdP's
-// login form, the callback, and the dev app's page with a handoff, which
-// redeems to alice's tokens and participant. Then once more with the app's
-// own PKCE challenge, whose verifier the redemption needs.
+// TestRunDevBrowserSignIn walks the browser sign-in through -dev with a
+// cookie jar, as a browser would: /v1/auth/authorize with the app's PKCE
+// challenge (required), the dev IdP's login form, the callback, and the dev
+// app's page with a handoff, which redeems with the app's verifier to
+// alice's tokens and participant.
 func TestRunDevBrowserSignIn(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -168,8 +168,13 @@ func TestRunDevBrowserSignIn(t *testing.T) {
 		return page.Query().Get("handoff")
 	}
 
-	h := signIn(base + "/v1/auth/authorize")
-	status, e := call(t, c, "POST", base+"/v1/auth/login", url.Values{"handoff": {h}}, "")
+	if resp, err := browser.Get(base + "/v1/auth/authorize"); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("GET /v1/auth/authorize without code_challenge in -dev = %v %v; want 400 (require_handoff_pkce is on)", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	h := signIn(base + "/v1/auth/authorize?code_challenge=" + s256(tokVerifier) + "&code_challenge_method=S256")
+	status, e := call(t, c, "POST", base+"/v1/auth/login", url.Values{"handoff": {h}, "code_verifier": {tokVerifier}}, "")
 	token, _ := e.Data["access_token"].(string)
 	if status != 200 || token == "" {
 		t.Fatalf("POST /v1/auth/login with the handoff = %d %+v; want alice's tokens", status, e.Error)
@@ -178,13 +183,24 @@ func TestRunDevBrowserSignIn(t *testing.T) {
 	if status != 200 || e.Data["display_name"] != alice.Name || e.Data["email"] != alice.Email || e.Data["tenant_id"] != "dev" {
 		t.Errorf("POST /v1/auth/register after the browser sign-in = %d %+v; want alice's participant", status, e)
 	}
-	if status, _ := call(t, c, "POST", base+"/v1/auth/login", url.Values{"handoff": {h}}, ""); status != 401 {
+	if status, _ := call(t, c, "POST", base+"/v1/auth/login", url.Values{"handoff": {h}, "code_verifier": {tokVerifier}}, ""); status != 401 {
 		t.Errorf("POST /v1/auth/login with the handoff again = %d; want 401", status)
 	}
 
+	// Login CSRF: someone else's handoff, redeemed without its verifier.
 	h = signIn(base + "/v1/auth/authorize?code_challenge=" + s256(tokVerifier) + "&code_challenge_method=S256")
-	if status, _ := call(t, c, "POST", base+"/v1/auth/login", url.Values{"handoff": {h}, "code_verifier": {tokVerifier}}, ""); status != 200 {
-		t.Errorf("POST /v1/auth/login with a PKCE sign-in's handoff and verifier = %d; want 200", status)
+	if status, _ := call(t, c, "POST", base+"/v1/auth/login", url.Values{"handoff": {h}}, ""); status != 400 {
+		t.Errorf("POST /v1/auth/login with a handoff and no verifier = %d; want 400", status)
+	}
+	// The landing page links the dev app.
+	resp, err := browser.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(body), `href="`+devSignedInPath+`"`) {
+		t.Errorf("GET / in -dev = %d %s; want an HTML page linking %s", resp.StatusCode, resp.Header.Get("Content-Type"), devSignedInPath)
 	}
 	c.CloseIdleConnections()
 	browser.CloseIdleConnections()
@@ -240,8 +256,8 @@ func TestRunDevSignOut(t *testing.T) {
 	status, e := call(t, c, "POST", base+"/v1/auth/logout", url.Values{"refresh_token": {refresh}}, access)
 	esu, _ := e.Data["end_session_url"].(string)
 	if status != 200 || e.Data["revoked"] != true || !strings.HasPrefix(esu, base+"/dev/idp/logout?") ||
-		!strings.Contains(esu, url.QueryEscape(devPostLogoutRedirectURI)) {
-		t.Errorf("POST /v1/auth/logout = %d %+v; want 200, revoked, and an end_session_url back to %s", status, e, devPostLogoutRedirectURI)
+		!strings.Contains(esu, url.QueryEscape(devPostLogoutRedirectURI(base))) {
+		t.Errorf("POST /v1/auth/logout = %d %+v; want 200, revoked, and an end_session_url back to %s", status, e, devPostLogoutRedirectURI(base))
 	}
 	wantSignedOut("after /v1/auth/logout", access, refresh)
 

@@ -35,6 +35,11 @@ func TestDevSignedInPage(t *testing.T) {
 			t.Errorf("GET %s: %s = %q; want %q", devSignedInPath, h, got, want)
 		}
 	}
+	// hidden must win over the dl's display:grid, or a reload shows empty
+	// Name and Email labels (issue 20).
+	if !strings.Contains(w.Body.String(), "[hidden]{display:none !important}") {
+		t.Errorf("the page's style lets display rules override hidden")
+	}
 	// The participant is written as text, never as markup.
 	if strings.Contains(devSignedInJS, "innerHTML") || strings.Contains(devSignedInJS, "document.write") {
 		t.Errorf("the page's script writes markup; want textContent only")

@@ -599,7 +599,10 @@ func (f *fakeIDP) tenantConfig() tenantConfig {
 		RedirectURI:  testRedirectURI,
 		CAFile:       f.caFile,
 		CORSOrigins:  []string{"https://app.example.com"},
-		Features:     tenantFeatures{Auth: authFeatures{PasswordGrantEnabled: true}},
+		// Most browser sign-in tests redeem handoffs without a verifier;
+		// TestAuthorizeRequiresHandoffPKCE and the login CSRF test use the
+		// default, which requires one.
+		Features: tenantFeatures{Auth: authFeatures{PasswordGrantEnabled: true, RequireHandoffPKCE: new(false)}},
 
 		PostLoginRedirectURIs: []string{testReturnTo, testReturnToQuery, testReturnToLoopback},
 	}

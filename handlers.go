@@ -44,7 +44,8 @@ func (s *server) routes() []route {
 }
 
 // newMux builds the mux from the route table, plus devIDP, when not nil,
-// mounted under devIDPPath and at devSignedInPath without tenant routing.
+// mounted under devIDPPath, at devSignedInPath and at / without tenant
+// routing.
 func (s *server) newMux(devIDP http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	rs := s.routes()
@@ -59,6 +60,7 @@ func (s *server) newMux(devIDP http.Handler) *http.ServeMux {
 	if devIDP != nil {
 		mux.Handle(devIDPPath+"/", withRoute(devIDP))
 		mux.Handle(devSignedInPath, withRoute(devIDP))
+		mux.Handle("GET /{$}", withRoute(devIDP))
 	}
 	mux.Handle("/", handleNoRoute(rs))
 	return mux

@@ -197,3 +197,25 @@ func TestHandoffStoreBound(t *testing.T) {
 	newest := siSignIn(t, a, f, "")
 	tokCheck(t, "/v1/auth/login", "the newest handoff", a.do("POST", "/v1/auth/login", "handoff="+newest), 200, "")
 }
+
+// TestHandoffLoginCSRF is the login CSRF of issue 18: an attacker signs in
+// as himself, keeps the handoff and sends the victim return_to?handoff=H.
+// With the default configuration the attacker's sign-in had to carry a
+// challenge of his own, so the victim's app, redeeming with its own verifier
+// or with none, is refused.
+func TestHandoffLoginCSRF(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	tc := f.tenantConfig()
+	tc.Features.Auth.RequireHandoffPKCE = nil // the default
+	a := newTestApp(t, []tenantConfig{tc})
+	if w := a.do("GET", "/v1/auth/authorize", ""); w.Code != 400 {
+		t.Errorf("GET /v1/auth/authorize without code_challenge = %d; want 400: a handoff that needs no verifier is redeemable by anyone", w.Code)
+	}
+	attackers := "?code_challenge=" + s256(tokVerifier) + "&code_challenge_method=S256"
+	victims := strings.Repeat("v", 43)
+	h := siSignIn(t, a, f, attackers)
+	tokCheck(t, "/v1/auth/login", "the attacker's handoff with the victim's verifier", a.do("POST", "/v1/auth/login", "handoff="+h+"&code_verifier="+victims), 401, "SW_AUTH_OIDC_FAILED")
+	h = siSignIn(t, a, f, attackers)
+	tokCheck(t, "/v1/auth/login", "the attacker's handoff without a verifier", a.do("POST", "/v1/auth/login", "handoff="+h), 400, "SW_BAD_REQUEST")
+}

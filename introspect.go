@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -135,7 +134,7 @@ func (p *provider) readIntrospection(ctx context.Context, raw string, body []byt
 	}
 	// go-jose's decoder matches member names exactly, as the claims of a
 	// JWT are read: "Active" is not "active".
-	if err := josejson.Unmarshal(body, &r); err != nil {
+	if err := decodeIdPAnswerExact(body, &r); err != nil {
 		return nil, fmt.Errorf("introspection: %w: answer does not decode: %v", errIdPUnavailable, claimsErrorKind(err))
 	}
 	if !bytes.Equal(r.Active, []byte("true")) {
@@ -256,7 +255,7 @@ func (p *provider) tokeninfo(ctx context.Context, ep, raw string) (*remoteAnswer
 	if !isJSONObject(body) {
 		return nil, fmt.Errorf("tokeninfo: %w: answer is not a JSON object", errIdPUnavailable)
 	}
-	if err := josejson.Unmarshal(body, &r); err != nil {
+	if err := decodeIdPAnswerExact(body, &r); err != nil {
 		return nil, fmt.Errorf("tokeninfo: %w: answer does not decode: %v", errIdPUnavailable, claimsErrorKind(err))
 	}
 	now := p.now()
@@ -346,7 +345,7 @@ func (p *provider) userinfo(ctx context.Context, raw string) (int, *userinfoResp
 		return status, nil, err
 	}
 	var info userinfoResponse
-	if !isJSONObject(body) || josejson.Unmarshal(body, &info) != nil {
+	if !isJSONObject(body) || decodeIdPAnswerExact(body, &info) != nil {
 		// A signed userinfo answer (application/jwt) is not read either.
 		return status, nil, fmt.Errorf("userinfo: %w: answer is not a JSON object", errIdPUnavailable)
 	}
@@ -369,7 +368,7 @@ func (p *provider) badRequestAnswer(what string, body []byte) (*remoteAnswer, er
 	var e struct {
 		Error string `json:"error"`
 	}
-	if json.Unmarshal(body, &e) != nil || e.Error == "" {
+	if decodeIdPAnswer(body, &e) != nil || e.Error == "" {
 		return nil, fmt.Errorf("%s: %w: status 400 without an OAuth error", what, errIdPUnavailable)
 	}
 	p.log.Info("the IdP would not judge a token", "endpoint", what, "code", truncate(e.Error, 40))

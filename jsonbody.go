@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/url"
 )
@@ -64,4 +65,49 @@ func parseJSONParams(body []byte) (url.Values, error) {
 		return nil, badRequest("body is not a JSON object: data after the object")
 	}
 	return v, nil
+}
+
+// errRepeatedMember is a JSON object that names one member twice, at any
+// depth: decoders disagree on which one counts (encoding/json keeps the
+// last), so such a document is refused rather than read either way.
+var errRepeatedMember = errors.New("a member name is repeated")
+
+// checkMembersOnce reads data token by token and fails with
+// errRepeatedMember (naming the member, truncated) when an object at any
+// depth has a member name twice, or with the decoder's error when data is
+// not JSON. It does not check for data after the first value.
+func checkMembersOnce(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	// One set of names per open object or array (nil for an array), as deep
+	// as the document nests; the decoder checks the nesting itself.
+	var stack []map[string]bool
+	expectKey := func() bool { return len(stack) > 0 && stack[len(stack)-1] != nil }
+	for {
+		if expectKey() && dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			k, _ := tok.(string) // in an object the decoder yields keys as strings
+			if stack[len(stack)-1][k] {
+				return fmt.Errorf("%w: %q", errRepeatedMember, truncate(k, 40))
+			}
+			stack[len(stack)-1][k] = true
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, map[string]bool{})
+		case json.Delim('['):
+			stack = append(stack, nil)
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		if len(stack) == 0 {
+			return nil
+		}
+	}
 }

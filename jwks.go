@@ -98,7 +98,7 @@ func (s *keySource) fetch(ctx context.Context, jwksURI string) error {
 // no keys.
 func parseJWKS(body []byte) ([]jose.JSONWebKey, []string, error) {
 	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(body, &doc); err != nil {
+	if err := decodeIdPAnswer(body, &doc); err != nil {
 		return nil, nil, fmt.Errorf("not a JSON key set: %w", err)
 	}
 	var raws []json.RawMessage

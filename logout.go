@@ -48,7 +48,7 @@ func handleLogout(st *store) http.Handler {
 			case err == nil:
 				// Recorded before anything else, so that the token is
 				// refused here whatever the IdP does.
-				_, err := t.prov.revoke(r.Context(), st, nil, []revocation{tokenRevocation(tokenKey(raw), t.prov.revokeUntil(c))})
+				_, err := t.prov.revoke(r.Context(), st, nil, []revocation{tokenRevocation(tokenKey(raw), c, t.prov.revokeUntil(c))})
 				if errors.Is(err, errTooManyRevocations) {
 					t.prov.log.Error("sign-out refused: too many revocations in force")
 					w.Header().Set("Retry-After", "60")

@@ -248,7 +248,7 @@ func (p *provider) fetchDiscovery(ctx context.Context) (*discovery, error) {
 		return nil, err
 	}
 	var d discovery
-	if err := json.Unmarshal(body, &d); err != nil {
+	if err := decodeIdPAnswer(body, &d); err != nil {
 		return nil, fmt.Errorf("discovery %s: not a JSON metadata document: %w", u, err)
 	}
 	if d.Issuer != p.tenant.Issuer {
@@ -441,7 +441,7 @@ func (p *provider) token(ctx context.Context, form url.Values) (*tokenResponse, 
 			Error       string `json:"error"`
 			Description string `json:"error_description"`
 		}
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		if decodeIdPAnswer(b, &e) == nil && e.Error != "" {
 			return nil, &oauthError{Status: resp.StatusCode, Code: e.Error, Description: truncate(e.Description, 200)}
 		}
 		return nil, fmt.Errorf("token %s: %w: status %d without an OAuth error", grant, errIdPUnavailable, resp.StatusCode)
@@ -450,7 +450,7 @@ func (p *provider) token(ctx context.Context, form url.Values) (*tokenResponse, 
 		return nil, fmt.Errorf("token %s: %w: status %d", grant, errIdPUnavailable, resp.StatusCode)
 	}
 	var tr tokenResponse
-	if err := json.Unmarshal(b, &tr); err != nil {
+	if err := decodeIdPAnswer(b, &tr); err != nil {
 		return nil, fmt.Errorf("token %s: %w: answer is not a token response: %v", grant, errIdPUnavailable, jsonErrorKind(err))
 	}
 	if tr.AccessToken == "" {

@@ -15,7 +15,7 @@ type onceKey [32]byte
 func onceKeyOf(s string) onceKey { return sha256.Sum256([]byte(s)) }
 
 // onceStore holds values that are each taken at most once and live for one
-// fixed time: the pending browser sign-ins and their handoffs. It is bounded
+// fixed time: the handoffs of finished browser sign-ins. It is bounded
 // in entries and in bytes (as the caller counts them); past either bound the
 // oldest entries are dropped to make room, so a flood of new entries costs
 // the oldest pending ones, never memory. Every entry lives for the same ttl,

@@ -37,6 +37,13 @@ func badRequest(format string, args ...any) *apiError {
 // else is logged with the request id and answered SW_INTERNAL, so no driver
 // or upstream text reaches a client.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	ae := errorAnswer(w, r, err)
+	writeJSON(w, ae.Status, map[string]any{"error": map[string]string{"code": ae.Code, "message": ae.Message}})
+}
+
+// errorAnswer is what writeError answers for err: the *apiError in it, or
+// one it makes (logging the error, and setting Retry-After) for any other.
+func errorAnswer(w http.ResponseWriter, r *http.Request, err error) *apiError {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
@@ -58,7 +65,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Retry-After", "5")
 		}
 	}
-	writeJSON(w, ae.Status, map[string]any{"error": map[string]string{"code": ae.Code, "message": ae.Message}})
+	return ae
 }
 
 // writeJSON writes v as the response body.

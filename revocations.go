@@ -16,6 +16,11 @@ const (
 	// the table): each costs about 150 bytes. Every entry needs a token the
 	// IdP signed, and goes when that token would have expired.
 	maxRevocations = 100_000
+	// maxTokensPerSubject bounds the access tokens of one subject refused
+	// one by one: the next collapses them into one revocation of every
+	// token of the subject issued until then, so one account signing out
+	// many tokens cannot fill the tenant's set.
+	maxTokensPerSubject = 100
 	// maxLogoutTokens bounds the jtis of back-channel logout tokens
 	// remembered per tenant; each is kept for two leeways (iatWindow).
 	maxLogoutTokens = 10_000
@@ -41,7 +46,9 @@ var errTooManyRevocations = errors.New("too many revocations in force")
 // race this leaves, and how the epoch closes it).
 type revocations struct {
 	mu     sync.RWMutex
-	tokens map[[32]byte]int64 // SHA-256 of the token → expiry, Unix seconds
+	tokens map[[32]byte]revokedToken // by the SHA-256 of the token
+	// perSub counts the entries of tokens by subject.
+	perSub map[string]int
 	// by subject, by session, and by subject for tokens without a sid
 	subs, sids, subsNoSID map[string]revokedBefore
 	max                   int
@@ -63,9 +70,16 @@ type revocations struct {
 // Unix seconds).
 type revokedBefore struct{ iat, expires int64 }
 
+// revokedToken is one access token refused until expires; iat (0 for none)
+// and sub are its token's, so that a subject revocation can replace it.
+type revokedToken struct {
+	expires, iat int64
+	sub          string
+}
+
 func newRevocations(max int) *revocations {
 	return &revocations{
-		tokens: map[[32]byte]int64{}, subs: map[string]revokedBefore{},
+		tokens: map[[32]byte]revokedToken{}, perSub: map[string]int{}, subs: map[string]revokedBefore{},
 		sids: map[string]revokedBefore{}, subsNoSID: map[string]revokedBefore{}, max: max,
 	}
 }
@@ -139,9 +153,9 @@ func (rv *revocations) roomLocked(n int, now int64) bool {
 
 // pruneLocked drops the entries that expired at or before now.
 func (rv *revocations) pruneLocked(now int64) {
-	for k, exp := range rv.tokens {
-		if exp <= now {
-			delete(rv.tokens, k)
+	for k, e := range rv.tokens {
+		if e.expires <= now {
+			rv.dropTokenLocked(k, e)
 		}
 	}
 	for _, m := range []map[string]revokedBefore{rv.subs, rv.sids, rv.subsNoSID} {
@@ -158,7 +172,16 @@ func (rv *revocations) countLocked() {
 	rv.n.Store(int64(len(rv.tokens) + len(rv.subs) + len(rv.sids) + len(rv.subsNoSID)))
 }
 
+func (rv *revocations) dropTokenLocked(k [32]byte, e revokedToken) {
+	delete(rv.tokens, k)
+	if rv.perSub[e.sub]--; rv.perSub[e.sub] <= 0 {
+		delete(rv.perSub, e.sub)
+	}
+}
+
 // applyLocked adds stored revocations to the maps, widening existing ones.
+// A subject revocation drops the token revocations it covers, as the store
+// does.
 func (rv *revocations) applyLocked(revs []revocation) {
 	for _, r := range revs {
 		var m map[string]revokedBefore
@@ -167,10 +190,19 @@ func (rv *revocations) applyLocked(revs []revocation) {
 			var key [32]byte
 			if b, err := hex.DecodeString(r.Value); err == nil && len(b) == len(key) {
 				copy(key[:], b)
-				rv.tokens[key] = max(rv.tokens[key], r.ExpiresAt)
+				e, ok := rv.tokens[key]
+				if !ok {
+					rv.perSub[r.Subject]++
+				}
+				rv.tokens[key] = revokedToken{expires: max(e.expires, r.ExpiresAt), iat: r.IssuedBefore, sub: r.Subject}
 			}
 			continue
 		case revokeSub:
+			for k, e := range rv.tokens {
+				if e.sub == r.Value && e.iat <= r.IssuedBefore && e.expires <= r.ExpiresAt {
+					rv.dropTokenLocked(k, e)
+				}
+			}
 			m = rv.subs
 		case revokeSID:
 			m = rv.sids
@@ -193,17 +225,57 @@ func (rv *revocations) load(revs []revocation) {
 	rv.epoch.Add(1)
 }
 
-// tokenRevocation refuses the access token whose SHA-256 is key until exp
-// plus the leeway, past which it no longer verifies.
-func tokenRevocation(key [32]byte, exp time.Time) revocation {
-	return revocation{Kind: revokeToken, Value: hex.EncodeToString(key[:]), ExpiresAt: exp.Add(leeway).Unix()}
+// tokenRevocation refuses the access token whose SHA-256 is key and whose
+// claims are c until exp plus the leeway, past which it no longer verifies.
+func tokenRevocation(key [32]byte, c *claims, exp time.Time) revocation {
+	var iat int64
+	if c.IssuedAt != nil {
+		iat = int64(*c.IssuedAt)
+	}
+	return revocation{Kind: revokeToken, Value: hex.EncodeToString(key[:]), IssuedBefore: iat, ExpiresAt: exp.Add(leeway).Unix(), Subject: c.Subject}
+}
+
+// collapseLocked returns revs with each token revocation that would take its
+// subject past maxTokensPerSubject replaced by a revocation of every token
+// of that subject issued until now, kept as long as such a token can live.
+func (rv *revocations) collapseLocked(revs []revocation, now int64) []revocation {
+	var out []revocation
+	added := map[string]int{}
+	collapsed := map[string]int{} // subject → its revocation's index in out
+	for _, r := range revs {
+		if r.Kind != revokeToken || r.Subject == "" {
+			out = append(out, r)
+			continue
+		}
+		if rv.perSub[r.Subject]+added[r.Subject] < maxTokensPerSubject {
+			added[r.Subject]++
+			out = append(out, r)
+			continue
+		}
+		if i, ok := collapsed[r.Subject]; ok {
+			out[i].IssuedBefore = max(out[i].IssuedBefore, r.IssuedBefore)
+			out[i].ExpiresAt = max(out[i].ExpiresAt, r.ExpiresAt)
+			continue
+		}
+		exp := max(r.ExpiresAt, now+int64(rv.retention()/time.Second))
+		for _, e := range rv.tokens {
+			if e.sub == r.Subject {
+				exp = max(exp, e.expires)
+			}
+		}
+		collapsed[r.Subject] = len(out)
+		out = append(out, revocation{Kind: revokeSub, Value: r.Subject, IssuedBefore: max(now, r.IssuedBefore), ExpiresAt: exp})
+	}
+	return out
 }
 
 // revoke records revs (and jti, for a back-channel logout) in the store,
 // then in memory, then drops every token they match from the verified-token
 // cache, and returns how many entries of other tokens than the one
 // revoked by its hash it dropped. Once it returns, no
-// request sees those tokens pass. Errors: errReplayed and errTooManyLogoutTokens from the store,
+// request sees those tokens pass. A token revocation past its subject's
+// maxTokensPerSubject becomes a revocation of the subject (collapseLocked).
+// Errors: errReplayed and errTooManyLogoutTokens from the store,
 // errTooManyRevocations when the set is full of live entries; nothing is
 // recorded then.
 func (p *provider) revoke(ctx context.Context, st *store, jti *logoutJTI, revs []revocation) (int, error) {
@@ -212,6 +284,7 @@ func (p *provider) revoke(ctx context.Context, st *store, jti *logoutJTI, revs [
 	defer rv.addMu.Unlock()
 	now := p.now().Unix()
 	rv.mu.Lock()
+	revs = rv.collapseLocked(revs, now)
 	room := rv.roomLocked(len(revs), now)
 	rv.mu.Unlock()
 	if !room {

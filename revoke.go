@@ -20,15 +20,19 @@ const logoutRevokeTimeout = 5 * time.Second
 // waiting at most p.revokeWait. It reports whether the IdP confirmed every
 // one: false when discovery names no revocation endpoint, and for any
 // answer but 200 (RFC 7009 §2.2), including unsupported_token_type, and for
-// no answer in time.
+// no answer in time. The calls go through the tenant's IdP client, so they
+// count against its cap on calls in flight (idplimit.go), and end with ctx:
+// a caller that has gone leaves no call to the IdP behind.
 func (p *provider) revokeAtIdP(ctx context.Context, refresh, access string) bool {
 	d := p.disc.Load()
 	if d == nil || d.RevocationEndpoint == "" || (refresh == "" && access == "") {
 		return false
 	}
-	// Detached from the client: one that hangs up must not leave its
-	// tokens half revoked.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.revokeWait)
+	// Tied to the caller: anyone can send /logout a made-up refresh token,
+	// and abandoned requests must not keep calling the IdP with the
+	// tenant's credentials. The access token is refused here already
+	// whatever the IdP hears; a caller that hangs up gave up on the answer.
+	ctx, cancel := context.WithTimeout(ctx, p.revokeWait)
 	defer cancel()
 	type job struct{ token, hint string }
 	var jobs []job

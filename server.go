@@ -73,7 +73,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		warnIssuerRules(log, tc)
 		logAccessTokenWarnings(log, tc)
 	}
-	s.browser = newBrowserSignIn(s.tenants, s.trusted, log)
+	s.browser = newBrowserSignIn(s.tenants, s.trusted, st, log)
 	s.handler = s.newMux(devIDP)
 	return s
 }

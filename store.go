@@ -70,6 +70,19 @@ var migrations = []string{
 		PRIMARY KEY (tenant_id, jti)
 	) STRICT;
 	CREATE INDEX logout_tokens_expiry ON logout_tokens (tenant_id, expires_at);`,
+	// Version 3: the keys that seal pending browser sign-ins into their
+	// cookies (store_keys.go), shared by every process on this database.
+	`CREATE TABLE signin_keys (
+		id         INTEGER PRIMARY KEY,
+		key        BLOB NOT NULL,
+		created_at INTEGER NOT NULL
+	) STRICT;`,
+	// Version 4: the subject of a revoked access token (kind 'token'), so
+	// that one subject's tokens can be counted and collapsed into one 'sub'
+	// revocation ('' for rows stored before). From this version a 'token'
+	// row's issued_before is its token's iat (0 for none).
+	`ALTER TABLE revocations ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+	CREATE INDEX revocations_subject ON revocations (tenant_id, subject) WHERE kind = 'token';`,
 }
 
 // errNotFound is returned by lookups that find no row.

@@ -18,12 +18,15 @@ const (
 // refused until ExpiresAt (Unix seconds), when none of them can be valid.
 // For the subject and session kinds, only tokens issued at or before
 // IssuedBefore (Unix seconds) are refused, so that a later sign-in works.
+// Subject is the sub of a token revocation's token, so that they can be
+// counted per subject.
 type revocation struct {
 	TenantID     string
 	Kind         string
 	Value        string
 	IssuedBefore int64
 	ExpiresAt    int64
+	Subject      string
 }
 
 // logoutJTI is the jti of a back-channel logout token, remembered until
@@ -44,7 +47,9 @@ var (
 // addRevocations stores revs for tenantID in one transaction on the writer
 // connection, with jti, when not nil, as a logout token accepted once. A
 // revocation already stored is widened, never narrowed: the later of the two
-// issued_before and expires_at wins. Errors: errReplayed when jti was seen
+// issued_before and expires_at wins. A subject revocation deletes the token
+// revocations of that subject that it covers (issued_before of a token
+// revocation is its token's iat), so that they take no room. Errors: errReplayed when jti was seen
 // before, errTooManyLogoutTokens when the tenant has maxLive unexpired jtis
 // (now is Unix seconds), nothing stored in either case.
 func (s *store) addRevocations(ctx context.Context, tenantID string, jti *logoutJTI, maxLive int, now int64, revs []revocation) error {
@@ -72,13 +77,19 @@ func (s *store) addRevocations(ctx context.Context, tenantID string, jti *logout
 		}
 	}
 	for _, r := range revs {
-		_, err := tx.ExecContext(ctx, `INSERT INTO revocations (tenant_id, kind, value, issued_before, expires_at)
-			VALUES (?, ?, ?, ?, ?)
+		_, err := tx.ExecContext(ctx, `INSERT INTO revocations (tenant_id, kind, value, issued_before, expires_at, subject)
+			VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (tenant_id, kind, value) DO UPDATE
 			SET issued_before = max(issued_before, excluded.issued_before), expires_at = max(expires_at, excluded.expires_at)`,
-			tenantID, r.Kind, r.Value, r.IssuedBefore, r.ExpiresAt)
+			tenantID, r.Kind, r.Value, r.IssuedBefore, r.ExpiresAt, r.Subject)
 		if err != nil {
 			return fmt.Errorf("store revocation: %w", err)
+		}
+		if r.Kind == revokeSub {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM revocations WHERE tenant_id = ? AND kind = 'token' AND subject = ? AND issued_before <= ? AND expires_at <= ?`,
+				tenantID, r.Value, r.IssuedBefore, r.ExpiresAt); err != nil {
+				return fmt.Errorf("store revocation: %w", err)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -90,7 +101,7 @@ func (s *store) addRevocations(ctx context.Context, tenantID string, jti *logout
 // liveRevocations returns every revocation that has not expired at now
 // (Unix seconds), of all tenants.
 func (s *store) liveRevocations(ctx context.Context, now int64) ([]revocation, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT tenant_id, kind, value, issued_before, expires_at FROM revocations WHERE expires_at > ?`, now)
+	rows, err := s.r.QueryContext(ctx, `SELECT tenant_id, kind, value, issued_before, expires_at, subject FROM revocations WHERE expires_at > ?`, now)
 	if err != nil {
 		return nil, fmt.Errorf("load revocations: %w", err)
 	}
@@ -98,7 +109,7 @@ func (s *store) liveRevocations(ctx context.Context, now int64) ([]revocation, e
 	var out []revocation
 	for rows.Next() {
 		var r revocation
-		if err := rows.Scan(&r.TenantID, &r.Kind, &r.Value, &r.IssuedBefore, &r.ExpiresAt); err != nil {
+		if err := rows.Scan(&r.TenantID, &r.Kind, &r.Value, &r.IssuedBefore, &r.ExpiresAt, &r.Subject); err != nil {
 			return nil, fmt.Errorf("load revocations: %w", err)
 		}
 		out = append(out, r)

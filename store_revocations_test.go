@@ -50,7 +50,7 @@ func TestStoreRevocations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]revocation{"sub": {"acme", revokeSub, "alice", now + 5, now + 200}, "token": {"acme", revokeToken, "ab12", 0, now + 10}}
+	want := map[string]revocation{"sub": {"acme", revokeSub, "alice", now + 5, now + 200, ""}, "token": {"acme", revokeToken, "ab12", 0, now + 10, ""}}
 	if len(live) != len(want) {
 		t.Fatalf("after reopen: %d live revocations %+v; want %d", len(live), live, len(want))
 	}

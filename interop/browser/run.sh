@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A real browser signs in through scaiwave-auth -dev: Debian's headless
 # Chromium, driven by playwright-core (pinned in package-lock.json, never
-# downloading a browser of its own), opens /v1/auth/authorize, signs in as
-# alice on the dev IdP's form, and must land on the dev app's page showing
-# alice's participant (then bob, with PKCE). See signin.mjs.
+# downloading a browser of its own), opens the landing page and the dev app,
+# signs in as alice on the dev IdP's form, and must land on the dev app's
+# page showing alice's participant (then bob, in and out). See signin.mjs.
 #
 #   bash interop/browser/run.sh
 #   BROWSER_SHOTS=/tmp/shots bash interop/browser/run.sh   # where the screenshots go
@@ -83,7 +83,7 @@ if [ -z "$base" ]; then
   cat "$work/stderr" >&2
   fail "scaiwave-auth -dev did not become ready in 10 s"
 fi
-grep -q "$base/v1/auth/authorize" "$work/stdout" || fail "the -dev banner does not print the browser sign-in link $base/v1/auth/authorize"
+grep -qx "  $base/" "$work/stdout" || fail "the -dev banner does not print the landing page's link $base/"
 echo "browser: scaiwave-auth -dev at $base"
 
 echo "== signin.mjs"
