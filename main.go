@@ -80,6 +80,8 @@ type options struct {
 	addrSet    bool
 	dbSet      bool
 	configSet  bool // -config given as a flag, not from SCAIWAVE_CONFIG
+	// given are the flags set on the command line, by name, as written.
+	given map[string]string
 	// memoryLimit is -memory-limit in MiB, when memoryLimitSet.
 	memoryLimit    int
 	memoryLimitSet bool
@@ -111,7 +113,11 @@ func parseFlags(name string, args []string, getenv func(string) string, stderr i
 		return nil, nil, &exitError{code: 2, err: err}
 	}
 	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.given = map[string]string{}
+	fs.Visit(func(f *flag.Flag) {
+		set[f.Name] = true
+		o.given[f.Name] = f.Value.String()
+	})
 	o.configSet = set["config"]
 	if !o.configSet {
 		o.configPath = getenv("SCAIWAVE_CONFIG")
@@ -138,12 +144,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		name = filepath.Base(args[0])
 		args = args[1:]
 	}
-	if len(args) > 0 && (args[0] == "participants" || args[0] == "backup") {
-		return runAdmin(ctx, name, args, getenv, stdout, stderr)
+	if len(args) > 0 && isAdminCommand(args[0]) {
+		return runAdmin(ctx, name, nil, args, getenv, stdout, stderr)
 	}
 	o, rest, err := parseFlags(name, args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	if len(rest) > 0 && isAdminCommand(rest[0]) {
+		// Flags before the command ("-config X participants list") are
+		// the command's, as they would be after it.
+		given, err := adminFlags(rest[0], o)
+		if err != nil {
+			return err
+		}
+		return runAdmin(ctx, name, given, rest, getenv, stdout, stderr)
 	}
 	if len(rest) > 0 {
 		return usageErrorf("unexpected argument %q (see -h)", rest[0])
