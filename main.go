@@ -200,13 +200,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		return listenError(cfg.Addr, err, `-addr HOST:PORT (or SCAIWAVE_ADDR, or "addr" in the configuration)`)
 	}
 	// The process's default logger as well, set where the program chooses
 	// its logger rather than inside serve: what the standard library writes
 	// with the log package goes to the same JSON log.
 	slog.SetDefault(log)
 	return serve(ctx, cfg, ln, log, nil)
+}
+
+// listenError says what to do when addr cannot be listened on; busy names
+// the setting that chooses another address when the address is in use.
+func listenError(addr string, err error, setting string) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listen on %s: the address is already in use (another program, perhaps another scaiwave-auth, listens there): stop that one, or choose another address with %s", addr, setting)
+	}
+	return fmt.Errorf("listen on %s: %w", addr, err)
 }
 
 // applyOverrides lets flags and environment win over the validated file.
@@ -266,7 +275,7 @@ func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, 
 		if err != nil {
 			ln.Close()
 			st.Close()
-			return fmt.Errorf("listen on metrics_addr %s: %w", cfg.MetricsAddr, err)
+			return listenError(cfg.MetricsAddr, err, `"metrics_addr" in the configuration`)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", handleMetrics(met, s.discoveryAges))
