@@ -347,7 +347,11 @@ func runCheck(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writ
 			fmt.Fprintf(stdout, "FAIL %s issuer=%s: %v\n", t.ID, t.Issuer, err)
 			continue
 		}
-		fmt.Fprintf(stdout, "ok   %s issuer=%s token_endpoint=%s keys=%d\n", t.ID, d.Issuer, d.TokenEndpoint, len(ks.keys))
+		note := ""
+		if t.secret == "" {
+			note = " public-client (" + publicClientNote + ")"
+		}
+		fmt.Fprintf(stdout, "ok   %s issuer=%s token_endpoint=%s keys=%d%s\n", t.ID, d.Issuer, d.TokenEndpoint, len(ks.keys), note)
 	}
 	if failed > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("check: %d of %d tenants failed", failed, len(cfg.Tenants))}
