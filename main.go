@@ -359,10 +359,24 @@ func runCheck(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writ
 	return nil
 }
 
-// version is the module version and VCS revision the binary was built from.
+// releaseVersion is set by the release build (scripts/release.sh):
+// go build -ldflags "-X main.releaseVersion=v1.2.3". It is the only
+// package-level variable, since -X can set nothing else.
+var releaseVersion string
+
+// version is what -version and the start log line say of the binary.
 func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
+	bi, _ := debug.ReadBuildInfo()
+	return versionOf(releaseVersion, bi)
+}
+
+// versionOf is the release version when the build set one, else the module
+// version and VCS revision the binary was built from, as far as known.
+func versionOf(release string, bi *debug.BuildInfo) string {
+	if release != "" {
+		return release
+	}
+	if bi == nil {
 		return "unknown"
 	}
 	v := bi.Main.Version

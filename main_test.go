@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -543,6 +544,27 @@ func TestRunBusyPort(t *testing.T) {
 		}
 		if msg := err.Error(); !strings.Contains(msg, "listen on "+addr+": the address is already in use") || !strings.Contains(msg, tc.want) {
 			t.Errorf("%s on a busy port: %q; want it to name %s as in use and say %q", tc.name, msg, addr, tc.want)
+		}
+	}
+}
+
+func TestVersionOf(t *testing.T) {
+	t.Parallel()
+	devel := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "0123456789abcdef0123"}}}
+	tests := []struct {
+		name    string
+		release string
+		bi      *debug.BuildInfo
+		want    string
+	}{
+		{"release build", "v1.4.0", devel, "v1.4.0"},
+		{"go build in a clone", "", devel, "(devel) 0123456789ab"},
+		{"no VCS", "", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "(devel)"},
+		{"no build info", "", nil, "unknown"},
+	}
+	for _, tc := range tests {
+		if got := versionOf(tc.release, tc.bi); got != tc.want {
+			t.Errorf("%s: versionOf = %q; want %q", tc.name, got, tc.want)
 		}
 	}
 }
