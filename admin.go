@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode"
@@ -25,7 +27,8 @@ import (
 //
 // The database is the one the service would use: -db, SCAIWAVE_DB, the
 // config file's "database" (-config or SCAIWAVE_CONFIG), or scaiwave.db.
-func runAdmin(ctx context.Context, name string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// before are flags given before the command; those after it win.
+func runAdmin(ctx context.Context, name string, before, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := args[0]
 	sub := ""
 	rest := args[1:]
@@ -41,7 +44,7 @@ func runAdmin(ctx context.Context, name string, args []string, getenv func(strin
 	configPath := fs.String("config", "", "configuration file whose database to use")
 	tenantID := fs.String("tenant", "", "list: only this tenant's participants")
 	asJSON := fs.Bool("json", false, "list, show: print JSON")
-	if err := fs.Parse(interleave(rest)); err != nil {
+	if err := fs.Parse(append(slices.Clip(before), interleave(rest)...)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
@@ -85,6 +88,11 @@ func runAdmin(ctx context.Context, name string, args []string, getenv func(strin
 		ps, err := st.listParticipants(ctx, *tenantID)
 		if err != nil {
 			return err
+		}
+		if len(ps) == 0 && *tenantID != "" {
+			if err := checkTenantKnown(ctx, st, *tenantID, *configPath, getenv); err != nil {
+				return err
+			}
 		}
 		if *asJSON {
 			return writeParticipantsJSON(stdout, ps)
@@ -150,6 +158,42 @@ func interleave(args []string) []string {
 		}
 	}
 	return append(append(flags, "--"), pos...)
+}
+
+// checkTenantKnown refuses a -tenant that neither the configuration (when
+// one is given) nor the database knows, so that a typo is not mistaken for a
+// tenant without participants.
+func checkTenantKnown(ctx context.Context, st *store, id, configFlag string, getenv func(string) string) error {
+	known := map[string]bool{}
+	if configFlag == "" {
+		configFlag = getenv("SCAIWAVE_CONFIG")
+	}
+	if configFlag != "" {
+		if cfg, err := loadConfig(configFlag, getenv); err == nil {
+			for _, t := range cfg.Tenants {
+				known[t.ID] = true
+			}
+		}
+	}
+	all, err := st.listParticipants(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, p := range all {
+		known[p.TenantID] = true
+	}
+	if known[id] {
+		return nil
+	}
+	if len(known) == 0 {
+		return usageErrorf("participants list: unknown tenant %q: the database has no participants yet, and no configuration names tenants (give -config FILE)", id)
+	}
+	names := make([]string, 0, len(known))
+	for k := range known {
+		names = append(names, printable(k))
+	}
+	slices.Sort(names)
+	return usageErrorf("participants list: unknown tenant %q; the known tenants are %s", id, strings.Join(names, ", "))
 }
 
 func adminDatabase(dbFlag, configFlag string, getenv func(string) string) (string, error) {
@@ -231,4 +275,28 @@ func writeTerminalJSON(w io.Writer, v any, indent string) error {
 	}
 	_, err = w.Write(append(out, '\n'))
 	return err
+}
+
+// isAdminCommand reports whether arg names one of the operator's commands.
+func isAdminCommand(arg string) bool {
+	return arg == "participants" || arg == "backup"
+}
+
+// adminFlags turns the service flags given before an admin command into the
+// command's own. Only -config and -db mean something to it; any other flag
+// there is refused rather than ignored.
+func adminFlags(cmd string, o *options) ([]string, error) {
+	var out []string
+	names := make([]string, 0, len(o.given))
+	for name := range o.given {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if name != "config" && name != "db" {
+			return nil, usageErrorf("%s: -%s is a flag of the service, not of this command (it takes -config and -db)", cmd, name)
+		}
+		out = append(out, "-"+name+"="+o.given[name])
+	}
+	return out, nil
 }

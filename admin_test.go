@@ -193,3 +193,62 @@ func TestAttackAdminTerminalInjection(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminFlagsAroundCommand runs the admin commands with -config and -db
+// before the command, as for the service, and after it; and refuses a
+// -tenant nobody knows instead of printing an empty table.
+func TestAdminFlagsAroundCommand(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "auth.db")
+	empty := filepath.Join(dir, "empty.db")
+	openTestStore(t, empty).Close()
+	st := openTestStore(t, path)
+	for _, p := range []principal{{"acme", "https://idp.example.com", "ann"}, {"other", "https://idp.other.example", "bob"}} {
+		if _, err := st.ensureParticipant(ctx, p, strings.ToUpper(p.Subject[:1])+p.Subject[1:], ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	// acme and beta are configured; "other" is known from the database only.
+	cfg := writeTestFile(t, dir, "scaiwave.json", cfgJSON(tenants(
+		cfgTenant("acme", "hosts", []string{"a.example"}), cfgTenant("beta", "hosts", []string{"b.example"})), "database", path))
+	emptyCfg := writeTestFile(t, dir, "empty.json", cfgJSON(tenants(cfgTenant("acme")), "database", empty))
+
+	tests := []struct {
+		name     string
+		args     []string
+		wantExit int
+		want     string // in stdout on success, in the error otherwise
+	}{
+		{"-config before", []string{"-config", cfg, "participants", "list"}, 0, "Ann"},
+		{"-config= before", []string{"-config=" + cfg, "participants", "list"}, 0, "Ann"},
+		{"-config after", []string{"participants", "list", "-config", cfg}, 0, "Ann"},
+		{"-db before", []string{"-db", path, "participants", "list", "-tenant", "other"}, 0, "Bob"},
+		{"-db before, flags after", []string{"-db", path, "participants", "list", "-json"}, 0, `"display_name": "Ann"`},
+		{"after wins over before", []string{"-db", filepath.Join(dir, "missing.db"), "participants", "list", "-db", path}, 0, "Ann"},
+		{"-db before backup", []string{"-db", path, "backup", filepath.Join(dir, "copy.db")}, 0, "backed up"},
+		{"a service flag before", []string{"-addr", "127.0.0.1:9", "participants", "list", "-db", path}, 2, "-addr is a flag of the service"},
+		{"configured tenant without participants", []string{"-config", cfg, "participants", "list", "-tenant", "beta"}, 0, "ID"},
+		{"unknown tenant", []string{"-config", cfg, "participants", "list", "-tenant", "nope"}, 2, `unknown tenant "nope"; the known tenants are acme, beta, other`},
+		{"unknown tenant, database only", []string{"participants", "list", "-tenant", "acm", "-db", path}, 2, `unknown tenant "acm"; the known tenants are acme, other`},
+		{"unknown tenant, -json", []string{"participants", "list", "-json", "-tenant", "nope", "-db", path}, 2, `unknown tenant "nope"`},
+		{"unknown tenant, nothing known", []string{"participants", "list", "-tenant", "nope", "-db", empty}, 2, "the database has no participants yet"},
+		{"configured tenant, empty database", []string{"participants", "list", "-tenant", "acme", "-config", emptyCfg}, 0, "ID"},
+	}
+	for _, tc := range tests {
+		out, _, err := runCmd(tc.args...)
+		if got := exitCode(err); err != nil && got != tc.wantExit || err == nil && tc.wantExit != 0 {
+			t.Errorf("%v (%s): exit %d, err %v; want exit %d", tc.args, tc.name, got, err, tc.wantExit)
+			continue
+		}
+		text := out
+		if err != nil {
+			text = err.Error()
+		}
+		if !strings.Contains(text, tc.want) {
+			t.Errorf("%v (%s): output %q; want it to contain %q", tc.args, tc.name, text, tc.want)
+		}
+	}
+}

@@ -16,7 +16,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-// The benchmarks run beside their floors in one run, so that the README can
+// The benchmarks run beside their floors in one run, so that docs/performance.md can
 // report ratios on this noisy machine:
 //
 //	go test -run '^$' -bench . -benchmem -count 6 | tee bench.txt

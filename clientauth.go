@@ -22,3 +22,20 @@ func setClientAuth(req *http.Request, form url.Values, clientID, secret string, 
 		req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(secret))
 	}
 }
+
+// publicClientNote is what the log at start and -check say of a tenant
+// without a client secret, which is a public client at the IdP.
+const publicClientNote = "no client secret, so this tenant is a public client: the IdP must let its client_id redeem codes and refresh tokens without a secret, or every sign-in fails with invalid_client (set client_secret, client_secret_file or client_secret_env for a confidential client)"
+
+// clientRefusedCause names the likely cause of an IdP's invalid_client or
+// unauthorized_client answer to this tenant, for the operator's log.
+func clientRefusedCause(t *tenantConfig, code string) string {
+	switch {
+	case code == "unauthorized_client":
+		return "the IdP does not allow this client_id this grant: enable the grant (authorization code, refresh token, password) for the client at the IdP"
+	case t.secret == "":
+		return "the tenant has no client secret, so it signs in as a public client, and the IdP wants a secret for this client_id: set client_secret, client_secret_file or client_secret_env, or make the client public at the IdP"
+	default:
+		return "the IdP refused this client_id with its secret: check that the client_id exists at the IdP and that the secret is its current one (mistyped, rotated or expired)"
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -151,7 +152,7 @@ func parseConfig(b []byte, getenv func(string) string) (*config, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&top); err != nil {
-		return nil, describeJSONError("", err)
+		return nil, describeJSONError("", err, b, reflect.TypeOf(top))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, configErrorf("unexpected data after the JSON object")
@@ -162,7 +163,7 @@ func parseConfig(b []byte, getenv func(string) string) (*config, error) {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&t); err != nil {
-			return nil, describeJSONError(fmt.Sprintf("tenants[%d]", i), err)
+			return nil, describeJSONError(fmt.Sprintf("tenants[%d]", i), err, raw, reflect.TypeOf(t))
 		}
 		cfg.Tenants = append(cfg.Tenants, t)
 	}
@@ -173,9 +174,9 @@ func parseConfig(b []byte, getenv func(string) string) (*config, error) {
 }
 
 // describeJSONError turns a decoding error into a one-line message that names
-// the field where encoding/json knows it; at is the path of the value being
-// decoded, "" for the whole document.
-func describeJSONError(at string, err error) error {
+// the field where encoding/json knows it, and where doc says it otherwise;
+// at is the path of doc, decoded as typ, "" for the whole document.
+func describeJSONError(at string, err error, doc []byte, typ reflect.Type) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
@@ -186,7 +187,10 @@ func describeJSONError(at string, err error) error {
 		}
 		return configErrorf("%s: must be %s, not %s", field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
 	case errors.As(err, &syntaxErr):
-		return configErrorf("invalid JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
+		line, col := lineColumn(doc, syntaxErr.Offset)
+		return configErrorf("invalid JSON at line %d, column %d: %v", line, col, syntaxErr)
+	case strings.HasPrefix(err.Error(), "json: unknown field ") && describeUnknownField(at, doc, typ) != nil:
+		return describeUnknownField(at, doc, typ)
 	case strings.HasPrefix(err.Error(), "json: unknown field ") && at != "":
 		return configErrorf("%s: unknown field %s", at, strings.TrimPrefix(err.Error(), "json: unknown field "))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):

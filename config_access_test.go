@@ -28,7 +28,7 @@ func TestParseConfigAccessTokensErrors(t *testing.T) {
 	tests := []struct {
 		name, in, wantErr string
 	}{
-		{"unknown field", at("introspection_url", "https://idp.example.com/i"), `tenants[0]: unknown field "introspection_url"`},
+		{"unknown field", at("introspection_url", "https://idp.example.com/i"), `tenants[0].access_tokens: unknown field "introspection_url"`},
 		{"not an object", cfgJSON(tenants(cfgTenant("acme", "access_tokens", "auto"))), "tenants[0].access_tokens: must be an object, not string"},
 		{"unknown validation", at("validation", "opaque"), `tenants[0].access_tokens.validation: "opaque" is not one of auto, jwt, introspection, userinfo`},
 		{"validation in capitals", at("validation", "JWT"), `tenants[0].access_tokens.validation: "JWT" is not one of`},

@@ -99,9 +99,9 @@ func TestParseConfigIssuerRulesErrors(t *testing.T) {
 			"tenants[0].access_tokens.require_jwt_type: must be true or false, not string"},
 		{"access_tokens a list", cfgTenant("acme", "access_tokens", []string{}), "tenants[0].access_tokens: must be an object, not array"},
 		{"unknown access_tokens field, misspelt typ", cfgTenant("acme", "access_tokens", accessTokens("require_jwt_typ", true)),
-			`tenants[0]: unknown field "require_jwt_typ"`},
+			`tenants[0].access_tokens: unknown field "require_jwt_typ" (did you mean "require_jwt_type"?)`},
 		{"unknown access_tokens field", cfgTenant("acme", "access_tokens", accessTokens("accepted_issuer", []string{"https://sts.example.com/"})),
-			`tenants[0]: unknown field "accepted_issuer"`},
+			`tenants[0].access_tokens: unknown field "accepted_issuer" (did you mean "accepted_issuers"?)`},
 	}
 	for _, tc := range tests {
 		_, err := parseConfig([]byte(cfgJSON(tenants(tc.tenant))), noEnv)

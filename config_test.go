@@ -125,14 +125,20 @@ func TestParseConfigErrors(t *testing.T) {
 		{"array, not object", `[]`, "the configuration must be an object, not array"},
 		{"string, not object", `"tenants"`, "the configuration must be an object, not string"},
 		{"truncated", valid[:len(valid)-2], "unexpected end of file"},
-		{"syntax error", `{"tenants": [,]}`, "invalid JSON at byte"},
+		{"syntax error", `{"tenants": [,]}`, "invalid JSON at line 1, column 14: invalid character ','"},
+		{"syntax error on a later line", "{\n  \"addr\": \"127.0.0.1:8080\",\n  \"tenants\": [\n    {\"id\": \"é\" \"issuer\": \"x\"}\n  ]\n}",
+			"invalid JSON at line 4, column 16: invalid character '\"' after object key:value pair"},
 		{"trailing garbage", valid + " x", "unexpected data after the JSON object"},
 		{"second object", valid + "\n{}", "unexpected data after the JSON object"},
-		{"unknown top-level field", cfgJSON(tenants(cfgTenant("acme")), "adr", ":80"), `unknown field "adr"`},
+		{"unknown top-level field", cfgJSON(tenants(cfgTenant("acme")), "adr", ":80"), `unknown field "adr" (did you mean "addr"?)`},
 		{"unknown tenant field", cfgJSON(tenants(cfgTenant("acme", "client_secert", secret))), `tenants[0]: unknown field "client_secert"`},
 		{"unknown field in second tenant", cfgJSON(tenants(a, cfgTenant("b", "hosts", []string{"b.example"}, "scope", "openid"))), `tenants[1]: unknown field "scope"`},
-		{"unknown features.auth field", cfgJSON(tenants(cfgTenant("acme", "features", map[string]any{"auth": map[string]any{"password_grant": true}}))), `tenants[0]: unknown field "password_grant"`},
-		{"unknown features field", cfgJSON(tenants(cfgTenant("acme", "features", map[string]any{"authn": map[string]any{}}))), `tenants[0]: unknown field "authn"`},
+		{"unknown features.auth field", cfgJSON(tenants(cfgTenant("acme", "features", map[string]any{"auth": map[string]any{"password_grant": true}}))), `tenants[0].features.auth: unknown field "password_grant" (did you mean "password_grant_enabled"?)`},
+		{"misspelt features.auth field", cfgJSON(tenants(cfgTenant("acme", "features", map[string]any{"auth": map[string]any{"requre_pkce": true}}))),
+			`tenants[0].features.auth: unknown field "requre_pkce" (did you mean "require_pkce"?)`},
+		{"known fields in another case, then an unknown one", cfgJSON(tenants(cfgTenant("acme", "Features", map[string]any{"AUTH": map[string]any{"require_pkce": true, "requirepkce": 1}}))),
+			`tenants[0].features.auth: unknown field "requirepkce" (did you mean "require_pkce"?)`},
+		{"unknown features field", cfgJSON(tenants(cfgTenant("acme", "features", map[string]any{"authn": map[string]any{}}))), `tenants[0].features: unknown field "authn" (did you mean "auth"?)`},
 		{"tenants not a list", `{"tenants": {"id": "acme"}}`, "tenants: must be a list, not object"},
 		{"tenant not an object", `{"tenants": ["acme"]}`, "tenants[0]: must be an object, not string"},
 		{"addr a number", cfgJSON(tenants(cfgTenant("acme")), "addr", 8080), "addr: must be a string, not number"},
@@ -523,5 +529,29 @@ func TestLoadConfig(t *testing.T) {
 	good := writeTestFile(t, dir, "good.json", cfgJSON(tenants(cfgTenant("acme"))))
 	if cfg, err := loadConfig(good, noEnv); err != nil || cfg.Tenants[0].ID != "acme" {
 		t.Errorf("loadConfig (good file) = %v, %v", cfg, err)
+	}
+}
+
+// TestUnknownFieldSuggestion: a typo is answered with the field meant, and a
+// name that is no typo of any field with none.
+func TestUnknownFieldSuggestion(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		auth map[string]any
+		want string
+	}{
+		{map[string]any{"requre_pkce": true}, `tenants[0].features.auth: unknown field "requre_pkce" (did you mean "require_pkce"?)`},
+		{map[string]any{"Require_PKCE": true, "refresh_rotation": true}, `tenants[0].features.auth: unknown field "refresh_rotation"`},
+		{map[string]any{"colour": "blue"}, `tenants[0].features.auth: unknown field "colour"`},
+		{map[string]any{"pkce": true}, `tenants[0].features.auth: unknown field "pkce"`},
+	}
+	for _, tc := range tests {
+		_, err := parseConfig([]byte(cfgJSON(tenants(cfgTenant("acme", "features", map[string]any{"auth": tc.auth})))), noEnv)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("features.auth %v: error %v; want exactly %q", tc.auth, err, tc.want)
+		}
+	}
+	if got := didYouMean("databse", []string{"addr", "database", "tenants"}); got != "database" {
+		t.Errorf(`didYouMean("databse") = %q; want "database"`, got)
 	}
 }

@@ -38,7 +38,7 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.addr, err)
+		return listenError(o.addr, err, "-addr HOST:PORT, e.g. -addr 127.0.0.1:8081")
 	}
 	base := "http://" + ln.Addr().String()
 	issuer := base + devIDPPath

@@ -881,14 +881,21 @@ func FuzzTokenResponse(f *testing.F) {
 	})
 }
 
-// fuzzConfigFiles writes the files that FuzzConfig lets configurations name,
-// in a fixed directory so that every fuzz process agrees on their paths.
-// Each file is written whole and renamed into place.
-func fuzzConfigFiles(tb testing.TB) map[string]string {
-	tb.Helper()
-	dir := filepath.Join(os.TempDir(), "scaiwave-auth-fuzz-config")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		tb.Fatal(err)
+// fuzzConfigDirEnv names the directory of FuzzConfig's files to the fuzzing
+// workers, which inherit the environment that f.Fuzz finds.
+const fuzzConfigDirEnv = "SCAIWAVE_FUZZ_CONFIG_DIR"
+
+// fuzzConfigFiles writes the files that FuzzConfig lets configurations name.
+// The first process makes a temporary directory of its own, removed when the
+// test ends, and passes its path on to the fuzzing workers, so that every
+// process agrees on the paths and nothing is left outside the test's
+// temporary folder. Each file is written whole and renamed into place.
+func fuzzConfigFiles(f *testing.F) map[string]string {
+	f.Helper()
+	dir := os.Getenv(fuzzConfigDirEnv)
+	if dir == "" {
+		dir = f.TempDir()
+		f.Setenv(fuzzConfigDirEnv, dir)
 	}
 	priv := ed25519.NewKeyFromSeed(fuzzSeed("ca"))
 	tmpl := &x509.Certificate{
@@ -902,7 +909,7 @@ func fuzzConfigFiles(tb testing.TB) map[string]string {
 	}
 	der, err := x509.CreateCertificate(nil, tmpl, tmpl, priv.Public(), priv)
 	if err != nil {
-		tb.Fatal(err)
+		f.Fatal(err)
 	}
 	files := map[string]string{
 		"secret":  "s3cret\n",
@@ -919,7 +926,7 @@ func fuzzConfigFiles(tb testing.TB) map[string]string {
 		}
 		tmp, err := os.CreateTemp(dir, name+".*")
 		if err != nil {
-			tb.Fatal(err)
+			f.Fatal(err)
 		}
 		_, err = tmp.WriteString(content)
 		if cerr := tmp.Close(); err == nil {
@@ -930,7 +937,7 @@ func fuzzConfigFiles(tb testing.TB) map[string]string {
 		}
 		if err != nil {
 			os.Remove(tmp.Name())
-			tb.Fatal(err)
+			f.Fatal(err)
 		}
 	}
 	return paths

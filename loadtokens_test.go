@@ -11,7 +11,7 @@ import (
 )
 
 // TestMintLoadTokens writes access tokens of the development IdP, one per
-// line, for the load runs in the README (testdata/load/run.sh). It does
+// line, for the load runs of docs/performance.md (testdata/load/run.sh). It does
 // nothing unless SCAIWAVE_MINT_TOKENS is set:
 //
 //	SCAIWAVE_MINT_TOKENS=40000 SCAIWAVE_MINT_ISSUER=http://127.0.0.1:8080/dev/idp \

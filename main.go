@@ -80,6 +80,8 @@ type options struct {
 	addrSet    bool
 	dbSet      bool
 	configSet  bool // -config given as a flag, not from SCAIWAVE_CONFIG
+	// given are the flags set on the command line, by name, as written.
+	given map[string]string
 	// memoryLimit is -memory-limit in MiB, when memoryLimitSet.
 	memoryLimit    int
 	memoryLimitSet bool
@@ -111,7 +113,11 @@ func parseFlags(name string, args []string, getenv func(string) string, stderr i
 		return nil, nil, &exitError{code: 2, err: err}
 	}
 	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.given = map[string]string{}
+	fs.Visit(func(f *flag.Flag) {
+		set[f.Name] = true
+		o.given[f.Name] = f.Value.String()
+	})
 	o.configSet = set["config"]
 	if !o.configSet {
 		o.configPath = getenv("SCAIWAVE_CONFIG")
@@ -138,12 +144,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		name = filepath.Base(args[0])
 		args = args[1:]
 	}
-	if len(args) > 0 && (args[0] == "participants" || args[0] == "backup") {
-		return runAdmin(ctx, name, args, getenv, stdout, stderr)
+	if len(args) > 0 && isAdminCommand(args[0]) {
+		return runAdmin(ctx, name, nil, args, getenv, stdout, stderr)
 	}
 	o, rest, err := parseFlags(name, args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	if len(rest) > 0 && isAdminCommand(rest[0]) {
+		// Flags before the command ("-config X participants list") are
+		// the command's, as they would be after it.
+		given, err := adminFlags(rest[0], o)
+		if err != nil {
+			return err
+		}
+		return runAdmin(ctx, name, given, rest, getenv, stdout, stderr)
 	}
 	if len(rest) > 0 {
 		return usageErrorf("unexpected argument %q (see -h)", rest[0])
@@ -185,13 +200,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		return listenError(cfg.Addr, err, `-addr HOST:PORT (or SCAIWAVE_ADDR, or "addr" in the configuration)`)
 	}
 	// The process's default logger as well, set where the program chooses
 	// its logger rather than inside serve: what the standard library writes
 	// with the log package goes to the same JSON log.
 	slog.SetDefault(log)
 	return serve(ctx, cfg, ln, log, nil)
+}
+
+// listenError says what to do when addr cannot be listened on; busy names
+// the setting that chooses another address when the address is in use.
+func listenError(addr string, err error, setting string) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listen on %s: the address is already in use (another program, perhaps another scaiwave-auth, listens there): stop that one, or choose another address with %s", addr, setting)
+	}
+	return fmt.Errorf("listen on %s: %w", addr, err)
 }
 
 // applyOverrides lets flags and environment win over the validated file.
@@ -251,7 +275,7 @@ func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, 
 		if err != nil {
 			ln.Close()
 			st.Close()
-			return fmt.Errorf("listen on metrics_addr %s: %w", cfg.MetricsAddr, err)
+			return listenError(cfg.MetricsAddr, err, `"metrics_addr" in the configuration`)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", handleMetrics(met, s.discoveryAges))
@@ -323,7 +347,11 @@ func runCheck(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writ
 			fmt.Fprintf(stdout, "FAIL %s issuer=%s: %v\n", t.ID, t.Issuer, err)
 			continue
 		}
-		fmt.Fprintf(stdout, "ok   %s issuer=%s token_endpoint=%s keys=%d\n", t.ID, d.Issuer, d.TokenEndpoint, len(ks.keys))
+		note := ""
+		if t.secret == "" {
+			note = " public-client (" + publicClientNote + ")"
+		}
+		fmt.Fprintf(stdout, "ok   %s issuer=%s token_endpoint=%s keys=%d%s\n", t.ID, d.Issuer, d.TokenEndpoint, len(ks.keys), note)
 	}
 	if failed > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("check: %d of %d tenants failed", failed, len(cfg.Tenants))}
@@ -331,10 +359,24 @@ func runCheck(ctx context.Context, cfg *config, log *slog.Logger, stdout io.Writ
 	return nil
 }
 
-// version is the module version and VCS revision the binary was built from.
+// releaseVersion is set by the release build (scripts/release.sh):
+// go build -ldflags "-X main.releaseVersion=v1.2.3". It is the only
+// package-level variable, since -X can set nothing else.
+var releaseVersion string
+
+// version is what -version and the start log line say of the binary.
 func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
+	bi, _ := debug.ReadBuildInfo()
+	return versionOf(releaseVersion, bi)
+}
+
+// versionOf is the release version when the build set one, else the module
+// version and VCS revision the binary was built from, as far as known.
+func versionOf(release string, bi *debug.BuildInfo) string {
+	if release != "" {
+		return release
+	}
+	if bi == nil {
 		return "unknown"
 	}
 	v := bi.Main.Version

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -506,6 +507,64 @@ func TestRunCheck(t *testing.T) {
 		}
 		if strings.Contains(out, testClientSecret) {
 			t.Errorf("run -check (%s) printed the client secret", tc.name)
+		}
+	}
+}
+
+// TestRunBusyPort: an address another program listens on is named, with the
+// setting that chooses another one.
+func TestRunBusyPort(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	addr := busy.Addr().String()
+	dir := t.TempDir()
+	good := writeTestFile(t, dir, "good.json", cfgJSON(tenants(cfgTenant("acme"))))
+	metrics := writeTestFile(t, dir, "metrics.json", cfgJSON(tenants(cfgTenant("acme")), "metrics_addr", addr))
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"-dev", []string{"-dev", "-addr", addr, "-db", filepath.Join(dir, "dev.db")}, "choose another address with -addr HOST:PORT"},
+		{"-config", []string{"-config", good, "-addr", addr, "-db", filepath.Join(dir, "a.db")}, "choose another address with -addr HOST:PORT (or SCAIWAVE_ADDR"},
+		{"metrics_addr", []string{"-config", metrics, "-addr", "127.0.0.1:0", "-db", filepath.Join(dir, "m.db")}, `choose another address with "metrics_addr"`},
+	}
+	for _, tc := range tests {
+		// The deadline only keeps a regression that serves from hanging.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := run(ctx, append([]string{"scaiwave-auth"}, tc.args...), noEnv, io.Discard, io.Discard)
+		cancel()
+		if err == nil || exitCode(err) != 1 {
+			t.Errorf("%s on a busy port: %v (exit %d); want exit status 1", tc.name, err, exitCode(err))
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, "listen on "+addr+": the address is already in use") || !strings.Contains(msg, tc.want) {
+			t.Errorf("%s on a busy port: %q; want it to name %s as in use and say %q", tc.name, msg, addr, tc.want)
+		}
+	}
+}
+
+func TestVersionOf(t *testing.T) {
+	t.Parallel()
+	devel := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "0123456789abcdef0123"}}}
+	tests := []struct {
+		name    string
+		release string
+		bi      *debug.BuildInfo
+		want    string
+	}{
+		{"release build", "v1.4.0", devel, "v1.4.0"},
+		{"go build in a clone", "", devel, "(devel) 0123456789ab"},
+		{"no VCS", "", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "(devel)"},
+		{"no build info", "", nil, "unknown"},
+	}
+	for _, tc := range tests {
+		if got := versionOf(tc.release, tc.bi); got != tc.want {
+			t.Errorf("%s: versionOf = %q; want %q", tc.name, got, tc.want)
 		}
 	}
 }

@@ -14,8 +14,8 @@ const (
 	defaultTokenCacheMB = 16
 	// memoryHeadroomMB is what the default memory limit allows beside the
 	// token cache: the runtime, the participant cache, connections and
-	// bodies in flight, and room for the collector to work in (README,
-	// "Sizing the box").
+	// bodies in flight, and room for the collector to work in
+	// (docs/operations.md, "Sizing the box").
 	memoryHeadroomMB = 32
 	// minMemoryHeadroomMB is the least a configured limit must leave beside
 	// the token cache: below it the collector would run all the time.

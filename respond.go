@@ -198,7 +198,8 @@ func idpError(t *tenant, err error, rejected *apiError) error {
 	var oe *oauthError
 	if errors.As(err, &oe) {
 		if oe.clientCredentialsInvalid() {
-			t.prov.log.Error("the IdP rejected this tenant's client credentials: check client_id and the client secret", "err", err)
+			t.prov.log.Error("the IdP refused this tenant's client credentials", "code", oe.Code,
+				"client_id", t.cfg.ClientID, "cause", clientRefusedCause(t.cfg, oe.Code), "err", err)
 			return fmt.Errorf("tenant %s: client credentials rejected: %w", t.cfg.ID, err)
 		}
 		t.prov.log.Info("the IdP refused a grant", "code", oe.Code)

@@ -70,6 +70,9 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		if tc.Features.Auth.PasswordGrantEnabled {
 			log.Warn("password grant enabled: /v1/auth/token accepts usernames and passwords for this tenant", "tenant", tc.ID)
 		}
+		if tc.secret == "" {
+			log.Warn(publicClientNote, "tenant", tc.ID, "client_id", tc.ClientID)
+		}
 		warnIssuerRules(log, tc)
 		logAccessTokenWarnings(log, tc)
 	}

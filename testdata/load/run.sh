@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run.sh: the load runs of the README's Performance section, in one go.
+# run.sh: the load runs of docs/performance.md, in one go.
 #
 #   bash testdata/load/run.sh            # needs go, wrk (apt-get install wrk) and curl
 #
