@@ -169,7 +169,7 @@ func handleLogin(b *browserSignIn) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		writeTokens(w, tr)
+		relayTokens(w, r, t, tr, "")
 	})
 }
 
@@ -284,7 +284,7 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 				return
 			}
 		}
-		writeTokens(w, tr)
+		relayTokens(w, r, t, tr, "")
 	})
 }
 
@@ -308,6 +308,13 @@ func handleRefresh() http.Handler {
 		scope, err := grantScope(t.cfg, v.Get("scope"))
 		if err != nil {
 			writeError(w, r, err)
+			return
+		}
+		if t.prov.relayed.endedRefresh(tokenKey(rt)) {
+			// Signed out here (/logout): refused whatever the IdP would
+			// say, since not every IdP can revoke it.
+			t.prov.log.Info("refresh refused: the refresh token was signed out here", "request_id", info(r).id)
+			writeError(w, r, rejected)
 			return
 		}
 		key := refreshKey(t.cfg.ID, rt, scope)
@@ -335,7 +342,7 @@ func handleRefresh() http.Handler {
 		if !t.cfg.rotateRefreshTokens() || out.RefreshToken == "" {
 			out.RefreshToken = rt
 		}
-		writeTokens(w, &out)
+		relayTokens(w, r, t, &out, rt)
 	})
 }
 

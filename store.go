@@ -70,6 +70,7 @@ var migrations = []string{
 		PRIMARY KEY (tenant_id, jti)
 	) STRICT;
 	CREATE INDEX logout_tokens_expiry ON logout_tokens (tenant_id, expires_at);`,
+	migrationRelayed, // version 3, store_relayed.go
 }
 
 // errNotFound is returned by lookups that find no row.
