@@ -371,12 +371,20 @@ func handleRegister(st *store) http.Handler {
 			}
 		}
 		c, err := t.prov.authenticate(r.Context(), raw)
+		if err == nil {
+			c, err = t.prov.bearerNames(r.Context(), raw, c)
+		}
 		if err != nil {
 			writeUnauthenticated(w, r, t, err)
 			return
 		}
 		p := principal{TenantID: t.cfg.ID, Issuer: t.cfg.principalIssuer(c), Subject: c.Subject}
-		part, err := st.ensureParticipant(r.Context(), p, displayName(c), verifiedEmail(c))
+		name, email := displayName(c), verifiedEmail(c)
+		if strings.TrimSpace(string(c.Name)) == "" && strings.TrimSpace(string(c.PreferredUsername)) == "" && email == "" {
+			// A token without names never overwrites stored ones.
+			name = ""
+		}
+		part, err := st.ensureParticipant(r.Context(), p, name, email)
 		if err != nil {
 			writeError(w, r, err)
 			return

@@ -90,6 +90,8 @@ type provider struct {
 	revoked *revocations
 	// relayed is the record of tokens this service passed on (relayed.go).
 	relayed *relayedSet
+	// names are userinfo's names for JWTs that carry none (userinfonames.go).
+	names *namesCache
 	// revokeWait bounds /logout's wait for the revocation endpoint.
 	revokeWait time.Duration
 	// remote shares one IdP call among requests with one opaque token.
@@ -116,6 +118,7 @@ func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 	p.refresh = newRefreshFlights(func() time.Time { return p.now() })
 	p.revoked = newRevocations(maxRevocations)
 	p.relayed = newRelayedSet(maxRelayed)
+	p.names = newNamesCache(maxNamesCache)
 	p.revokeWait = logoutRevokeTimeout
 	p.remote = newFlightGroup[[32]byte, *remoteAnswer](func() time.Time { return p.now() }, remoteCallTimeout, 0, maxRemoteFlights)
 	return p

@@ -28,6 +28,9 @@ func idpClaims(f *fakeIDP, kv map[string]any) map[string]any {
 func TestVerifyAccessTokenShapesOfIdPs(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
+	// Most of these tokens carry no name: userinfo is asked, and fails
+	// here, so the names stay unknown and the audience rule decides.
+	f.userinfoFn = func(string) (int, any) { return 503, rawBody("down") }
 	const api = "https://api.scaiwave.example"
 	plain := newTestApp(t, []tenantConfig{f.tenantConfig()})
 	withAPI := f.tenantConfig()
