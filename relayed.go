@@ -118,7 +118,7 @@ func (rs *relayedSet) addLocked(toks []relayedToken, now int64) (evicted [][32]b
 		rs.m[t.key] = t.relayedEntry
 	}
 	if len(rs.m) > rs.max {
-		rs.pruneLocked(now)
+		evicted = rs.pruneLocked(now)
 	}
 	for len(rs.m) > rs.max && len(rs.order) > 0 {
 		k := rs.order[0]
@@ -132,8 +132,9 @@ func (rs *relayedSet) addLocked(toks []relayedToken, now int64) (evicted [][32]b
 	return evicted
 }
 
-// pruneLocked drops the entries expired at now, and compacts the order.
-func (rs *relayedSet) pruneLocked(now int64) {
+// pruneLocked drops the entries expired at now, compacts the order, and
+// returns the keys dropped.
+func (rs *relayedSet) pruneLocked(now int64) (dropped [][32]byte) {
 	kept := rs.order[:0:0]
 	for _, k := range rs.order {
 		e, ok := rs.m[k]
@@ -142,12 +143,14 @@ func (rs *relayedSet) pruneLocked(now int64) {
 		}
 		if e.expires <= now {
 			delete(rs.m, k)
+			dropped = append(dropped, k)
 			continue
 		}
 		kept = append(kept, k)
 	}
 	rs.order = kept
 	rs.n.Store(int64(len(rs.m)))
+	return dropped
 }
 
 // prune drops the expired entries.
@@ -221,8 +224,9 @@ func (p *provider) relay(ctx context.Context, tr *tokenResponse, given string) e
 	return nil
 }
 
-// record stores toks, then adds them in memory; what the bound evicts goes
-// from the table too.
+// record stores toks, then adds them in memory; what the bound evicts (the
+// expired first, then the oldest recorded) goes from the
+// table too.
 func (rs *relayedSet) record(ctx context.Context, tenantID string, toks []relayedToken, now time.Time) error {
 	rs.addMu.Lock()
 	defer rs.addMu.Unlock()
@@ -235,6 +239,10 @@ func (rs *relayedSet) record(ctx context.Context, tenantID string, toks []relaye
 	evicted := rs.addLocked(toks, now.Unix())
 	rs.mu.Unlock()
 	if len(evicted) > 0 && rs.st != nil {
+		// Oldest first: the entries nearest their end. One evicted before it
+		// expired lets a refresh or ID token that names no kind (Hydra
+		// v2.3.0's ID token) pass as a bearer again; maxRelayed is sized so
+		// that a tenant does not get there within its tokens' lifetimes.
 		// The table follows the memory's bound; a failure here leaves rows
 		// the next start loads within the bound again, oldest dropped.
 		_ = rs.st.deleteRelayed(ctx, tenantID, evicted)
