@@ -1,8 +1,9 @@
 package main
 
-// Access tokens shaped as real IdPs write them (claims and header as their
-// documentation shows them), through the real handler: the audience rule
-// with RFC 9068's client_id claim, and access_tokens.require_jwt_type.
+// Access tokens shaped as IdPs' documentation shows them, through the real
+// handler: the audience rule with RFC 9068's client_id claim, and
+// access_tokens.require_jwt_type. What real IdPs issued, and how their
+// kinds are told apart, is idptokens_test.go's.
 
 import (
 	"context"
