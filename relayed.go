@@ -176,10 +176,10 @@ func (rs *relayedSet) load(toks []relayedToken, now time.Time) {
 // come from the store; nothing is passed on then.
 func (p *provider) relay(ctx context.Context, tr *tokenResponse, given string) error {
 	now := p.now()
-	session := uint64(0)
+	session, givenKnown := uint64(0), false
 	if given != "" {
 		if e, ok := p.relayed.lookup(tokenKey(given)); ok {
-			session = e.session
+			session, givenKnown = e.session, true
 		}
 	}
 	if session == 0 {
@@ -206,6 +206,12 @@ func (p *provider) relay(ctx context.Context, tr *tokenResponse, given string) e
 	}
 	if tr.IDToken != tr.AccessToken {
 		add(tr.IDToken, classID, relayedAccessRetention)
+	}
+	if given != "" && !givenKnown && given != tr.RefreshToken {
+		// A refresh token this service did not relay (its record evicted,
+		// or from before the record) that the IdP just honoured: it is one,
+		// and joins the session, so that /logout finds it.
+		add(given, classRefresh, relayedOpaqueRetention)
 	}
 	if err := p.relayed.record(ctx, p.tenant.ID, toks, now); err != nil {
 		return err
@@ -252,27 +258,18 @@ func (rs *relayedSet) record(ctx context.Context, tenantID string, toks []relaye
 
 // endSessions marks every relayed token of the sessions of keys as signed
 // out, and returns the access tokens among them still valid at now, for
-// the deny list. refresh, when not nil, is the key of the refresh token
-// /logout was given: when this service never relayed it, it is recorded as
-// a signed-out refresh token, which /refresh refuses from now on. Errors
-// come from the store.
-func (rs *relayedSet) endSessions(ctx context.Context, tenantID string, keys [][32]byte, refresh *[32]byte, now time.Time) ([]relayedToken, error) {
+// the deny list. A key this service never relayed ends nothing, and is not
+// recorded: /logout takes any string as a refresh token, and recording
+// those would let anyone push real records out of the bound. Errors come
+// from the store.
+func (rs *relayedSet) endSessions(ctx context.Context, tenantID string, keys [][32]byte, now time.Time) ([]relayedToken, error) {
 	rs.addMu.Lock()
 	defer rs.addMu.Unlock()
 	sessions := map[uint64]bool{}
-	var unknown []relayedToken
 	rs.mu.RLock()
 	for _, k := range keys {
 		if e, ok := rs.m[k]; ok {
 			sessions[e.session] = true
-		}
-	}
-	if refresh != nil {
-		if e, ok := rs.m[*refresh]; ok {
-			sessions[e.session] = true
-		} else {
-			unknown = append(unknown, relayedToken{key: *refresh, relayedEntry: relayedEntry{
-				session: newSessionID(), expires: now.Add(relayedOpaqueRetention).Unix(), class: classRefresh, ended: true}})
 		}
 	}
 	var access []relayedToken
@@ -286,8 +283,11 @@ func (rs *relayedSet) endSessions(ctx context.Context, tenantID string, keys [][
 	for s := range sessions {
 		ids = append(ids, s)
 	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
 	if rs.st != nil {
-		if err := rs.st.endRelayedSessions(ctx, tenantID, ids, unknown); err != nil {
+		if err := rs.st.endRelayedSessions(ctx, tenantID, ids); err != nil {
 			return nil, err
 		}
 	}
@@ -298,7 +298,6 @@ func (rs *relayedSet) endSessions(ctx context.Context, tenantID string, keys [][
 			rs.m[k] = e
 		}
 	}
-	rs.addLocked(unknown, now.Unix())
 	rs.mu.Unlock()
 	return access, nil
 }
@@ -403,12 +402,10 @@ func relayTokens(w http.ResponseWriter, r *http.Request, t *tenant, tr *tokenRes
 // are refused by /refresh from now on. Errors: errTooManyRevocations, and
 // the store's.
 func (p *provider) endRelayedSessions(ctx context.Context, st *store, keys [][32]byte, refresh string) error {
-	var rk *[32]byte
 	if refresh != "" {
-		k := tokenKey(refresh)
-		rk = &k
+		keys = append(keys, tokenKey(refresh))
 	}
-	access, err := p.relayed.endSessions(ctx, p.tenant.ID, keys, rk, p.now())
+	access, err := p.relayed.endSessions(ctx, p.tenant.ID, keys, p.now())
 	if err != nil || len(access) == 0 {
 		return err
 	}

@@ -209,3 +209,43 @@ func TestRelayedBound(t *testing.T) {
 		t.Errorf("after pruning past every expiry the table holds %d rows; want 0", n)
 	}
 }
+
+// TestRelayedByHandoff: the browser sign-in's tokens are recorded when the
+// app redeems the handoff: its ID token is no bearer from then on.
+func TestRelayedByHandoff(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	w := a.do("POST", "/v1/auth/login", "handoff="+siSignIn(t, a, f, ""))
+	if !tokCheck(t, "/v1/auth/login", "handoff", w, 200, "") {
+		return
+	}
+	d := decode(t, w).Data
+	at, idt := tokenOf(d, "access_token"), tokenOf(d, "id_token")
+	if got := a.srv.tenants[0].prov.relayed.classOf(tokenKey(idt)); got != classID {
+		t.Errorf("the redeemed ID token is recorded as %v; want an ID token", got)
+	}
+	checkAccess(t, a, "access token of a redeemed handoff", at, 200, "")
+	checkAccess(t, a, "ID token of a redeemed handoff", idt, 401, reasonTokenType)
+}
+
+// TestAttackLogoutFloodsTheRecord: /logout takes any string as a refresh
+// token; strings this service never relayed are not recorded, so nobody can
+// push real records out of the bound with them.
+func TestAttackLogoutFloodsTheRecord(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	tokCheck(t, "/v1/auth/token", "sign-in", a.do("POST", "/v1/auth/token", "grant_type=password&username=alice&password=alice-pw"), 200, "")
+	rs := a.srv.tenants[0].prov.relayed
+	before := rs.n.Load()
+	for i := range 50 {
+		tokCheck(t, "/v1/auth/logout", "a made-up refresh token", a.logout("refresh_token=made-up-"+fmt.Sprint(i), ""), 200, "")
+	}
+	if got := rs.n.Load(); got != before {
+		t.Errorf("50 sign-outs with made-up refresh tokens grew the record from %d to %d entries; want unchanged", before, got)
+	}
+	if n := queryInt(t, a.store.r, `SELECT count(*) FROM relayed_tokens`); int64(n) != before {
+		t.Errorf("the table holds %d rows; want %d", n, before)
+	}
+}

@@ -71,9 +71,9 @@ func (s *store) addRelayed(ctx context.Context, tenantID string, toks []relayedT
 	return nil
 }
 
-// endRelayedSessions marks the tokens of sessions signed out and adds
-// unknown (tokens signed out that were never relayed), in one transaction.
-func (s *store) endRelayedSessions(ctx context.Context, tenantID string, sessions []uint64, unknown []relayedToken) error {
+// endRelayedSessions marks the tokens of sessions signed out, in one
+// transaction.
+func (s *store) endRelayedSessions(ctx context.Context, tenantID string, sessions []uint64) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("end relayed sessions: %w", err)
@@ -81,14 +81,6 @@ func (s *store) endRelayedSessions(ctx context.Context, tenantID string, session
 	defer tx.Rollback()
 	for _, id := range sessions {
 		if _, err := tx.ExecContext(ctx, `UPDATE relayed_tokens SET ended = 1 WHERE tenant_id = ? AND session_id = ?`, tenantID, int64(id)); err != nil {
-			return fmt.Errorf("end relayed sessions: %w", err)
-		}
-	}
-	for _, t := range unknown {
-		_, err := tx.ExecContext(ctx, `INSERT INTO relayed_tokens (tenant_id, key_hash, kind, session_id, ended, expires_at)
-			VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (tenant_id, key_hash) DO UPDATE SET ended = 1`,
-			tenantID, t.key[:], relayedKindName(t.class), int64(t.session), t.expires)
-		if err != nil {
 			return fmt.Errorf("end relayed sessions: %w", err)
 		}
 	}
