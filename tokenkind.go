@@ -146,7 +146,8 @@ func headerTypClass(typ string) tokenClass {
 
 // keycloakTypClass reads Keycloak's payload typ, which it writes in its
 // tokens and in its introspection answers: Bearer, ID, Refresh, Offline
-// (an offline refresh token), Logout.
+// (an offline refresh token), Logout. No Keycloak capture is in
+// idp-tokens/; the values are SPEC.md's table's.
 func keycloakTypClass(typ string) tokenClass {
 	switch strings.ToLower(typ) {
 	case "bearer":
@@ -179,8 +180,8 @@ func hyphenKindClass(v string) tokenClass {
 }
 
 // tokenUseClass reads token_use: Cognito writes "access" and "id" in its
-// tokens; Dex v2.45.1 and Hydra v2.3.0 answer "access_token" and
-// "refresh_token" at introspection.
+// tokens (SPEC.md's table; no capture here); Dex v2.45.1 and Hydra v2.3.0
+// answer "access_token" and "refresh_token" at introspection.
 func tokenUseClass(v string) tokenClass {
 	switch strings.ToLower(v) {
 	case "access", "access_token":
