@@ -8,6 +8,7 @@ package main
 // holds what those IdPs really issued, and the tests re-sign those tokens.
 
 import (
+	"bytes"
 	"strings"
 
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -63,10 +64,19 @@ type kindSignals struct {
 	relayed tokenClass
 }
 
-// kindSignal is one signal's verdict, and its name for the log.
+// kindSignal is one signal's verdict, and its name and value for the log.
 type kindSignal struct {
-	class tokenClass
-	why   string
+	class       tokenClass
+	name, value string
+}
+
+// why names the signal for the log; built only for the deciding one, so
+// that deciding costs no allocation.
+func (s kindSignal) why() string {
+	if s.value == "" {
+		return s.name
+	}
+	return s.name + " " + short(s.value)
 }
 
 // decideKind answers what the token is, by every signal at once. A token
@@ -76,20 +86,21 @@ type kindSignal struct {
 // it never holds the token. at_hash and nonce are no signal: Dex v2.45.1
 // puts both in its access tokens, shaped exactly like its ID tokens.
 func decideKind(s kindSignals) (class tokenClass, why string) {
-	var named *kindSignal
-	for _, sig := range s.signals() {
+	sigs := s.signals()
+	named := -1
+	for i, sig := range sigs {
 		if sig.class == classUnnamed {
 			continue
 		}
 		if sig.class != classAccess {
-			return sig.class, sig.why
+			return sig.class, sig.why()
 		}
-		if named == nil {
-			named = &sig
+		if named < 0 {
+			named = i
 		}
 	}
-	if named != nil {
-		return classAccess, named.why
+	if named >= 0 {
+		return classAccess, sigs[named].why()
 	}
 	return classUnnamed, "no kind named"
 }
@@ -103,17 +114,17 @@ func bearerRefusal(class tokenClass, why string) string {
 	return "a " + class.String() + " (" + why + ") is not an access token"
 }
 
-func (s kindSignals) signals() []kindSignal {
-	return []kindSignal{
-		{s.relayed, "relayed by this service as a " + s.relayed.String()},
-		{headerTypClass(s.headerTyp), "header typ " + short(s.headerTyp)},
-		{keycloakTypClass(s.typ), "typ " + short(s.typ)},
-		{hyphenKindClass(s.tokenType), "tokenType " + short(s.tokenType)},
-		{hyphenKindClass(s.typeClaim), "type " + short(s.typeClaim)},
-		{tokenUseClass(s.tokenUse), "token_use " + short(s.tokenUse)},
-		{boolClass(s.events, classLogout), "events"},
-		{boolClass(s.cHash, classID), "c_hash"},
-		{introTokenTypeClass(s.introTokenType), "token_type " + short(s.introTokenType)},
+func (s kindSignals) signals() [9]kindSignal {
+	return [...]kindSignal{
+		{s.relayed, "relayed by this service as a", s.relayed.String()},
+		{headerTypClass(s.headerTyp), "header typ", s.headerTyp},
+		{keycloakTypClass(s.typ), "typ", s.typ},
+		{hyphenKindClass(s.tokenType), "tokenType", s.tokenType},
+		{hyphenKindClass(s.typeClaim), "type", s.typeClaim},
+		{tokenUseClass(s.tokenUse), "token_use", s.tokenUse},
+		{boolClass(s.events, classLogout), "events", ""},
+		{boolClass(s.cHash, classID), "c_hash", ""},
+		{introTokenTypeClass(s.introTokenType), "token_type", s.introTokenType},
 	}
 }
 
@@ -223,12 +234,19 @@ type kindMarkers struct {
 	Events    markerClaim `json:"events"`    // logout tokens (Casdoor v3.158.0, Hydra v2.3.0)
 }
 
-// jwtSignals are the signals of a verified JWT tok with claims c, with
-// relayed what this service passed it on as (classUnnamed when it did not).
-func jwtSignals(tok *jwt.JSONWebToken, c *claims, relayed tokenClass) (kindSignals, error) {
+// jwtSignals are the signals of a verified JWT tok (compact form raw) with
+// claims c, with relayed what this service passed it on as (classUnnamed
+// when it did not).
+func jwtSignals(raw string, tok *jwt.JSONWebToken, c *claims, relayed tokenClass) (kindSignals, error) {
 	var m kindMarkers
-	if err := tok.UnsafeClaimsWithoutVerification(&m); err != nil {
-		return kindSignals{}, refuse(reasonMalformed, "claims: %s", claimsErrorKind(err))
+	if mayHoldMarkers(raw) {
+		// Decoded into a variable of its own, so that m stays on the stack
+		// for the tokens that name no kind.
+		dec := new(kindMarkers)
+		if err := tok.UnsafeClaimsWithoutVerification(dec); err != nil {
+			return kindSignals{}, refuse(reasonMalformed, "claims: %s", claimsErrorKind(err))
+		}
+		m = *dec
 	}
 	typ, _ := tok.Headers[0].ExtraHeaders["typ"].(string)
 	return kindSignals{
@@ -246,8 +264,8 @@ func jwtSignals(tok *jwt.JSONWebToken, c *claims, relayed tokenClass) (kindSigna
 // checkBearerKind refuses the verified JWT tok (claims c, tokenKey key)
 // unless it may be a bearer: a *verifyError with reasonTokenType naming the
 // signal that decided.
-func (p *provider) checkBearerKind(tok *jwt.JSONWebToken, c *claims, key [32]byte) error {
-	s, err := jwtSignals(tok, c, p.relayed.classOf(key))
+func (p *provider) checkBearerKind(raw string, tok *jwt.JSONWebToken, c *claims, key [32]byte) error {
+	s, err := jwtSignals(raw, tok, c, p.relayed.classOf(key))
 	if err != nil {
 		return err
 	}
@@ -255,4 +273,36 @@ func (p *provider) checkBearerKind(tok *jwt.JSONWebToken, c *claims, key [32]byt
 		return refuse(reasonTokenType, "%s", why)
 	}
 	return nil
+}
+
+// markerNames are kindMarkers' member names as they appear in a payload.
+var markerNames = [][]byte{[]byte(`"tokenType"`), []byte(`"type"`), []byte(`"token_use"`), []byte(`"events"`)}
+
+// mayHoldMarkers reports whether the payload of the compact JWS raw may
+// have a member of kindMarkers: it names one, or spells some name with an
+// escape. Most access tokens (Dex's, Hydra's, LemonLDAP::NG's, Keycloak's)
+// name none, and then the payload is not decoded a second time. Payloads up
+// to 4 KiB are decoded on the stack.
+func mayHoldMarkers(raw string) bool {
+	_, rest, _ := strings.Cut(raw, ".")
+	seg, _, _ := strings.Cut(rest, ".")
+	var buf [4 << 10]byte
+	dst := buf[:]
+	if n := strictB64.DecodedLen(len(seg)); n > len(buf) {
+		dst = make([]byte, n)
+	}
+	n, err := strictB64.Decode(dst, []byte(seg))
+	if err != nil {
+		return true
+	}
+	p := dst[:n]
+	if bytes.IndexByte(p, '\\') >= 0 {
+		return true
+	}
+	for _, name := range markerNames {
+		if bytes.Contains(p, name) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,13 @@
 package main
 
-import "testing"
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
 
 // TestDecideKind: every signal alone, and that a signal naming another kind
 // wins over one naming an access token, whatever their order.
@@ -52,4 +59,25 @@ func TestDecideKind(t *testing.T) {
 			t.Errorf("bearerRefusal(%s) refuses %v; want %v", tc.name, refused, wantRefused)
 		}
 	}
+}
+
+// TestKindMarkersEscaped: a marker whose name is spelled with an escape is
+// read as the JSON decoder reads it, not missed by the shortcut that skips
+// decoding payloads without markers.
+func TestKindMarkersEscaped(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	now := time.Now().Unix()
+	payload := fmt.Sprintf(`{"iss":%q,"sub":"esc","aud":%q,"iat":%d,"exp":%d,"\u0074ype":"refresh-token"}`, f.issuer, testClientID, now, now+300)
+	tok := signOpts(t, f.key().alg, f.key().priv, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", f.key().kid), json.RawMessage(payload))
+	if !mayHoldMarkers(tok) {
+		t.Error("mayHoldMarkers (escaped member name) = false; want true")
+	}
+	checkAccess(t, a, "Pocket ID-shaped refresh token with its type member name escaped", tok, 401, reasonTokenType)
+	plain := f.accessToken()
+	if mayHoldMarkers(plain) {
+		t.Error("mayHoldMarkers (a token naming no kind) = true; want false")
+	}
+	checkAccess(t, a, "a token naming no kind", plain, 200, "")
 }

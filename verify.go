@@ -415,7 +415,7 @@ func (p *provider) verifyAccessKey(ctx context.Context, raw string, key [32]byte
 	}
 	gen := ks.gen
 	// Signature, claims, then the kind: only an access token is a bearer.
-	if err := p.checkBearerKind(tok, c, key); err != nil {
+	if err := p.checkBearerKind(raw, tok, c, key); err != nil {
 		return nil, err
 	}
 	if p.revoked.refuses(key, c) {
