@@ -109,8 +109,9 @@ func (rs *relayedSet) lookup(key [32]byte) (relayedEntry, bool) {
 }
 
 // addLocked puts toks into the map and returns the keys evicted to keep
-// the bound. Called with mu held for writing.
-func (rs *relayedSet) addLocked(toks []relayedToken, now int64) (evicted [][32]byte) {
+// the bound, and how many of them had not expired. Called with mu held for
+// writing.
+func (rs *relayedSet) addLocked(toks []relayedToken, now int64) (evicted [][32]byte, live int) {
 	for _, t := range toks {
 		if _, ok := rs.m[t.key]; !ok {
 			rs.order = append(rs.order, t.key)
@@ -126,10 +127,11 @@ func (rs *relayedSet) addLocked(toks []relayedToken, now int64) (evicted [][32]b
 		if _, ok := rs.m[k]; ok {
 			delete(rs.m, k)
 			evicted = append(evicted, k)
+			live++
 		}
 	}
 	rs.n.Store(int64(len(rs.m)))
-	return evicted
+	return evicted, live
 }
 
 // pruneLocked drops the entries expired at now, compacts the order, and
@@ -213,8 +215,12 @@ func (p *provider) relay(ctx context.Context, tr *tokenResponse, given string) e
 		// and joins the session, so that /logout finds it.
 		add(given, classRefresh, relayedOpaqueRetention)
 	}
-	if err := p.relayed.record(ctx, p.tenant.ID, toks, now); err != nil {
+	live, err := p.relayed.record(ctx, p.tenant.ID, toks, now)
+	if err != nil {
 		return err
+	}
+	if live > 0 {
+		p.log.Warn("the record of relayed tokens is full: the oldest were forgotten before they expired", "forgotten", live, "bound", maxRelayed)
 	}
 	for _, t := range toks {
 		if t.class != classAccess {
@@ -231,18 +237,18 @@ func (p *provider) relay(ctx context.Context, tr *tokenResponse, given string) e
 }
 
 // record stores toks, then adds them in memory; what the bound evicts (the
-// expired first, then the oldest recorded) goes from the
-// table too.
-func (rs *relayedSet) record(ctx context.Context, tenantID string, toks []relayedToken, now time.Time) error {
+// expired first, then the oldest recorded) goes from the table too. It
+// returns how many entries that had not expired were evicted.
+func (rs *relayedSet) record(ctx context.Context, tenantID string, toks []relayedToken, now time.Time) (liveEvicted int, err error) {
 	rs.addMu.Lock()
 	defer rs.addMu.Unlock()
 	if rs.st != nil {
 		if err := rs.st.addRelayed(ctx, tenantID, toks); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	rs.mu.Lock()
-	evicted := rs.addLocked(toks, now.Unix())
+	evicted, live := rs.addLocked(toks, now.Unix())
 	rs.mu.Unlock()
 	if len(evicted) > 0 && rs.st != nil {
 		// Oldest first: the entries nearest their end. One evicted before it
@@ -253,7 +259,7 @@ func (rs *relayedSet) record(ctx context.Context, tenantID string, toks []relaye
 		// the next start loads within the bound again, oldest dropped.
 		_ = rs.st.deleteRelayed(ctx, tenantID, evicted)
 	}
-	return nil
+	return live, nil
 }
 
 // endSessions marks every relayed token of the sessions of keys as signed

@@ -166,17 +166,22 @@ func TestRelayedBound(t *testing.T) {
 	live := now.Add(time.Hour)
 	record := func(toks ...relayedToken) {
 		t.Helper()
-		if err := rs.record(t.Context(), "acme", toks, now); err != nil {
+		if _, err := rs.record(t.Context(), "acme", toks, now); err != nil {
 			t.Fatal(err)
 		}
 	}
 	record(tok(0, now.Add(-time.Second)), tok(1, live), tok(2, live)) // 0 expired
-	record(tok(3, live), tok(4, live))                                // full: 0 goes, not 1
+	if n, _ := rs.record(t.Context(), "acme", []relayedToken{tok(3, live), tok(4, live)}, now); n != 0 {
+		t.Errorf("full with one expired entry, two added: %d live entries evicted; want 0 (the expired one goes)", n)
+	}
 	if rs.classOf(tok(0, live).key) != classUnnamed || rs.classOf(tok(1, live).key) != classRefresh || rs.n.Load() != 4 {
 		t.Errorf("full with one expired entry: %d entries, 0 kept %v, 1 kept %v; want 4, the expired one gone first",
 			rs.n.Load(), rs.classOf(tok(0, live).key) != classUnnamed, rs.classOf(tok(1, live).key) != classUnnamed)
 	}
-	for i := 5; i < 50; i++ {
+	if n, _ := rs.record(t.Context(), "acme", []relayedToken{tok(5, live)}, now); n != 1 {
+		t.Errorf("full of live entries, one added: %d live entries evicted; want 1, reported", n)
+	}
+	for i := 6; i < 50; i++ {
 		record(tok(i, live))
 	}
 	if rs.n.Load() != 4 || len(rs.m) != 4 {
