@@ -23,15 +23,22 @@ type logoutToken struct {
 	jti              string
 }
 
-// isLogoutTokenType reports whether a typ header names a logout token
-// ("logout+jwt", RFC 7515 §4.1.9: case-insensitive, "application/" optional).
-func isLogoutTokenType(typ string) bool {
-	return strings.TrimPrefix(strings.ToLower(typ), "application/") == "logout+jwt"
+// isLogoutTokenTypeOrJWT reports whether a typ header may be a logout
+// token's: "logout+jwt", or "JWT", which the specification allows (it only
+// recommends explicit typing) and Casdoor v3.158.0 and Hydra v2.3.0 send
+// (also Keycloak before 25 and Authentik before 2025.12). RFC 7515 §4.1.9:
+// case-insensitive, "application/" optional.
+func isLogoutTokenTypeOrJWT(typ string) bool {
+	switch strings.TrimPrefix(strings.ToLower(typ), "application/") {
+	case "logout+jwt", "jwt":
+		return true
+	}
+	return false
 }
 
 // verifyLogoutToken checks a back-channel logout token: signed with the
 // tenant's keys and algorithms like every token, typ (when present)
-// logout+jwt, iss exact, aud holding the client id, iat within the leeway of
+// logout+jwt or JWT, iss exact, aud holding the client id, iat within the leeway of
 // now, exp and nbf when present, a jti, the back-channel logout event, a sub
 // or a sid, and no nonce (so an ID token cannot pass for one). Errors:
 // *verifyError for a refused token, errIdPUnavailable (wrapped) with no keys

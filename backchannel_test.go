@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"net/url"
 	"testing"
@@ -59,7 +60,9 @@ func TestBackchannelLogoutRefusesBadTokens(t *testing.T) {
 		{"no iat", f.logoutToken(map[string]any{"iat": nil})},
 		{"iat too old", f.logoutToken(map[string]any{"iat": now.Add(-3 * time.Minute).Unix(), "exp": now.Add(time.Hour).Unix()})},
 		{"iat in the future", f.logoutToken(map[string]any{"iat": now.Add(3 * time.Minute).Unix()})},
-		{"typ JWT", signWith(t, f.key(), f.logoutClaims(), nil)},
+		{"typ secevent+jwt", signWith(t, f.key(), f.logoutClaims(), map[jose.HeaderKey]any{"typ": "secevent+jwt"})},
+		{"typ dpop+jwt", signWith(t, f.key(), f.logoutClaims(), map[jose.HeaderKey]any{"typ": "dpop+jwt"})},
+		{"typ not a string", signWith(t, f.key(), f.logoutClaims(), map[jose.HeaderKey]any{"typ": 7})},
 		{"typ at+jwt", signWith(t, f.key(), f.logoutClaims(), map[jose.HeaderKey]any{"typ": "at+jwt"})},
 		{"an access token", access},
 		{"an access token typed at+jwt", signWith(t, f.key(), f.accessClaims(map[string]any{"sid": "sess-1"}), map[jose.HeaderKey]any{"typ": "at+jwt"})},
@@ -246,5 +249,24 @@ func TestRevocationsBounded(t *testing.T) {
 	}
 	if n := p.revoked.n.Load(); n != 2 {
 		t.Errorf("%d revocations; want 2", n)
+	}
+}
+
+// TestBackchannelLogoutTyp: the specification only recommends explicit
+// typing, and Casdoor v3.158.0 and Hydra v2.3.0 type their logout tokens
+// JWT (Keycloak before 25 and Authentik before 2025.12 did too): logout+jwt,
+// JWT in any case, or no typ are accepted; TestBackchannelLogoutRefusesBadTokens
+// has the other types refused.
+func TestBackchannelLogoutTyp(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	for _, typ := range []any{"logout+jwt", "application/logout+jwt", "JWT", "jwt", "application/jwt", nil} {
+		opts := &jose.SignerOptions{}
+		if typ != nil {
+			opts = opts.WithHeader("typ", typ)
+		}
+		tok := signOpts(t, f.key().alg, f.key().priv, opts.WithHeader("kid", f.key().kid), f.logoutClaims())
+		bcCheck(t, fmt.Sprintf("typ %v", typ), a.backchannel(tok), 200, "")
 	}
 }

@@ -171,7 +171,7 @@ func handleLogin(b *browserSignIn) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		writeTokens(w, tr)
+		relayTokens(w, r, t, tr, "")
 	})
 }
 
@@ -286,7 +286,7 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 				return
 			}
 		}
-		writeTokens(w, tr)
+		relayTokens(w, r, t, tr, "")
 	})
 }
 
@@ -310,6 +310,13 @@ func handleRefresh() http.Handler {
 		scope, err := grantScope(t.cfg, v.Get("scope"))
 		if err != nil {
 			writeError(w, r, err)
+			return
+		}
+		if t.prov.relayed.endedRefresh(tokenKey(rt)) {
+			// Signed out here (/logout): refused whatever the IdP would
+			// say, since not every IdP can revoke it.
+			t.prov.log.Info("refresh refused: the refresh token was signed out here", "request_id", info(r).id)
+			writeError(w, r, rejected)
 			return
 		}
 		key := refreshKey(t.cfg.ID, rt, scope)
@@ -337,7 +344,7 @@ func handleRefresh() http.Handler {
 		if !t.cfg.rotateRefreshTokens() || out.RefreshToken == "" {
 			out.RefreshToken = rt
 		}
-		writeTokens(w, &out)
+		relayTokens(w, r, t, &out, rt)
 	})
 }
 
@@ -366,12 +373,20 @@ func handleRegister(st *store) http.Handler {
 			}
 		}
 		c, err := t.prov.authenticate(r.Context(), raw)
+		if err == nil {
+			c, err = t.prov.bearerNames(r.Context(), raw, c)
+		}
 		if err != nil {
 			writeUnauthenticated(w, r, t, err)
 			return
 		}
 		p := principal{TenantID: t.cfg.ID, Issuer: t.cfg.principalIssuer(c), Subject: c.Subject}
-		part, err := st.ensureParticipant(r.Context(), p, displayName(c), verifiedEmail(c))
+		name, email := displayName(c), verifiedEmail(c)
+		if strings.TrimSpace(string(c.Name)) == "" && strings.TrimSpace(string(c.PreferredUsername)) == "" && email == "" {
+			// A token without names never overwrites stored ones.
+			name = ""
+		}
+		part, err := st.ensureParticipant(r.Context(), p, name, email)
 		if err != nil {
 			writeError(w, r, err)
 			return

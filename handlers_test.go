@@ -133,6 +133,9 @@ func TestRegisterCreatesOnceAndUpdates(t *testing.T) {
 func TestRegisterDisplayNameFallback(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
+	// A token without names asks userinfo, which fails here: the names
+	// stay unknown (userinfonames_test.go has the rest).
+	f.userinfoFn = func(string) (int, any) { return 503, rawBody("down") }
 	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
 	for i, tc := range []struct {
 		mods map[string]any

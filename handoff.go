@@ -82,5 +82,5 @@ func (b *browserSignIn) redeemHandoff(w http.ResponseWriter, r *http.Request, t 
 		elapsed := flexInt(ts.handoffs.now().Sub(ho.issued) / time.Second)
 		out.ExpiresIn = max(out.ExpiresIn-elapsed, 1)
 	}
-	writeTokens(w, &out)
+	relayTokens(w, r, t, &out, "")
 }

@@ -56,7 +56,7 @@ func TestIntrospectionRepeatedActive(t *testing.T) {
 	t.Parallel()
 	f, a := newIntrospectionApp(t, nil)
 	now := time.Now().Unix()
-	good := `"iss":"` + f.issuer + `","sub":"opaque-sub","client_id":"` + testClientID + `","exp":` + jsonInt(now+300) + `,"iat":` + jsonInt(now)
+	good := `"token_type":"Bearer","name":"Opaque User","iss":"` + f.issuer + `","sub":"opaque-sub","client_id":"` + testClientID + `","exp":` + jsonInt(now+300) + `,"iat":` + jsonInt(now)
 	tests := []struct {
 		name       string
 		body       string

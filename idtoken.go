@@ -1,9 +1,8 @@
 package main
 
-// What sets an ID token apart from an access token, and what binds it to
-// the access token it came with: the claims only an ID token carries, so
-// that one is never accepted as a bearer, and its at_hash, so that no other
-// access token is passed on beside it.
+// What binds an ID token to the access token it came with: its at_hash, so
+// that no other access token is passed on beside it. What keeps an ID token
+// from being a bearer is tokenkind.go's, and relayed.go's.
 
 import (
 	"context"
@@ -13,7 +12,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
-	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
 )
@@ -39,23 +37,6 @@ func (m *markerClaim) UnmarshalJSON(b []byte) error {
 		m.text = s
 	}
 	return nil
-}
-
-// idTokenMarker names the claim that makes c an ID token (SPEC.md Token
-// verification), or returns "" when it has none: at_hash or c_hash (OIDC
-// Core §3.1.3.6, §3.3.2.11), or a payload typ of ID, as Keycloak writes in
-// its ID tokens. nonce is no marker: Dex copies the authorization request's
-// nonce into its access tokens too.
-func idTokenMarker(c *claims) string {
-	switch {
-	case c.AccessTokenHash.set:
-		return "at_hash"
-	case c.CodeHash.set:
-		return "c_hash"
-	case strings.EqualFold(string(c.Type), "ID"):
-		return "typ ID"
-	}
-	return ""
 }
 
 // verifyAnswerIDToken verifies the ID token of a token endpoint answer as

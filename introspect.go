@@ -111,6 +111,10 @@ type introspectionResponse struct {
 	AuthorizedParty   looseString         `json:"azp"`
 	ClientID          looseString         `json:"client_id"`
 	TokenType         looseString         `json:"token_type"`
+	TokenUse          looseString         `json:"token_use"` // Dex v2.45.1, Hydra v2.3.0
+	Typ               looseString         `json:"typ"`       // Keycloak
+	CodeHash          markerClaim         `json:"c_hash"`
+	Events            markerClaim         `json:"events"`
 	Expiry            *jwt.NumericDate    `json:"exp"`
 	NotBefore         *jwt.NumericDate    `json:"nbf"`
 	IssuedAt          *jwt.NumericDate    `json:"iat"`
@@ -124,9 +128,9 @@ type introspectionResponse struct {
 
 // readIntrospection applies SPEC.md's rules to a 200 answer: active must be
 // the JSON true; exp, nbf and iat as for JWTs; iss, when present, the
-// issuer; no refresh token; the access-token audience rule over aud, azp and
-// client_id; sub required. Without name, preferred_username and email, one
-// userinfo call fills them.
+// issuer; the kind (decideKind) may be a bearer; the access-token audience
+// rule over aud, azp and client_id; sub required. Then userinfo, once, when
+// the answer names no access token or no name (confirmUserinfo).
 func (p *provider) readIntrospection(ctx context.Context, raw string, body []byte) (*remoteAnswer, error) {
 	var r introspectionResponse
 	if !isJSONObject(body) {
@@ -149,8 +153,12 @@ func (p *provider) readIntrospection(ctx context.Context, raw string, body []byt
 		}
 		iss = *r.Issuer
 	}
-	if tt := strings.ToLower(string(r.TokenType)); strings.Contains(tt, "refresh") {
-		return refused(reasonTokenType, "introspection: token_type %q is a refresh token", truncate(tt, 40)), nil
+	class, why := decideKind(kindSignals{
+		typ: string(r.Typ), tokenUse: string(r.TokenUse), cHash: r.CodeHash.set, events: r.Events.set,
+		introTokenType: string(r.TokenType), relayed: p.relayed.classOf(tokenKey(raw)),
+	})
+	if why := bearerRefusal(class, why); why != "" {
+		return refused(reasonTokenType, "introspection: %s", why), nil
 	}
 	c := &claims{
 		Issuer:            iss,
@@ -170,8 +178,8 @@ func (p *provider) readIntrospection(ctx context.Context, raw string, body []byt
 	if refusal := p.checkRemoteClaims(c); refusal != nil {
 		return refusal, nil
 	}
-	if c.Name == "" && c.PreferredUsername == "" && c.Email == "" {
-		p.fillFromUserinfo(ctx, raw, c)
+	if refusal, err := p.confirmUserinfo(ctx, raw, c, class == classAccess); refusal != nil || err != nil {
+		return refusal, err
 	}
 	if c.Name == "" && c.PreferredUsername == "" {
 		c.PreferredUsername = r.Username // RFC 7662's own human-readable name
@@ -297,6 +305,10 @@ func (p *provider) userinfoValidate(ctx context.Context, raw string) (*remoteAns
 	case info.Subject == "":
 		return refused(reasonMissingClaim, "userinfo: sub"), nil
 	}
+	// Userinfo says nothing of the kind; what this service relayed does.
+	if why := bearerRefusal(decideKind(kindSignals{relayed: p.relayed.classOf(tokenKey(raw))})); why != "" {
+		return refused(reasonTokenType, "%s", why), nil
+	}
 	return &remoteAnswer{c: &claims{
 		Issuer:            p.tenant.Issuer,
 		Subject:           string(info.Subject),
@@ -307,16 +319,43 @@ func (p *provider) userinfoValidate(ctx context.Context, raw string) (*remoteAns
 	}}, nil
 }
 
-// fillFromUserinfo sets c's name, preferred_username and email from the
-// userinfo endpoint when it answers for the same subject; any failure
-// leaves them empty, since the token itself was found valid.
-func (p *provider) fillFromUserinfo(ctx context.Context, raw string, c *claims) {
-	status, info, err := p.userinfo(ctx, raw)
-	if err != nil || info == nil || string(info.Subject) != c.Subject {
-		p.log.Info("userinfo gave no name for an introspected token", "status", status, "err", err)
-		return
+// confirmUserinfo asks the userinfo endpoint about an introspected token
+// with claims c when the answer named no access token (named false), or no
+// name: Authelia v4.39.20 introspects its refresh tokens active with
+// nothing that tells them from access tokens, and only its userinfo
+// endpoint refuses them (400). A refusal (any 4xx, a 200 without sub, as
+// Casdoor v3.158.0 answers with its error envelope, or for another subject)
+// means the token is no access token: a refused answer. A 5xx or no answer
+// is the IdP failing: for a token whose answer named it an access token,
+// only its names stay unknown; for one that did not, the error
+// (errIdPUnavailable, not remembered). With no userinfo endpoint, nothing
+// can be confirmed and the answer stands. Names the answer lacks are filled
+// from userinfo's.
+func (p *provider) confirmUserinfo(ctx context.Context, raw string, c *claims, named bool) (*remoteAnswer, error) {
+	noNames := c.Name == "" && c.PreferredUsername == "" && c.Email == ""
+	if named && !noNames {
+		return nil, nil
 	}
-	c.Name, c.PreferredUsername, c.Email, c.EmailVerified = info.Name, info.PreferredUsername, info.Email, info.EmailVerified
+	if d := p.disc.Load(); d == nil || d.UserinfoEndpoint == "" {
+		return nil, nil
+	}
+	status, info, err := p.userinfo(ctx, raw)
+	switch {
+	case err == nil && status >= 400 && status < 500:
+		return refused(reasonTokenType, "userinfo answered %d: not an access token", status), nil
+	case err == nil && info != nil && string(info.Subject) != c.Subject:
+		return refused(reasonTokenType, "userinfo answered 200 without this token's sub: not an access token"), nil
+	case err != nil || info == nil:
+		if !named {
+			return nil, fmt.Errorf("userinfo: %w: status %d, so the token's kind is unknown", errIdPUnavailable, status)
+		}
+		p.log.Info("userinfo gave no name for an introspected token", "status", status, "err", err)
+		return nil, nil
+	}
+	if noNames {
+		c.Name, c.PreferredUsername, c.Email, c.EmailVerified = info.Name, info.PreferredUsername, info.Email, info.EmailVerified
+	}
+	return nil, nil
 }
 
 // userinfoResponse is the part of a userinfo answer we use.

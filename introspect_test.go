@@ -39,7 +39,11 @@ func introspectAnswer(status int, body any) func(url.Values, *http.Request) (int
 
 func TestIntrospectionAnswers(t *testing.T) {
 	t.Parallel()
-	f, a := newIntrospectionApp(t, nil)
+	// Answers that name no kind are confirmed at userinfo, which knows
+	// every token here as opaque-sub's access token.
+	f, a := newIntrospectionApp(t, func(f *fakeIDP, _ *tenantConfig) {
+		f.userinfoFn = func(string) (int, any) { return 200, map[string]any{"sub": "opaque-sub"} }
+	})
 	a.logLevel.Set(-8) // every line, to look for tokens in them
 	now := time.Now()
 	good := func(mods ...map[string]any) map[string]any {
@@ -78,6 +82,16 @@ func TestIntrospectionAnswers(t *testing.T) {
 		{"a refresh token", 200, good(map[string]any{"token_type": "refresh_token"}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
 		{"a refresh token, RFC 8693 URN", 200, good(map[string]any{"token_type": "urn:ietf:params:oauth:token-type:refresh_token"}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
 		{"no sub", 200, good(map[string]any{"sub": nil}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
+		{"Keycloak typ Bearer (shaped, not copied)", 200, good(map[string]any{"token_type": nil, "typ": "Bearer"}), "", 200, ""},
+		{"Keycloak typ Refresh (shaped, not copied)", 200, good(map[string]any{"token_type": nil, "typ": "Refresh"}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
+		{"Keycloak typ Offline (shaped, not copied)", 200, good(map[string]any{"token_type": nil, "typ": "Offline"}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
+		{"Keycloak typ ID (shaped, not copied)", 200, good(map[string]any{"token_type": nil, "typ": "ID"}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
+		{"Keycloak typ Logout (shaped, not copied)", 200, good(map[string]any{"token_type": nil, "typ": "Logout"}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
+		{"token_type Bearer with typ Refresh", 200, good(map[string]any{"typ": "Refresh"}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
+		{"token_use refresh_token beside token_type Bearer (Hydra v2.3.0)", 200, good(map[string]any{"token_use": "refresh_token"}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
+		{"c_hash", 200, good(map[string]any{"c_hash": "x"}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
+		{"events", 200, good(map[string]any{"events": map[string]any{backchannelLogoutEvent: map[string]any{}}}), "", 401, "SW_AUTH_UNAUTHENTICATED"},
+		{"at_hash and nonce alone are no markers", 200, good(map[string]any{"at_hash": "x", "nonce": "n"}), "", 200, ""},
 		{"400 unsupported_token_type (oidc-provider, its JWTs)", 400, map[string]string{"error": "unsupported_token_type"}, "", 401, "SW_AUTH_UNAUTHENTICATED"},
 		{"400 without an OAuth error", 400, rawBody("bad request"), "", 503, "SW_AUTH_IDP_UNAVAILABLE"},
 		{"401 to our credentials", 401, map[string]string{"error": "invalid_client"}, "", 500, "SW_INTERNAL"},
@@ -187,34 +201,49 @@ func TestIntrospectionRequest(t *testing.T) {
 }
 
 // TestIntrospectionDisplayName: /register takes name and email from the
-// answer; without any name, one userinfo call fills them, and its failure
-// leaves them empty.
+// answer; without any name, one userinfo call fills them. A userinfo
+// refusal (4xx, or a 200 for another subject) means the token is no access
+// token (SPEC.md Token kinds); a 5xx only leaves the names empty when the
+// answer named an access token (token_type Bearer), and is the IdP failing
+// (503) when it did not.
 func TestIntrospectionDisplayName(t *testing.T) {
 	t.Parallel()
 	noNames := map[string]any{"name": nil, "preferred_username": nil, "email": nil}
+	unnamed := map[string]any{"token_type": nil}
 	tests := []struct {
 		name         string
 		mods         map[string]any
 		userinfo     func(string) (int, any) // nil: the fake's default
+		wantStatus   int
 		wantName     string
 		wantEmail    string
 		wantUserinfo bool
 	}{
-		{"from the answer", nil, nil, "Opaque User", "opaque.user@example.com", false},
-		{"email only in the answer", map[string]any{"name": nil, "preferred_username": nil}, nil, "opaque.user", "opaque.user@example.com", false},
-		{"none: userinfo fills them", noNames, nil, "Userinfo Name", "from.userinfo@example.com", true},
-		{"none, userinfo fails", noNames, func(string) (int, any) { return 500, rawBody("down") }, testSubject, "", true},
+		{"from the answer", nil, nil, 200, "Opaque User", "opaque.user@example.com", false},
+		{"email only in the answer", map[string]any{"name": nil, "preferred_username": nil}, nil, 200, "opaque.user", "opaque.user@example.com", false},
+		{"none: userinfo fills them", noNames, nil, 200, "Userinfo Name", "from.userinfo@example.com", true},
+		{"none, userinfo fails", noNames, func(string) (int, any) { return 500, rawBody("down") }, 200, testSubject, "", true},
 		{"none, userinfo for another subject", noNames, func(string) (int, any) {
 			return 200, map[string]any{"sub": "someone-else", "name": "Mallory"}
-		}, testSubject, "", true},
-		{"none, RFC 7662 username", withMods(noNames, map[string]any{"username": "the-username"}), func(string) (int, any) { return 401, nil }, "the-username", "", true},
+		}, 401, "", "", true},
+		{"none, userinfo refuses", withMods(noNames, map[string]any{"username": "the-username"}), func(string) (int, any) { return 401, nil }, 401, "", "", true},
+		{"no kind named: names from the answer, userinfo confirms", unnamed, nil, 200, "Opaque User", "opaque.user@example.com", true},
+		{"no kind named, userinfo 400", unnamed, func(string) (int, any) { return 400, map[string]any{"error": "invalid_token"} }, 401, "", "", true},
+		{"no kind named, userinfo 500", unnamed, func(string) (int, any) { return 500, rawBody("down") }, 503, "", "", true},
+		{"no kind named, RFC 7662 username", withMods(noNames, unnamed, map[string]any{"username": "the-username"}), func(string) (int, any) {
+			return 200, map[string]any{"sub": testSubject}
+		}, 200, "the-username", "", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f, a := newIntrospectionApp(t, func(f *fakeIDP, _ *tenantConfig) { f.userinfoFn = tc.userinfo })
 			w := a.register(f.opaqueToken(tc.mods))
-			if !tokCheck(t, "/v1/auth/register", tc.name, w, 200, "") {
+			wantCode := map[int]string{401: "SW_AUTH_UNAUTHENTICATED", 503: "SW_AUTH_IDP_UNAVAILABLE"}[tc.wantStatus]
+			if !tokCheck(t, "/v1/auth/register", tc.name, w, tc.wantStatus, wantCode) || tc.wantStatus != 200 {
+				if got := f.userinfoHits.Load() > 0; got != tc.wantUserinfo {
+					t.Errorf("POST /v1/auth/register (%s): userinfo called %v; want %v", tc.name, got, tc.wantUserinfo)
+				}
 				return
 			}
 			d := decode(t, w).Data

@@ -69,6 +69,24 @@ func handleLogout(st *store) http.Handler {
 			// Otherwise an expired or foreign token: it passes nowhere here,
 			// and the refresh token is what is left to revoke.
 		}
+		// The whole session the service relayed these tokens in ends here:
+		// its other access tokens, its refresh token and its ID token. Not
+		// by the id_token_hint: an ID token is no credential, and anyone's
+		// would end another's session.
+		var keys [][32]byte
+		if access != "" {
+			keys = append(keys, tokenKey(access))
+		}
+		if err := t.prov.endRelayedSessions(r.Context(), st, keys, refresh); err != nil {
+			if errors.Is(err, errTooManyRevocations) {
+				t.prov.log.Error("sign-out refused: too many revocations in force")
+				w.Header().Set("Retry-After", "60")
+				writeError(w, r, &apiError{http.StatusTooManyRequests, "SW_RATE_LIMITED", "too many sign-outs in force; try again later"})
+				return
+			}
+			writeError(w, r, err)
+			return
+		}
 		if refresh != "" {
 			t.prov.refresh.forget(refreshTokenHash(t.cfg.ID, refresh))
 		}

@@ -258,6 +258,11 @@ func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, 
 		st.Close()
 		return err
 	}
+	if err := s.loadRelayed(ctx); err != nil {
+		ln.Close()
+		st.Close()
+		return err
+	}
 	// The runtime's environment, not run's: GOMEMLIMIT is what the
 	// runtime itself read at start.
 	memLimit := applyMemoryLimit(*cfg.MemoryLimitMB, os.Getenv("GOMEMLIMIT"))

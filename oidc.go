@@ -88,6 +88,10 @@ type provider struct {
 	tokens  *tokenCache // nil: no cache, every bearer token verified in full
 	refresh *refreshFlights
 	revoked *revocations
+	// relayed is the record of tokens this service passed on (relayed.go).
+	relayed *relayedSet
+	// names are userinfo's names for JWTs that carry none (userinfonames.go).
+	names *namesCache
 	// revokeWait bounds /logout's wait for the revocation endpoint.
 	revokeWait time.Duration
 	// remote shares one IdP call among requests with one opaque token.
@@ -113,6 +117,8 @@ func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 	p.keys = &keySource{get: p.get, discovery: p.disc.Load, log: p.log, met: met, now: func() time.Time { return p.now() }}
 	p.refresh = newRefreshFlights(func() time.Time { return p.now() })
 	p.revoked = newRevocations(maxRevocations)
+	p.relayed = newRelayedSet(maxRelayed)
+	p.names = newNamesCache(maxNamesCache)
 	p.revokeWait = logoutRevokeTimeout
 	p.remote = newFlightGroup[[32]byte, *remoteAnswer](func() time.Time { return p.now() }, remoteCallTimeout, 0, maxRemoteFlights)
 	return p

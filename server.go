@@ -60,6 +60,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 	for i := range cfg.Tenants {
 		tc := &cfg.Tenants[i]
 		t := &tenant{cfg: tc, prov: newProvider(tc, log, met), cors: make(map[string]bool)}
+		t.prov.relayed.st = st
 		for _, o := range tc.CORSOrigins {
 			t.cors[o] = true
 		}
@@ -98,6 +99,7 @@ func (s *server) startProviders(ctx context.Context) {
 		go t.prov.run(ctx)
 	}
 	go s.runRevocationPruner(ctx)
+	go s.runRelayedPruner(ctx)
 }
 
 // tenantFor routes a request to its tenant by Host (port ignored,

@@ -83,6 +83,7 @@ var migrations = []string{
 	// row's issued_before is its token's iat (0 for none).
 	`ALTER TABLE revocations ADD COLUMN subject TEXT NOT NULL DEFAULT '';
 	CREATE INDEX revocations_subject ON revocations (tenant_id, subject) WHERE kind = 'token';`,
+	migrationRelayed, // version 5, store_relayed.go
 }
 
 // errNotFound is returned by lookups that find no row.
@@ -302,8 +303,12 @@ func (s *store) ping(ctx context.Context) error {
 // callers for one principal get the same participant. When nothing changed
 // no write is made. The returned participant is durable: its transaction
 // has been committed with synchronous=FULL.
+//
+// An empty name means the token named nobody: a new participant is named by
+// its subject, and a stored one keeps its names.
 func (s *store) ensureParticipant(ctx context.Context, p principal, name, email string) (participant, error) {
-	if part, ok := s.cache.get(p); ok && part.DisplayName == name && part.Email == email {
+	keep := func(part participant) bool { return name == "" || part.DisplayName == name && part.Email == email }
+	if part, ok := s.cache.get(p); ok && keep(part) {
 		return part, nil
 	}
 	// A delete elsewhere may land between reading a row and caching it; the
@@ -311,7 +316,7 @@ func (s *store) ensureParticipant(ctx context.Context, p principal, name, email 
 	epoch := s.cache.epoch()
 	part, err := s.participantByPrincipal(ctx, p)
 	switch {
-	case err == nil && part.DisplayName == name && part.Email == email:
+	case err == nil && keep(part):
 		s.cache.put(part, epoch)
 		return part, nil
 	case err != nil && !errors.Is(err, errNotFound):
@@ -437,13 +442,19 @@ func (s *store) upsertAll(batch []*ensureRequest) ([]ensureResult, error) {
 
 func upsertParticipant(ctx context.Context, tx *sql.Tx, req *ensureRequest, now int64) (participant, bool, error) {
 	id, wsID := newUUID(), "ws-"+newUUID()
+	// An empty name is a token that named nobody: it names a new
+	// participant by its subject and leaves a stored one's names alone.
+	name := req.name
+	if name == "" {
+		name = req.p.Subject
+	}
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO participants (id, tenant_id, issuer, subject, display_name, email, personal_workspace_id, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (tenant_id, issuer, subject) DO UPDATE
 		SET display_name = excluded.display_name, email = excluded.email, updated_at = excluded.updated_at
-		WHERE display_name IS NOT excluded.display_name OR email IS NOT excluded.email`,
-		id, req.p.TenantID, req.p.Issuer, req.p.Subject, req.name, req.email, wsID, now, now)
+		WHERE ? AND (display_name IS NOT excluded.display_name OR email IS NOT excluded.email)`,
+		id, req.p.TenantID, req.p.Issuer, req.p.Subject, name, req.email, wsID, now, now, req.name != "")
 	if err != nil {
 		return participant{}, false, fmt.Errorf("upsert participant: %w", err)
 	}

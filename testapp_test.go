@@ -79,6 +79,9 @@ func startTestAppLog(t testing.TB, cfg *config, dbPath string, wait bool, logw i
 	if err := s.loadRevocations(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.loadRelayed(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.startProviders(ctx)
 	a := &testApp{t: t, srv: s, store: st, dbPath: dbPath, cancel: cancel, logs: logs, logLevel: level}

@@ -103,7 +103,8 @@ type claims struct {
 	Email             looseString      `json:"email"`
 	EmailVerified     claimBool        `json:"email_verified"`
 	SessionID         looseString      `json:"sid"`
-	// What marks an ID token (idTokenMarker).
+	// at_hash binds an ID token to its access token (idtoken.go); it is no
+	// marker of a token's kind (tokenkind.go reads those, kindMarkers).
 	AccessTokenHash markerClaim `json:"at_hash"`
 	CodeHash        markerClaim `json:"c_hash"`
 	Type            looseString `json:"typ"`
@@ -213,8 +214,8 @@ func (p *provider) verifySigned(ctx context.Context, raw string, kind tokenKind)
 		}
 	}
 	if typ, ok := h.ExtraHeaders["typ"]; ok && kind == kindLogoutToken {
-		if s, _ := typ.(string); !isLogoutTokenType(s) {
-			return nil, nil, nil, refuse(reasonTokenType, "typ %q is not logout+jwt", truncate(s, 40))
+		if s, _ := typ.(string); !isLogoutTokenTypeOrJWT(s) {
+			return nil, nil, nil, refuse(reasonTokenType, "typ %q is neither logout+jwt nor JWT", truncate(s, 40))
 		}
 	}
 	if kind == kindAccessToken && p.tenant.AccessTokens.RequireJWTType {
@@ -350,9 +351,6 @@ func (p *provider) checkClaims(c *claims, kind tokenKind, nonce string) error {
 			return refuse(reasonNonce, "")
 		}
 	case kindAccessToken:
-		if m := idTokenMarker(c); m != "" {
-			return refuse(reasonTokenType, "an ID token (%s) is not an access token", m)
-		}
 		// RFC 9068 names the client in client_id, where OIDC says azp:
 		// Cognito, Hydra and Auth0's RFC 9068 profile send no azp, and
 		// Cognito no aud either.
@@ -408,8 +406,16 @@ func (p *provider) verifyAccessKey(ctx context.Context, raw string, key [32]byte
 	}
 	now := p.now()
 	epoch := p.revoked.epoch.Load()
-	c, gen, err := p.verifyGen(ctx, raw, kindAccessToken, "")
+	tok, c, ks, err := p.verifySigned(ctx, raw, kindAccessToken)
 	if err != nil {
+		return nil, err
+	}
+	if err := p.checkClaims(c, kindAccessToken, ""); err != nil {
+		return nil, err
+	}
+	gen := ks.gen
+	// Signature, claims, then the kind: only an access token is a bearer.
+	if err := p.checkBearerKind(raw, tok, c, key); err != nil {
 		return nil, err
 	}
 	if p.revoked.refuses(key, c) {

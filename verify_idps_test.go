@@ -1,8 +1,9 @@
 package main
 
-// Access tokens shaped as real IdPs write them (claims and header as their
-// documentation shows them), through the real handler: the audience rule
-// with RFC 9068's client_id claim, and access_tokens.require_jwt_type.
+// Access tokens shaped as IdPs' documentation shows them, through the real
+// handler: the audience rule with RFC 9068's client_id claim, and
+// access_tokens.require_jwt_type. What real IdPs issued, and how their
+// kinds are told apart, is idptokens_test.go's.
 
 import (
 	"context"
@@ -28,6 +29,9 @@ func idpClaims(f *fakeIDP, kv map[string]any) map[string]any {
 func TestVerifyAccessTokenShapesOfIdPs(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
+	// Most of these tokens carry no name: userinfo is asked, and fails
+	// here, so the names stay unknown and the audience rule decides.
+	f.userinfoFn = func(string) (int, any) { return 503, rawBody("down") }
 	const api = "https://api.scaiwave.example"
 	plain := newTestApp(t, []tenantConfig{f.tenantConfig()})
 	withAPI := f.tenantConfig()

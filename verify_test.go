@@ -76,7 +76,7 @@ func checkAccess(t testing.TB, a *testApp, name, tok string, wantStatus int, wan
 	if wantStatus == http.StatusOK {
 		wantReason = ""
 	}
-	_, err := a.srv.tenants[0].prov.verify(context.Background(), tok, kindAccessToken, "")
+	_, err := a.srv.tenants[0].prov.verifyAccess(context.Background(), tok)
 	checkReason(t, name, err, wantReason)
 }
 

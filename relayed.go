@@ -1,0 +1,424 @@
+package main
+
+// What the service relayed, it remembers: every access, refresh and ID token
+// passed on in an answer of /login, /token, /refresh or a handoff's
+// redemption is recorded by its SHA-256 (tokenKey), never the token, with
+// its kind and the sign-in session it belongs to. So a refresh or ID token
+// the service handed out is never accepted as a bearer, whatever its shape
+// (Hydra v2.3.0's ID tokens and Dex v2.45.1's refreshed ID tokens carry no
+// marker of their kind at all), and /logout can end a whole session: its
+// access tokens go on the deny list, its refresh tokens are refused by
+// /refresh, also where the IdP has no revocation endpoint (Dex v2.45.1,
+// Pocket ID v2.9.0, Casdoor v3.158.0, LemonLDAP::NG 2.16.1).
+//
+// The record lives in the store (store_relayed.go), so a restart keeps it,
+// and in a bounded in-memory set loaded at start, which the cold path of a
+// bearer consults. The cached path never does: a token recorded as a refresh
+// or ID token is dropped from the verified-token cache as it is recorded,
+// before the answer that carries it is written, so no client can have made
+// it a cache entry after that.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// maxRelayed bounds one tenant's record, in memory and in the table.
+	// An entry costs about 150 bytes in memory (key, entry, map slot, and
+	// its place in the eviction order); a sign-in records up to three.
+	maxRelayed = 100_000
+	// relayedOpaqueRetention is how long a token with no visible exp is
+	// remembered: an opaque refresh token can live that long at the IdPs
+	// seen here (Dex v2.45.1's introspection gives its refresh tokens 90
+	// days; Hydra v2.3.0's live 30), and the record of a signed-out one is
+	// what keeps /refresh refusing it where the IdP cannot revoke it. Its
+	// bound is maxRelayed, not time.
+	relayedOpaqueRetention = 90 * 24 * time.Hour
+	// relayedAccessRetention is the retention of an opaque access token
+	// whose answer had no expires_in: as long as a subject revocation is
+	// kept at least.
+	relayedAccessRetention = minRevocationRetention
+)
+
+// relayedEntry is what is remembered of one relayed token.
+type relayedEntry struct {
+	session uint64
+	expires int64 // Unix seconds
+	class   tokenClass
+	ended   bool // its session was signed out (/logout)
+}
+
+// relayedToken is one row: a token's key and what is remembered of it.
+type relayedToken struct {
+	key [32]byte
+	relayedEntry
+}
+
+// relayedSet is one tenant's record in memory, bounded by max entries:
+// when full, expired entries go first, then the oldest recorded.
+type relayedSet struct {
+	mu    sync.RWMutex
+	m     map[[32]byte]relayedEntry
+	order [][32]byte // keys in the order recorded; may hold keys gone from m
+	max   int
+	// n is len(m), so that a tenant with no record pays one atomic load.
+	n atomic.Int64
+	// st persists the record; nil keeps it in memory only (tests).
+	st *store
+	// addMu serialises additions, so the table and the map agree.
+	addMu sync.Mutex
+}
+
+func newRelayedSet(max int) *relayedSet {
+	return &relayedSet{m: map[[32]byte]relayedEntry{}, max: max}
+}
+
+// classOf is what key's token was relayed as: classUnnamed when it never
+// was (or is forgotten), else its class.
+func (rs *relayedSet) classOf(key [32]byte) tokenClass {
+	if rs == nil || rs.n.Load() == 0 {
+		return classUnnamed
+	}
+	rs.mu.RLock()
+	e, ok := rs.m[key]
+	rs.mu.RUnlock()
+	if !ok {
+		return classUnnamed
+	}
+	return e.class
+}
+
+// lookup returns the entry of key.
+func (rs *relayedSet) lookup(key [32]byte) (relayedEntry, bool) {
+	if rs == nil || rs.n.Load() == 0 {
+		return relayedEntry{}, false
+	}
+	rs.mu.RLock()
+	defer rs.mu.RUnlock()
+	e, ok := rs.m[key]
+	return e, ok
+}
+
+// addLocked puts toks into the map and returns the keys evicted to keep
+// the bound, and how many of them had not expired. Called with mu held for
+// writing.
+func (rs *relayedSet) addLocked(toks []relayedToken, now int64) (evicted [][32]byte, live int) {
+	for _, t := range toks {
+		if _, ok := rs.m[t.key]; !ok {
+			rs.order = append(rs.order, t.key)
+		}
+		rs.m[t.key] = t.relayedEntry
+	}
+	if len(rs.m) > rs.max {
+		evicted = rs.pruneLocked(now)
+	}
+	for len(rs.m) > rs.max && len(rs.order) > 0 {
+		k := rs.order[0]
+		rs.order = rs.order[1:]
+		if _, ok := rs.m[k]; ok {
+			delete(rs.m, k)
+			evicted = append(evicted, k)
+			live++
+		}
+	}
+	rs.n.Store(int64(len(rs.m)))
+	return evicted, live
+}
+
+// pruneLocked drops the entries expired at now, compacts the order, and
+// returns the keys dropped.
+func (rs *relayedSet) pruneLocked(now int64) (dropped [][32]byte) {
+	kept := rs.order[:0:0]
+	for _, k := range rs.order {
+		e, ok := rs.m[k]
+		if !ok {
+			continue
+		}
+		if e.expires <= now {
+			delete(rs.m, k)
+			dropped = append(dropped, k)
+			continue
+		}
+		kept = append(kept, k)
+	}
+	rs.order = kept
+	rs.n.Store(int64(len(rs.m)))
+	return dropped
+}
+
+// prune drops the expired entries.
+func (rs *relayedSet) prune(now time.Time) {
+	rs.mu.Lock()
+	rs.pruneLocked(now.Unix())
+	rs.mu.Unlock()
+}
+
+// load adds entries read from the store at start, oldest first.
+func (rs *relayedSet) load(toks []relayedToken, now time.Time) {
+	rs.mu.Lock()
+	rs.addLocked(toks, now.Unix())
+	rs.mu.Unlock()
+}
+
+// relay records what the answer tr passes on, before it is written: its
+// access token, refresh token and ID token, in one session; given is the
+// refresh token a /refresh call was made with ("" otherwise), whose session
+// the answer joins. An ID token that is the access token byte for byte
+// (Casdoor v3.158.0's default) is recorded as the access token it also is.
+// Each refresh and ID token is dropped from the verified-token cache. Errors
+// come from the store; nothing is passed on then.
+func (p *provider) relay(ctx context.Context, tr *tokenResponse, given string) error {
+	now := p.now()
+	session, givenKnown := uint64(0), false
+	if given != "" {
+		if e, ok := p.relayed.lookup(tokenKey(given)); ok {
+			session, givenKnown = e.session, true
+		}
+	}
+	if session == 0 {
+		session = newSessionID()
+	}
+	var toks []relayedToken
+	add := func(raw string, class tokenClass, fallback time.Duration) {
+		if raw == "" {
+			return
+		}
+		exp := jwtExpiry(raw)
+		if exp == 0 {
+			exp = now.Add(fallback).Unix()
+		}
+		toks = append(toks, relayedToken{key: tokenKey(raw), relayedEntry: relayedEntry{session: session, expires: exp + int64(leeway/time.Second), class: class}})
+	}
+	accessLife := relayedAccessRetention
+	if tr.ExpiresIn > 0 {
+		accessLife = time.Duration(tr.ExpiresIn) * time.Second
+	}
+	add(tr.AccessToken, classAccess, accessLife)
+	if tr.RefreshToken != tr.AccessToken {
+		add(tr.RefreshToken, classRefresh, relayedOpaqueRetention)
+	}
+	if tr.IDToken != tr.AccessToken {
+		add(tr.IDToken, classID, relayedAccessRetention)
+	}
+	if given != "" && !givenKnown && given != tr.RefreshToken {
+		// A refresh token this service did not relay (its record evicted,
+		// or from before the record) that the IdP just honoured: it is one,
+		// and joins the session, so that /logout finds it.
+		add(given, classRefresh, relayedOpaqueRetention)
+	}
+	live, err := p.relayed.record(ctx, p.tenant.ID, toks, now)
+	if err != nil {
+		return err
+	}
+	if live > 0 {
+		p.log.Warn("the record of relayed tokens is full: the oldest were forgotten before they expired", "forgotten", live, "bound", maxRelayed)
+	}
+	for _, t := range toks {
+		if t.class != classAccess {
+			p.tokens.remove(t.key)
+		}
+	}
+	if tr.RefreshToken != "" {
+		p.tokens.remove(remoteKey(p.tenant.ID, tr.RefreshToken))
+	}
+	if tr.IDToken != "" && tr.IDToken != tr.AccessToken {
+		p.tokens.remove(remoteKey(p.tenant.ID, tr.IDToken))
+	}
+	return nil
+}
+
+// record stores toks, then adds them in memory; what the bound evicts (the
+// expired first, then the oldest recorded) goes from the table too. It
+// returns how many entries that had not expired were evicted.
+func (rs *relayedSet) record(ctx context.Context, tenantID string, toks []relayedToken, now time.Time) (liveEvicted int, err error) {
+	rs.addMu.Lock()
+	defer rs.addMu.Unlock()
+	if rs.st != nil {
+		if err := rs.st.addRelayed(ctx, tenantID, toks); err != nil {
+			return 0, err
+		}
+	}
+	rs.mu.Lock()
+	evicted, live := rs.addLocked(toks, now.Unix())
+	rs.mu.Unlock()
+	if len(evicted) > 0 && rs.st != nil {
+		// Oldest first: the entries nearest their end. One evicted before it
+		// expired lets a refresh or ID token that names no kind (Hydra
+		// v2.3.0's ID token) pass as a bearer again; maxRelayed is sized so
+		// that a tenant does not get there within its tokens' lifetimes.
+		// The table follows the memory's bound; a failure here leaves rows
+		// the next start loads within the bound again, oldest dropped.
+		_ = rs.st.deleteRelayed(ctx, tenantID, evicted)
+	}
+	return live, nil
+}
+
+// endSessions marks every relayed token of the sessions of keys as signed
+// out, and returns the access tokens among them still valid at now, for
+// the deny list. A key this service never relayed ends nothing, and is not
+// recorded: /logout takes any string as a refresh token, and recording
+// those would let anyone push real records out of the bound. Errors come
+// from the store.
+func (rs *relayedSet) endSessions(ctx context.Context, tenantID string, keys [][32]byte, now time.Time) ([]relayedToken, error) {
+	rs.addMu.Lock()
+	defer rs.addMu.Unlock()
+	sessions := map[uint64]bool{}
+	rs.mu.RLock()
+	for _, k := range keys {
+		if e, ok := rs.m[k]; ok {
+			sessions[e.session] = true
+		}
+	}
+	var access []relayedToken
+	for k, e := range rs.m {
+		if sessions[e.session] && e.class == classAccess && e.expires > now.Unix() {
+			access = append(access, relayedToken{key: k, relayedEntry: e})
+		}
+	}
+	rs.mu.RUnlock()
+	ids := make([]uint64, 0, len(sessions))
+	for s := range sessions {
+		ids = append(ids, s)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if rs.st != nil {
+		if err := rs.st.endRelayedSessions(ctx, tenantID, ids); err != nil {
+			return nil, err
+		}
+	}
+	rs.mu.Lock()
+	for k, e := range rs.m {
+		if sessions[e.session] {
+			e.ended = true
+			rs.m[k] = e
+		}
+	}
+	rs.mu.Unlock()
+	return access, nil
+}
+
+// endedRefresh reports whether key is a refresh token signed out here.
+func (rs *relayedSet) endedRefresh(key [32]byte) bool {
+	e, ok := rs.lookup(key)
+	return ok && e.ended
+}
+
+// newSessionID is a random non-zero session id.
+func newSessionID() uint64 {
+	var b [8]byte
+	for {
+		rand.Read(b[:])
+		// Kept within int64's positive range: the store's column is signed.
+		if id := binary.BigEndian.Uint64(b[:]) >> 1; id != 0 {
+			return id
+		}
+	}
+}
+
+// jwtExpiry is the exp of a token that is a JWT, unverified (the token
+// comes from the IdP's own answer, and the time only says how long to
+// remember it), or 0 when it is no JWT or names no numeric exp.
+func jwtExpiry(raw string) int64 {
+	if strings.Count(raw, ".") != 2 || len(raw) > maxTokenSize {
+		return 0
+	}
+	_, rest, _ := strings.Cut(raw, ".")
+	payload, _, _ := strings.Cut(rest, ".")
+	b, err := strictB64.DecodeString(payload)
+	if err != nil {
+		return 0
+	}
+	var c struct {
+		Exp json.Number `json:"exp"`
+	}
+	if json.Unmarshal(b, &c) != nil {
+		return 0
+	}
+	f, err := c.Exp.Float64()
+	if err != nil || f <= 0 || f > 1<<40 {
+		return 0
+	}
+	return int64(f)
+}
+
+// loadRelayed reads the record in force from the store into each tenant's
+// set, at start.
+func (s *server) loadRelayed(ctx context.Context) error {
+	now := time.Now()
+	for _, t := range s.tenants {
+		toks, err := s.store.liveRelayed(ctx, t.cfg.ID, now.Unix(), maxRelayed)
+		if err != nil {
+			return err
+		}
+		t.prov.relayed.load(toks, now)
+	}
+	return nil
+}
+
+// pruneRelayed drops what expired by now from memory and from the store.
+func (s *server) pruneRelayed(ctx context.Context, now time.Time) error {
+	for _, t := range s.tenants {
+		t.prov.relayed.prune(now)
+	}
+	return s.store.pruneRelayed(ctx, now.Unix())
+}
+
+// runRelayedPruner prunes every revocationPruneInterval until ctx ends.
+func (s *server) runRelayedPruner(ctx context.Context) {
+	t := time.NewTicker(revocationPruneInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.pruneRelayed(ctx, time.Now()); err != nil && ctx.Err() == nil {
+				s.log.Warn("pruning the record of relayed tokens failed; retrying later", "err", err)
+			}
+		}
+	}
+}
+
+// relayTokens records what tr passes on (relay), then writes it as the
+// answer; given is the refresh token of a /refresh call, "" otherwise. When
+// the record cannot be stored, the tokens are not passed on.
+func relayTokens(w http.ResponseWriter, r *http.Request, t *tenant, tr *tokenResponse, given string) {
+	if err := t.prov.relay(r.Context(), tr, given); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeTokens(w, tr)
+}
+
+// endRelayedSessions signs out the sessions of the tokens /logout was given:
+// keys are the keys of the bearer tokens that verified, refresh the refresh
+// token ("" when none). Every access token
+// relayed in those sessions goes on the deny list, and their refresh tokens
+// are refused by /refresh from now on. Errors: errTooManyRevocations, and
+// the store's.
+func (p *provider) endRelayedSessions(ctx context.Context, st *store, keys [][32]byte, refresh string) error {
+	if refresh != "" {
+		keys = append(keys, tokenKey(refresh))
+	}
+	access, err := p.relayed.endSessions(ctx, p.tenant.ID, keys, p.now())
+	if err != nil || len(access) == 0 {
+		return err
+	}
+	revs := make([]revocation, 0, len(access))
+	for _, a := range access {
+		revs = append(revs, revocation{Kind: revokeToken, Value: hex.EncodeToString(a.key[:]), ExpiresAt: a.expires})
+	}
+	_, err = p.revoke(ctx, st, nil, revs)
+	return err
+}
