@@ -263,16 +263,18 @@ func jwtSignals(raw string, tok *jwt.JSONWebToken, c *claims, relayed tokenClass
 
 // checkBearerKind refuses the verified JWT tok (claims c, tokenKey key)
 // unless it may be a bearer: a *verifyError with reasonTokenType naming the
-// signal that decided.
-func (p *provider) checkBearerKind(raw string, tok *jwt.JSONWebToken, c *claims, key [32]byte) error {
+// signal that decided. Otherwise it returns the class decided: classAccess
+// or classUnnamed.
+func (p *provider) checkBearerKind(raw string, tok *jwt.JSONWebToken, c *claims, key [32]byte) (tokenClass, error) {
 	s, err := jwtSignals(raw, tok, c, p.relayed.classOf(key))
 	if err != nil {
-		return err
+		return classUnnamed, err
 	}
-	if why := bearerRefusal(decideKind(s)); why != "" {
-		return refuse(reasonTokenType, "%s", why)
+	class, why := decideKind(s)
+	if refusal := bearerRefusal(class, why); refusal != "" {
+		return class, refuse(reasonTokenType, "%s", refusal)
 	}
-	return nil
+	return class, nil
 }
 
 // markerNames are kindMarkers' member names as they appear in a payload.

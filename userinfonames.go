@@ -80,9 +80,12 @@ func hasNames(c *claims) bool {
 // bearerNames returns the claims of the bearer raw, verified as c, with
 // names: c itself when it has some or was not verified locally as a JWT
 // (introspected tokens get theirs in readIntrospection), else a copy filled
-// from userinfo. A userinfo refusal (a 4xx, a 200 without this sub, as
-// Casdoor v3.158.0 answers with an error envelope) means raw is no access
-// token: a *verifyError with reasonTokenType. A 5xx or no answer leaves the
+// from userinfo. For a token that names no kind, a userinfo refusal (a 4xx,
+// a 200 without this sub, as Casdoor v3.158.0 answers with an error
+// envelope) means raw is no access token: a *verifyError with
+// reasonTokenType. A token that names itself an access token (namedAccess)
+// is refused only for a 200 naming another subject; a 4xx leaves its names
+// unknown. A 5xx or no answer leaves the
 // names unknown (Pocket ID v2.9.0 answers 500 to tokens it does not take),
 // and c is returned as it is.
 func (p *provider) bearerNames(ctx context.Context, raw string, c *claims) (*claims, error) {
@@ -97,7 +100,7 @@ func (p *provider) bearerNames(ctx context.Context, raw string, c *claims) (*cla
 	if !ok {
 		status, info, err := p.userinfo(ctx, raw)
 		switch {
-		case err == nil && status >= 400 && status < 500:
+		case err == nil && status >= 400 && status < 500 && !c.namedAccess:
 			return nil, refuse(reasonTokenType, "userinfo answered %d: not an access token", status)
 		case err == nil && info != nil && string(info.Subject) != c.Subject:
 			return nil, refuse(reasonTokenType, "userinfo answered 200 without this token's sub: not an access token")

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 )
 
 // TestRegisterNamesFromUserinfo: a JWT access token with no name asks
@@ -57,6 +59,16 @@ func TestRegisterNamesFromUserinfo(t *testing.T) {
 	for _, st := range []int{400, 401, 403, 299} {
 		status = st
 		data(fmt.Sprintf("no names, userinfo refuses with %d", st), f.accessToken(noNames, map[string]any{"jti": fmt.Sprint("r", st)}), 401)
+	}
+	// A token that names itself an access token (header typ at+jwt) is
+	// meant for a resource, and userinfo may refuse it for that alone (node
+	// oidc-provider 9 answers 401 for its RFC 9068 tokens issued for a
+	// resource indicator): names unknown, the token accepted, nothing erased.
+	status = 401
+	typed := signWith(t, f.key(), f.accessClaims(noNames, map[string]any{"jti": "typed"}), map[jose.HeaderKey]any{"typ": "at+jwt"})
+	d = data("no names, typed at+jwt, userinfo 401", typed, 200)
+	if d["display_name"] != "Renamed" {
+		t.Errorf("POST /v1/auth/register (typed at+jwt, userinfo 401) = %v; want the stored name Renamed kept", d)
 	}
 	part, err := a.srv.store.participantByPrincipal(t.Context(), principal{TenantID: "acme", Issuer: f.issuer, Subject: "nameless"})
 	if err != nil || part.DisplayName != "Renamed" {

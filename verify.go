@@ -111,6 +111,13 @@ type claims struct {
 
 	// alg is the header's algorithm, that of the key that verified the token.
 	alg string
+	// namedAccess is set when a signal of the token or of the IdP's answer
+	// names it an access token (tokenkind.go), not merely names no other
+	// kind: userinfo refusing such a token says only that it is meant for
+	// another resource (node oidc-provider 9's RFC 9068 tokens for a
+	// resource indicator get 401 at its userinfo), not that it is no
+	// access token.
+	namedAccess bool
 }
 
 // looseString is a string claim that reads as empty when it is not a string.
@@ -415,9 +422,11 @@ func (p *provider) verifyAccessKey(ctx context.Context, raw string, key [32]byte
 	}
 	gen := ks.gen
 	// Signature, claims, then the kind: only an access token is a bearer.
-	if err := p.checkBearerKind(raw, tok, c, key); err != nil {
+	class, err := p.checkBearerKind(raw, tok, c, key)
+	if err != nil {
 		return nil, err
 	}
+	c.namedAccess = class == classAccess
 	if p.revoked.refuses(key, c) {
 		return nil, refuse(reasonRevoked, "signed out")
 	}
