@@ -136,4 +136,41 @@ var peers = []*peer{
 			"revoke_at_idp":  jwtNotRevocable,
 		},
 	},
+	{
+		name:     "lemonldap-opaque",
+		provider: "LemonLDAP::NG 2.16.1 (Debian), opaque access token (its default)",
+		start:    startLemonLDAP,
+		tenantID: "lemonldap", clientID: "scaiwave", clientSecret: "lemonldap-interop-client-secret",
+		username: "dwho", password: "dwho",
+		wantName: "Doctor Who", wantEmail: "dwho@badwolf.org",
+		scopes:        []string{"openid", "profile", "email", "offline_access"},
+		rotates:       false,
+		passwordGrant: true,
+		skip: map[string]string{
+			"revoke_at_idp":          noRevocationEndp,
+			"backchannel_logout":     llngNoBackchannel,
+			"logout_token_as_bearer": llngNoBackchannel,
+		},
+	},
+	{
+		name:     "lemonldap-jwt",
+		provider: "LemonLDAP::NG 2.16.1 (Debian), relying party option AccessTokenJWT",
+		start:    startLemonLDAP,
+		tenantID: "lemonldap", clientID: "scaiwave-jwt", clientSecret: "lemonldap-interop-client-secret",
+		username: "dwho", password: "dwho",
+		wantName: "Doctor Who", wantEmail: "dwho@badwolf.org",
+		scopes:        []string{"openid", "profile", "email", "offline_access"},
+		rotates:       false,
+		passwordGrant: true,
+		skip: map[string]string{
+			"revoke_at_idp":          noRevocationEndp,
+			"backchannel_logout":     llngNoBackchannel,
+			"logout_token_as_bearer": llngNoBackchannel,
+		},
+	},
 }
+
+// llngNoBackchannel: LemonLDAP::NG 2.16.1's discovery says
+// backchannel_logout_supported false, and it sent no logout token when the
+// user signed out at the portal (shared/idp-tokens).
+const llngNoBackchannel = "LemonLDAP::NG 2.16.1 says backchannel_logout_supported: false and sends no logout token"
