@@ -118,37 +118,6 @@ func (b *browser) signIn(authURL string) (url.Values, error) {
 	return nil, fmt.Errorf("no redirect to %s after 12 steps", b.stopAt)
 }
 
-// follow starts at u and follows redirects until the next one would go to
-// a URL starting with stopAt, or until a page that is not a redirect (a
-// provider's "signed out" page); it returns that URL. Used for
-// RP-initiated logout.
-func (b *browser) follow(u, stopAt string) (string, error) {
-	for step := 1; step <= 12; step++ {
-		if strings.HasPrefix(u, stopAt) {
-			return u, nil
-		}
-		resp, err := b.client.Get(u)
-		if err != nil {
-			return "", fmt.Errorf("step %d GET %s: %v", step, pathOf(u), err)
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
-		b.t.Logf("browser step %d: GET %s -> %d", step, pathOf(u), resp.StatusCode)
-		if resp.StatusCode < 300 || resp.StatusCode >= 400 {
-			if resp.StatusCode != http.StatusOK {
-				return "", fmt.Errorf("step %d GET %s: status %d; page text: %q", step, pathOf(u), resp.StatusCode, pageText(body))
-			}
-			return u, nil
-		}
-		loc, err := resp.Location()
-		if err != nil {
-			return "", fmt.Errorf("step %d: redirect without Location", step)
-		}
-		u = loc.String()
-	}
-	return "", fmt.Errorf("still redirecting after 12 steps")
-}
-
 func (b *browser) isCallback(target string) bool {
 	u, err := url.Parse(target)
 	if err != nil {
@@ -259,6 +228,18 @@ func (b *browser) pickForm(page string, base *url.URL) (*htmlForm, error) {
 				vals.Set(name, b.username)
 			default:
 				vals.Set(name, a["value"])
+			}
+		}
+	}
+	// A submit button outside the form that names it (form="ID"), as
+	// oidc-provider's logout page has: the first named one is pressed.
+	if id := fa["id"]; id != "" && !submitted {
+		for _, in := range inputRe.FindAllStringSubmatch(page, -1) {
+			a := attrs(in[2])
+			typ := strings.ToLower(a["type"])
+			if a["form"] == id && a["name"] != "" && (typ == "" || typ == "submit") {
+				vals.Set(a["name"], a["value"])
+				break
 			}
 		}
 	}

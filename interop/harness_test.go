@@ -310,9 +310,12 @@ func startZitadel(t *testing.T, p *peer, _, redirectURI string) *idp {
 
 // startNodeOP starts node oidc-provider (interop/node/provider.mjs) with the
 // service's client registered.
-func startNodeOP(t *testing.T, p *peer, _, redirectURI string) *idp {
+func startNodeOP(t *testing.T, p *peer, svcBase, redirectURI string) *idp {
 	t.Helper()
+	relay := newLogoutRelay(t, svcBase+"/v1/auth/backchannel-logout")
 	pr := startProc(t, "node-oidc-provider", filepath.Join(interopDir, "node"), []string{
+		"BACKCHANNEL_LOGOUT_URI=" + relay.url(),
+		"POST_LOGOUT_REDIRECT_URI=" + svcBase + "/signed-out",
 		"CLIENT_ID=" + p.clientID,
 		"CLIENT_SECRET=" + p.clientSecret,
 		"REDIRECT_URI=" + redirectURI,
@@ -320,7 +323,7 @@ func startNodeOP(t *testing.T, p *peer, _, redirectURI string) *idp {
 		"API_AUDIENCE=" + nodeAPIAudience,
 		"NODE_ENV=development",
 	}, "node", "provider.mjs")
-	return &idp{issuer: readIssuer(t, pr)}
+	return &idp{issuer: readIssuer(t, pr), logoutTokens: relay.delivered}
 }
 
 // service is one running scaiwave-auth.

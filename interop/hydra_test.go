@@ -30,16 +30,15 @@ var hydraBin string
 // this file, and the service's client created through the admin API. The
 // access-token strategy is "opaque" (Hydra's default) or "jwt".
 //
-// The client's backchannel_logout_uri points at the app, which keeps each
-// logout token Hydra posts and hands it on, unchanged, to the service's
-// /v1/auth/backchannel-logout (the service's answer is recorded): so a test
-// can both see what Hydra sent and what the service made of it.
+// The client's backchannel_logout_uri is a logoutRelay in front of the
+// service's /v1/auth/backchannel-logout.
 func startHydra(t *testing.T, p *peer, svcBase, redirectURI string) *idp {
 	t.Helper()
 	if hydraBin == "" {
 		t.Fatalf("no Hydra binary: set INTEROP_HYDRA_BIN (interop/run.sh builds Hydra %s from interop/hydra and sets it)", hydraVersion)
 	}
-	app := newHydraApp(t, p.username, p.password, p.wantName, p.wantEmail, svcBase+"/v1/auth/backchannel-logout")
+	app := newHydraApp(t, p.username, p.password, p.wantName, p.wantEmail)
+	relay := newLogoutRelay(t, svcBase+"/v1/auth/backchannel-logout")
 	publicPort, adminPort := freePort(t), freePort(t)
 	issuer := fmt.Sprintf("http://127.0.0.1:%d/", publicPort)
 	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
@@ -97,7 +96,7 @@ func startHydra(t *testing.T, p *peer, svcBase, redirectURI string) *idp {
 		"scope":                               strings.Join(p.scopes, " "),
 		"redirect_uris":                       []string{redirectURI},
 		"token_endpoint_auth_method":          "client_secret_basic",
-		"backchannel_logout_uri":              app.srv.URL + "/backchannel-logout",
+		"backchannel_logout_uri":              relay.url(),
 		"backchannel_logout_session_required": true,
 		"post_logout_redirect_uris":           []string{svcBase + "/signed-out"},
 	}
@@ -116,7 +115,7 @@ func startHydra(t *testing.T, p *peer, svcBase, redirectURI string) *idp {
 	return &idp{
 		issuer:        issuer,
 		introspection: admin + "/admin/oauth2/introspect",
-		logoutTokens:  app.delivered,
+		logoutTokens:  relay.delivered,
 	}
 }
 
@@ -149,32 +148,17 @@ type hydraApp struct {
 	admin              string
 	username, password string
 	name, email        string
-	serviceBackchannel string
-	delivered          chan delivery
-}
-
-// delivery is one back-channel logout token Hydra sent and what the
-// service answered when the app handed it on.
-type delivery struct {
-	token   string
-	status  int
-	svcBody string
 }
 
 var hydraGrantable = []string{"openid", "profile", "email", "offline_access"}
 
-func newHydraApp(t *testing.T, username, password, name, email, serviceBackchannel string) *hydraApp {
-	a := &hydraApp{
-		t: t, username: username, password: password, name: name, email: email,
-		serviceBackchannel: serviceBackchannel,
-		delivered:          make(chan delivery, 8),
-	}
+func newHydraApp(t *testing.T, username, password, name, email string) *hydraApp {
+	a := &hydraApp{t: t, username: username, password: password, name: name, email: email}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /login", a.loginPage)
 	mux.HandleFunc("POST /login", a.loginSubmit)
 	mux.HandleFunc("GET /consent", a.consent)
 	mux.HandleFunc("GET /logout", a.logout)
-	mux.HandleFunc("POST /backchannel-logout", a.backchannel)
 	a.srv = httptest.NewServer(mux)
 	t.Cleanup(a.srv.Close)
 	return a
@@ -261,49 +245,4 @@ func (a *hydraApp) accept(w http.ResponseWriter, flow, challenge string, body []
 		return
 	}
 	http.Redirect(w, &http.Request{Method: http.MethodGet}, out.RedirectTo, http.StatusFound)
-}
-
-// backchannel keeps the logout token Hydra posted and hands the same form
-// on to the service; Hydra gets the service's status.
-func (a *hydraApp) backchannel(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		a.fail(w, http.StatusBadRequest, "backchannel: %v", err)
-		return
-	}
-	tok := r.PostForm.Get("logout_token")
-	d := delivery{token: tok}
-	resp, err := apiClient.PostForm(a.serviceBackchannel, url.Values{"logout_token": {tok}})
-	if err != nil {
-		d.status, d.svcBody = 0, err.Error()
-	} else {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		resp.Body.Close()
-		d.status, d.svcBody = resp.StatusCode, string(b)
-	}
-	a.t.Logf("hydra posted a back-channel logout token (%d chars); the service answered %d", len(tok), d.status)
-	select {
-	case a.delivered <- d:
-	default:
-	}
-	if d.status == 0 {
-		d.status = http.StatusBadGateway
-	}
-	w.WriteHeader(d.status)
-}
-
-// hydraLogout runs the RP-initiated logout at Hydra's end_session_endpoint
-// in the browser that signed in (its Hydra session cookie), which makes
-// Hydra post a back-channel logout token to the client.
-func hydraLogout(t *testing.T, e *env, s *session) {
-	t.Helper()
-	u := e.disc.EndSessionEndpoint + "?" + url.Values{
-		"id_token_hint":            {s.idToken},
-		"post_logout_redirect_uri": {e.svc.base + "/signed-out"},
-		"state":                    {randomString(8)},
-	}.Encode()
-	final, err := s.browser.follow(u, e.svc.base+"/signed-out")
-	if err != nil {
-		t.Fatalf("RP-initiated logout at hydra: %v", err)
-	}
-	t.Logf("RP-initiated logout ended at %s", pathOf(final))
 }

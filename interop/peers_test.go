@@ -79,10 +79,9 @@ var peers = []*peer{
 		scopes:     []string{"openid", "profile", "email", "offline_access"},
 		authParams: url.Values{"prompt": {"consent"}},
 		rotates:    true,
+		logout:     rpLogout,
 		skip: map[string]string{
-			"password_grant":         noPasswordGrant,
-			"backchannel_logout":     "back-channel logout is not enabled in interop/node/provider.mjs",
-			"logout_token_as_bearer": "back-channel logout is not enabled in interop/node/provider.mjs",
+			"password_grant": noPasswordGrant,
 		},
 	},
 	{
@@ -96,11 +95,10 @@ var peers = []*peer{
 		audiences:  []string{"scaiwave-node", nodeAPIAudience},
 		authParams: url.Values{"prompt": {"consent"}, "resource": {nodeAPIResource}},
 		rotates:    true,
+		logout:     rpLogout,
 		skip: map[string]string{
-			"password_grant":         noPasswordGrant,
-			"revoke_at_idp":          jwtNotRevocable,
-			"backchannel_logout":     "back-channel logout is not enabled in interop/node/provider.mjs",
-			"logout_token_as_bearer": "back-channel logout is not enabled in interop/node/provider.mjs",
+			"password_grant": noPasswordGrant,
+			"revoke_at_idp":  jwtNotRevocable,
 		},
 	},
 	{
@@ -114,7 +112,7 @@ var peers = []*peer{
 		rotates:            true,
 		serviceIntrospects: true,
 		hydraStrategy:      "opaque",
-		logout:             hydraLogout,
+		logout:             rpLogout,
 		skip: map[string]string{
 			"password_grant": noPasswordGrant,
 		},
@@ -130,7 +128,7 @@ var peers = []*peer{
 		rotates:            true,
 		serviceIntrospects: true,
 		hydraStrategy:      "jwt",
-		logout:             hydraLogout,
+		logout:             rpLogout,
 		skip: map[string]string{
 			"password_grant": noPasswordGrant,
 			"revoke_at_idp":  jwtNotRevocable,

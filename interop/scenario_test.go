@@ -236,6 +236,16 @@ func stepRefresh(t *testing.T, e *env) {
 	e.register(t, next.access, "refreshed access token")
 }
 
+// mustAccept is the precondition of a refusal test: the access token is
+// accepted (200) before the logout, or the refusal after it shows nothing.
+// Names are register's business, not checked here.
+func (e *env) mustAccept(t *testing.T, access string) {
+	t.Helper()
+	if a := callAPI(t, e.svc, "/v1/auth/register", nil, access); a.status != http.StatusOK {
+		t.Fatalf("precondition: /v1/auth/register with the fresh access token must answer 200 before the logout, got %s", a.describe())
+	}
+}
+
 // refusedAsBearer checks that /register answers 401 for tok.
 func (e *env) refusedAsBearer(t *testing.T, tok, what string) {
 	t.Helper()
@@ -277,7 +287,7 @@ func stepRevoke(t *testing.T, e *env) {
 
 func stepLogout(t *testing.T, e *env) {
 	s := e.login(t)
-	e.register(t, s.access, "access token of the session about to end")
+	e.mustAccept(t, s.access)
 	a := callAPI(t, e.svc, "/v1/auth/logout", map[string]string{
 		"refresh_token": s.refresh,
 		"id_token_hint": s.idToken,
@@ -302,7 +312,7 @@ func stepBackchannel(t *testing.T, e *env) {
 		t.Fatal("the provider row names no way to trigger a back-channel logout")
 	}
 	s := e.login(t)
-	e.register(t, s.access, "access token of the session about to end")
+	e.mustAccept(t, s.access)
 	e.p.logout(t, e, s)
 	var d delivery
 	select {
