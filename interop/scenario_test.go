@@ -75,6 +75,12 @@ func skipStep(t *testing.T, e *env, name, reason string) {
 	if reason == noPasswordGrant && slices.Contains(e.disc.GrantTypesSupported, "password") {
 		t.Fatalf("declared skip %q, but discovery lists the password grant: the skip is stale", reason)
 	}
+	if (reason == noBackchannel || reason == llngNoBackchannel) && e.disc.BackchannelLogoutSupported {
+		t.Fatalf("declared skip %q, but discovery says backchannel_logout_supported: true: the skip is stale", reason)
+	}
+	if reason == noRevocationEndp && e.disc.RevocationEndpoint != "" {
+		t.Fatalf("declared skip %q, but discovery names a revocation_endpoint: the skip is stale", reason)
+	}
 	results.skipReason(e.p.name, name, reason)
 	t.Skip(reason)
 }
