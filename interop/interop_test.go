@@ -94,13 +94,6 @@ func setup(t *testing.T, p *peer) *env {
 	return &env{p: p, idp: d, disc: disc, svc: svc, redirectURI: redirectURI}
 }
 
-// requireAccessTokensBlock fails while the service refuses access_tokens.
-func requireAccessTokensBlock(t *testing.T, e *env) {
-	if e.svc.refusedAccessTokens != "" {
-		t.Fatalf("the service refused the tenant's access_tokens block (needs the coming access_tokens feature, SPEC.md \"Access tokens that are not JWTs\"): %s", e.svc.refusedAccessTokens)
-	}
-}
-
 // needsAccessTokens is the hint added to failures that the missing
 // access_tokens feature explains.
 func (e *env) needsAccessTokens() string {

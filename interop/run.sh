@@ -92,8 +92,17 @@ esac
 elapsed "LemonLDAP::NG install"
 
 echo "== install node oidc-provider (npm ci in interop/node)"
-(cd "$here/node" && npm ci --no-audit --no-fund --loglevel=error) \
-  || fail "npm ci in interop/node failed: node oidc-provider could not be installed from the npm registry"
+# npm ci empties node_modules every time; skip it when node_modules was
+# installed by this script from the same package-lock.json.
+lock_sum=$(sha256sum "$here/node/package-lock.json" | cut -d' ' -f1)
+stamp="$here/node/node_modules/.scaiwave-installed-from"
+if [ "$(cat "$stamp" 2>/dev/null)" = "$lock_sum" ]; then
+  echo "node_modules already installed from this package-lock.json"
+else
+  (cd "$here/node" && npm ci --no-audit --no-fund --loglevel=error) \
+    || fail "npm ci in interop/node failed: node oidc-provider could not be installed from the npm registry"
+  echo "$lock_sum" >"$stamp"
+fi
 want_node=$(node -p 'require(process.argv[1]).dependencies["oidc-provider"]' "$here/node/package.json")
 got_node=$(node -p 'require(process.argv[1]).version' "$here/node/node_modules/oidc-provider/package.json" 2>/dev/null) \
   || fail "oidc-provider is missing from interop/node/node_modules after npm ci"
