@@ -420,8 +420,10 @@ func lastLine(path string) string {
 
 var apiClient = &http.Client{Timeout: 15 * time.Second}
 
-func get(u string) (int, []byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func get(u string) (int, []byte, error) { return getWithin(u, 5*time.Second) }
+
+func getWithin(u string, d time.Duration) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {

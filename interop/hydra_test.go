@@ -87,6 +87,12 @@ func startHydra(t *testing.T, p *peer, svcBase, redirectURI string) *idp {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// Hydra makes its signing keys (RSA 4096, one set for ID tokens, one
+	// for JWT access tokens) on the first request that needs them; on a
+	// busy machine that takes longer than a request's usual timeout.
+	if st, _, err := getWithin(issuer+".well-known/jwks.json", 90*time.Second); err != nil || st != http.StatusOK {
+		t.Fatalf("hydra: its JWKS did not answer 200 within 90 s (%d %v)", st, err)
+	}
 
 	client := map[string]any{
 		"client_id":                           p.clientID,

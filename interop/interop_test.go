@@ -31,7 +31,7 @@ type idp struct {
 // tenantConfig is the service's tenant for a peer: the access_tokens block
 // (SPEC.md, "Access tokens that are not JWTs") with validation auto and a
 // short cache so that revocation shows within seconds.
-func (p *peer) tenantConfig(d *idp, redirectURI string) map[string]any {
+func (p *peer) tenantConfig(d *idp, redirectURI, returnTo string) map[string]any {
 	at := map[string]any{
 		"validation":    "auto",
 		"cache_seconds": cacheSeconds,
@@ -51,6 +51,9 @@ func (p *peer) tenantConfig(d *idp, redirectURI string) map[string]any {
 			"password_grant_enabled": p.passwordGrant,
 		}},
 		"access_tokens": at,
+		// Where the browser sign-in (browser_chromium) returns: a path the
+		// service does not serve; the browser only needs to arrive there.
+		"post_login_redirect_uris": []string{returnTo},
 	}
 	if len(p.audiences) > 0 {
 		t["audiences"] = p.audiences
@@ -73,6 +76,7 @@ type env struct {
 	disc        discovery
 	svc         *service
 	redirectURI string
+	returnTo    string // the tenant's post_login_redirect_uris[0]
 
 	sess        *session // from code_flow_pkce, replaced by refresh_rotation
 	idTokens    []string // every ID token relayed for sess, first one first
@@ -90,8 +94,9 @@ func setup(t *testing.T, p *peer) *env {
 	if d.introspection == "" {
 		d.introspection = disc.IntrospectionEndpoint
 	}
-	svc := startService(t, port, p.tenantConfig(d, redirectURI))
-	return &env{p: p, idp: d, disc: disc, svc: svc, redirectURI: redirectURI}
+	returnTo := base + "/app/signed-in"
+	svc := startService(t, port, p.tenantConfig(d, redirectURI, returnTo))
+	return &env{p: p, idp: d, disc: disc, svc: svc, redirectURI: redirectURI, returnTo: returnTo}
 }
 
 // needsAccessTokens is the hint added to failures that the missing

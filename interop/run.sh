@@ -3,7 +3,8 @@
 # scenario for all (interop/README.md has the table): zitadel/oidc's example
 # OP (Go module in interop/zitadel), node oidc-provider (npm, interop/node),
 # Ory Hydra (Go module in interop/hydra, built once per version and cached)
-# and LemonLDAP::NG 2.16 (Debian packages, apt-get). Installs them at the
+# and LemonLDAP::NG 2.16 (Debian packages, apt-get), plus Debian's Chromium
+# for the browser_chromium step. Installs them at the
 # pinned versions, then runs the Go tests of interop/ (their own module, so
 # the product's `go test ./...` never runs them). Everything listens on
 # 127.0.0.1 only.
@@ -62,14 +63,15 @@ else
   hydra_pid=$!
 fi
 
-echo "== install LemonLDAP::NG (Debian packages, apt-get)"
+echo "== install LemonLDAP::NG and Chromium (Debian packages, apt-get)"
 # The portal, the FastCGI server package that satisfies its web-server
 # dependency without Apache or nginx, plackup to run it, and the Perl
 # modules its portal and OpenID provider load at start (captcha, random
 # strings, HMAC) that are only Recommends or Suggests of the packages.
+# Chromium (the browser_chromium step) is Debian's, never a downloaded one.
 llng_pkgs="liblemonldap-ng-portal-perl lemonldap-ng-fastcgi-server libplack-perl libgd-securityimage-perl libimage-magick-perl libstring-random-perl libdigest-hmac-perl libcrypt-openssl-bignum-perl"
 missing=""
-for p in $llng_pkgs; do
+for p in $llng_pkgs chromium; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
@@ -82,27 +84,34 @@ if [ -n "$missing" ]; then
   echo "installing:$missing"
   $sudo apt-get update -qq >/dev/null || fail "apt-get update failed: the Debian package lists could not be fetched"
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null \
-    || fail "apt-get install$missing failed: LemonLDAP::NG could not be installed from Debian"
+    || fail "apt-get install$missing failed: LemonLDAP::NG or Chromium could not be installed from Debian"
 fi
 llng=$(dpkg-query -W -f='${Version}' liblemonldap-ng-portal-perl)
 case "$llng" in
   2.16.*) echo "LemonLDAP::NG $llng" ;;
   *) fail "LemonLDAP::NG $llng installed; the tests and interop/lemonldap/lmConf-1.json are for 2.16" ;;
 esac
-elapsed "LemonLDAP::NG install"
+[ -x /usr/bin/chromium ] || fail "the chromium package is installed, but /usr/bin/chromium is not there"
+echo "$(/usr/bin/chromium --version 2>/dev/null)"
+elapsed "LemonLDAP::NG and Chromium install"
 
-echo "== install node oidc-provider (npm ci in interop/node)"
+echo "== install node oidc-provider and playwright-core (npm ci in interop/node, interop/browser)"
 # npm ci empties node_modules every time; skip it when node_modules was
 # installed by this script from the same package-lock.json.
-lock_sum=$(sha256sum "$here/node/package-lock.json" | cut -d' ' -f1)
-stamp="$here/node/node_modules/.scaiwave-installed-from"
-if [ "$(cat "$stamp" 2>/dev/null)" = "$lock_sum" ]; then
-  echo "node_modules already installed from this package-lock.json"
-else
-  (cd "$here/node" && npm ci --no-audit --no-fund --loglevel=error) \
-    || fail "npm ci in interop/node failed: node oidc-provider could not be installed from the npm registry"
+npm_ci() { # dir, what
+  local lock_sum stamp
+  lock_sum=$(sha256sum "$1/package-lock.json" | cut -d' ' -f1)
+  stamp="$1/node_modules/.scaiwave-installed-from"
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$lock_sum" ]; then
+    echo "$1/node_modules already installed from this package-lock.json"
+    return
+  fi
+  (cd "$1" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) \
+    || fail "npm ci in $1 failed: $2 could not be installed from the npm registry"
   echo "$lock_sum" >"$stamp"
-fi
+}
+npm_ci "$here/node" "node oidc-provider"
+npm_ci "$here/browser" "playwright-core (it drives Debian's Chromium; no browser is downloaded)"
 want_node=$(node -p 'require(process.argv[1]).dependencies["oidc-provider"]' "$here/node/package.json")
 got_node=$(node -p 'require(process.argv[1]).version' "$here/node/node_modules/oidc-provider/package.json" 2>/dev/null) \
   || fail "oidc-provider is missing from interop/node/node_modules after npm ci"

@@ -1,10 +1,13 @@
 package interop
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +30,7 @@ var steps = []step{
 	{"readyz", "`GET /readyz` 200", stepReadyz},
 	{"config", "`GET /v1/auth/config` names the provider's issuer and endpoints", stepConfig},
 	{"code_flow_pkce", "sign-in at the provider's own pages, PKCE S256, code posted to `/v1/auth/login`", stepCodeFlow},
+	{"browser_chromium", "headless Chromium: `/v1/auth/authorize` with a PKCE challenge, the provider's pages filled in, handoff redeemed with the verifier, `/register` right name and email, no token in any URL", stepChromium},
 	{"password_grant", "`/v1/auth/token` grant_type=password, then `/register` with its access token", stepPasswordGrant},
 	{"register", "`/v1/auth/register` with the provider's default access token: 200, right name and email", stepRegister},
 	{"refresh_rotation", "`/v1/auth/refresh`: a new refresh token where the provider rotates, the same one where it does not; the new access token registers", stepRefresh},
@@ -211,6 +215,49 @@ func stepCodeFlow(t *testing.T, e *env) {
 	e.sess = s
 	e.idTokens = append(e.idTokens, s.idToken)
 }
+
+// stepChromium runs interop/browser/realidp.mjs: Debian's Chromium through
+// the service's browser sign-in against this provider.
+func stepChromium(t *testing.T, e *env) {
+	dir := filepath.Join(interopDir, "browser")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
+		t.Fatal("playwright-core is not installed in interop/browser/node_modules: run interop/run.sh (it installs it with npm ci)")
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("%s is missing: run interop/run.sh (it installs Debian's chromium with apt-get)", chromiumPath)
+	}
+	cmd := exec.Command("node", "realidp.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"SCAIWAVE_BASE="+e.svc.base,
+		"RETURN_TO="+e.returnTo,
+		"IDP_USERNAME="+e.p.username,
+		"IDP_PASSWORD="+e.p.password,
+		"CHROMIUM="+chromiumPath,
+	)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		t.Fatalf("Chromium sign-in: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var got struct {
+		DisplayName string   `json:"display_name"`
+		Email       string   `json:"email"`
+		Pages       []string `json:"pages"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
+		t.Fatalf("Chromium sign-in: unreadable result line: %v", err)
+	}
+	t.Logf("Chromium pressed a button on %d provider pages: %v", len(got.Pages), got.Pages)
+	if got.DisplayName != e.p.wantName || got.Email != e.p.wantEmail {
+		t.Errorf("after the Chromium sign-in /register said %q <%s>, want %q <%s>", got.DisplayName, got.Email, e.p.wantName, e.p.wantEmail)
+	}
+}
+
+// chromiumPath is Debian's chromium, which run.sh installs.
+const chromiumPath = "/usr/bin/chromium"
 
 func stepPasswordGrant(t *testing.T, e *env) {
 	a := callAPI(t, e.svc, "/v1/auth/token", map[string]string{
