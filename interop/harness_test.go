@@ -331,41 +331,18 @@ type service struct {
 	base    string // http://127.0.0.1:PORT
 	proc    *proc
 	cfgPath string // the config file it runs with
-	// refusedAccessTokens is the service's own message when it refused the
-	// config's access_tokens block (the feature is not built yet); the
-	// service was then restarted without the block. Empty when accepted.
-	refusedAccessTokens string
 }
 
-// startService writes a config with tenant and starts the service on port.
-// When the binary refuses the tenant's access_tokens block as an unknown
-// field (today's product), it says so in refusedAccessTokens and starts
-// again without the block, so that the rest of the contract is still
-// tested; the subtests that need the block fail on their own, naming it.
+// startService writes a config with tenant, starts the service on port and
+// waits until it is ready; a service that does not start fails the test
+// with its last log line.
 func startService(t *testing.T, port int, tenant map[string]any) *service {
 	t.Helper()
 	s, refusal := tryStartService(t, port, tenant)
-	if s != nil {
-		return s
+	if s == nil {
+		t.Fatalf("the service did not start: %s", refusal)
 	}
-	if _, has := tenant["access_tokens"]; has && strings.Contains(refusal, "unknown field") && strings.Contains(refusal, "access_tokens") {
-		t.Logf("NOTE: the service refused the access_tokens block (the coming feature): %s", refusal)
-		t.Logf("NOTE: restarting it without access_tokens; subtests that need it will fail")
-		without := map[string]any{}
-		for k, v := range tenant {
-			if k != "access_tokens" {
-				without[k] = v
-			}
-		}
-		s, refusal2 := tryStartService(t, port, without)
-		if s == nil {
-			t.Fatalf("the service did not start even without access_tokens: %s", refusal2)
-		}
-		s.refusedAccessTokens = refusal
-		return s
-	}
-	t.Fatalf("the service did not start: %s", refusal)
-	return nil
+	return s
 }
 
 // tryStartService starts the service and waits for /readyz. It returns nil

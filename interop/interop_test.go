@@ -99,15 +99,6 @@ func setup(t *testing.T, p *peer) *env {
 	return &env{p: p, idp: d, disc: disc, svc: svc, redirectURI: redirectURI, returnTo: returnTo}
 }
 
-// needsAccessTokens is the hint added to failures that the missing
-// access_tokens feature explains.
-func (e *env) needsAccessTokens() string {
-	if e.svc.refusedAccessTokens != "" {
-		return " [the service refused access_tokens at start, so it ran without it: this needs the coming introspection feature]"
-	}
-	return ""
-}
-
 // login signs in at the provider with PKCE S256 and posts the code to the
 // service's /v1/auth/login, as a native app or SPA would.
 func (e *env) login(t *testing.T) *session {
@@ -202,7 +193,7 @@ func (e *env) register(t *testing.T, access, what string) {
 	t.Helper()
 	a := callAPI(t, e.svc, "/v1/auth/register", nil, access)
 	if a.status != http.StatusOK {
-		t.Fatalf("/v1/auth/register with an %s: want 200 with participant data, got %s%s", what, a.describe(), e.needsAccessTokens())
+		t.Fatalf("/v1/auth/register with an %s: want 200 with participant data, got %s", what, a.describe())
 	}
 	if a.data == nil {
 		t.Fatalf("/v1/auth/register: 200 without data: %s", a.describe())
@@ -276,7 +267,7 @@ func (e *env) revokeThenRefused(t *testing.T, access, what string) {
 	// Refusal after revocation shows something only if the token was
 	// accepted before it.
 	if before.status != http.StatusOK {
-		t.Fatalf("precondition: /v1/auth/register with the %s must answer 200 before revocation, got %s%s", what, before.describe(), e.needsAccessTokens())
+		t.Fatalf("precondition: /v1/auth/register with the %s must answer 200 before revocation, got %s", what, before.describe())
 	}
 
 	// Refused from cache_seconds on; a little slack for the clock, bounded.
