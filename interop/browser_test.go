@@ -231,6 +231,18 @@ func (b *browser) pickForm(page string, base *url.URL) (*htmlForm, error) {
 			}
 		}
 	}
+	// A submit button outside the form that names it (form="ID"), as
+	// oidc-provider's logout page has: the first named one is pressed.
+	if id := fa["id"]; id != "" && !submitted {
+		for _, in := range inputRe.FindAllStringSubmatch(page, -1) {
+			a := attrs(in[2])
+			typ := strings.ToLower(a["type"])
+			if a["form"] == id && a["name"] != "" && (typ == "" || typ == "submit") {
+				vals.Set(a["name"], a["value"])
+				break
+			}
+		}
+	}
 	if method == http.MethodGet {
 		q := action.Query()
 		for k, v := range vals {

@@ -25,7 +25,7 @@ var (
 	repoRoot   string // the scaiwave-auth checkout
 	interopDir string // repoRoot/interop
 	workDir    string // scratch directory for binaries, configs, databases, logs
-	serviceBin string // the product binary, built from repoRoot
+	serviceBin string // the product binary, built from repoRoot or INTEROP_BIN
 	zitadelBin string // the zitadel/oidc example OP, built from interop/zitadel
 )
 
@@ -72,6 +72,22 @@ func run(m *testing.M) int {
 	}()
 	serviceBin = filepath.Join(workDir, "scaiwave-auth")
 	zitadelBin = filepath.Join(workDir, "zitadel-op")
+	// INTEROP_BIN: a prebuilt product binary (e.g. another branch's) instead
+	// of building the checkout around this directory.
+	prebuilt := os.Getenv("INTEROP_BIN")
+	if prebuilt != "" {
+		abs, err := filepath.Abs(prebuilt)
+		if err == nil {
+			_, err = os.Stat(abs)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "interop: INTEROP_BIN=%s: %v\n", prebuilt, err)
+			return 1
+		}
+		serviceBin = abs
+		fmt.Fprintf(os.Stderr, "interop: using the prebuilt product binary %s (INTEROP_BIN)\n", abs)
+	}
+	hydraBin = os.Getenv("INTEROP_HYDRA_BIN")
 
 	// Both builds at once: the machine is small, but the two share little.
 	started := time.Now()
@@ -86,7 +102,11 @@ func run(m *testing.M) int {
 		defer wg.Done()
 		errs[i] = goBuild(dir, out, flags...)
 	}
-	go build(0, repoRoot, serviceBin, "-trimpath", "-ldflags=-s -w")
+	if prebuilt == "" {
+		go build(0, repoRoot, serviceBin, "-trimpath", "-ldflags=-s -w")
+	} else {
+		wg.Done()
+	}
 	go build(1, filepath.Join(interopDir, "zitadel"), zitadelBin, "-trimpath")
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -94,7 +114,15 @@ func run(m *testing.M) int {
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "interop: built scaiwave-auth and zitadel-op in %s\n", time.Since(started).Round(100*time.Millisecond))
-	return m.Run()
+	code := m.Run()
+	printResults(os.Stdout)
+	if path := os.Getenv("INTEROP_RESULTS"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			printResults(f)
+			f.Close()
+		}
+	}
+	return code
 }
 
 func goBuild(dir, out string, flags ...string) error {
@@ -266,74 +294,55 @@ func readIssuer(t *testing.T, p *proc) string {
 }
 
 // startZitadel starts the zitadel/oidc example OP with the service's
-// client registered, and returns its issuer.
-func startZitadel(t *testing.T, c providerCase, redirectURI string) string {
+// client registered.
+func startZitadel(t *testing.T, p *peer, _, redirectURI string) *idp {
 	t.Helper()
-	p := startProc(t, "zitadel-op", workDir, nil, zitadelBin,
+	pr := startProc(t, "zitadel-op", workDir, nil, zitadelBin,
 		"-addr", "127.0.0.1:0",
-		"-client-id", c.clientID,
-		"-client-secret", c.clientSecret,
+		"-client-id", p.clientID,
+		"-client-secret", p.clientSecret,
 		"-redirect-uri", redirectURI,
-		"-username", c.username,
-		"-password", c.password,
+		"-username", p.username,
+		"-password", p.password,
 	)
-	return readIssuer(t, p)
+	return &idp{issuer: readIssuer(t, pr)}
 }
 
 // startNodeOP starts node oidc-provider (interop/node/provider.mjs) with the
-// service's client registered, and returns its issuer.
-func startNodeOP(t *testing.T, c providerCase, redirectURI string) string {
+// service's client registered.
+func startNodeOP(t *testing.T, p *peer, svcBase, redirectURI string) *idp {
 	t.Helper()
-	p := startProc(t, "node-oidc-provider", filepath.Join(interopDir, "node"), []string{
-		"CLIENT_ID=" + c.clientID,
-		"CLIENT_SECRET=" + c.clientSecret,
+	relay := newLogoutRelay(t, svcBase+"/v1/auth/backchannel-logout")
+	pr := startProc(t, "node-oidc-provider", filepath.Join(interopDir, "node"), []string{
+		"BACKCHANNEL_LOGOUT_URI=" + relay.url(),
+		"POST_LOGOUT_REDIRECT_URI=" + svcBase + "/signed-out",
+		"CLIENT_ID=" + p.clientID,
+		"CLIENT_SECRET=" + p.clientSecret,
 		"REDIRECT_URI=" + redirectURI,
 		"API_RESOURCE=" + nodeAPIResource,
 		"API_AUDIENCE=" + nodeAPIAudience,
 		"NODE_ENV=development",
 	}, "node", "provider.mjs")
-	return readIssuer(t, p)
+	return &idp{issuer: readIssuer(t, pr), logoutTokens: relay.delivered}
 }
 
 // service is one running scaiwave-auth.
 type service struct {
-	base string // http://127.0.0.1:PORT
-	proc *proc
-	// refusedAccessTokens is the service's own message when it refused the
-	// config's access_tokens block (the feature is not built yet); the
-	// service was then restarted without the block. Empty when accepted.
-	refusedAccessTokens string
+	base    string // http://127.0.0.1:PORT
+	proc    *proc
+	cfgPath string // the config file it runs with
 }
 
-// startService writes a config with tenant and starts the service on port.
-// When the binary refuses the tenant's access_tokens block as an unknown
-// field (today's product), it says so in refusedAccessTokens and starts
-// again without the block, so that the rest of the contract is still
-// tested; the subtests that need the block fail on their own, naming it.
+// startService writes a config with tenant, starts the service on port and
+// waits until it is ready; a service that does not start fails the test
+// with its last log line.
 func startService(t *testing.T, port int, tenant map[string]any) *service {
 	t.Helper()
 	s, refusal := tryStartService(t, port, tenant)
-	if s != nil {
-		return s
+	if s == nil {
+		t.Fatalf("the service did not start: %s", refusal)
 	}
-	if _, has := tenant["access_tokens"]; has && strings.Contains(refusal, "unknown field") && strings.Contains(refusal, "access_tokens") {
-		t.Logf("NOTE: the service refused the access_tokens block (the coming feature): %s", refusal)
-		t.Logf("NOTE: restarting it without access_tokens; subtests that need it will fail")
-		without := map[string]any{}
-		for k, v := range tenant {
-			if k != "access_tokens" {
-				without[k] = v
-			}
-		}
-		s, refusal2 := tryStartService(t, port, without)
-		if s == nil {
-			t.Fatalf("the service did not start even without access_tokens: %s", refusal2)
-		}
-		s.refusedAccessTokens = refusal
-		return s
-	}
-	t.Fatalf("the service did not start: %s", refusal)
-	return nil
+	return s
 }
 
 // tryStartService starts the service and waits for /readyz. It returns nil
@@ -367,7 +376,7 @@ func tryStartService(t *testing.T, port int, tenant map[string]any) (*service, s
 		st, body, err := get(base + "/readyz")
 		if err == nil && st == http.StatusOK {
 			t.Logf("service %s ready at %s (config %s)", id, base, cfgPath)
-			return &service{base: base, proc: p}, ""
+			return &service{base: base, proc: p, cfgPath: cfgPath}, ""
 		}
 		if err != nil {
 			last = err.Error()
@@ -388,8 +397,10 @@ func lastLine(path string) string {
 
 var apiClient = &http.Client{Timeout: 15 * time.Second}
 
-func get(u string) (int, []byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func get(u string) (int, []byte, error) { return getWithin(u, 5*time.Second) }
+
+func getWithin(u string, d time.Duration) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -410,8 +421,13 @@ type discovery struct {
 	AuthorizationEndpoint string `json:"authorization_endpoint"`
 	TokenEndpoint         string `json:"token_endpoint"`
 	IntrospectionEndpoint string `json:"introspection_endpoint"`
-	RevocationEndpoint    string `json:"revocation_endpoint"`
-	UserinfoEndpoint      string `json:"userinfo_endpoint"`
+	EndSessionEndpoint    string `json:"end_session_endpoint"`
+	// GrantTypesSupported and BackchannelLogoutSupported back the named
+	// skips: a skip whose reason discovery contradicts fails instead.
+	GrantTypesSupported        []string `json:"grant_types_supported"`
+	BackchannelLogoutSupported bool     `json:"backchannel_logout_supported"`
+	RevocationEndpoint         string   `json:"revocation_endpoint"`
+	UserinfoEndpoint           string   `json:"userinfo_endpoint"`
 }
 
 func fetchDiscovery(t *testing.T, issuer string) discovery {
@@ -507,6 +523,12 @@ func callAPI(t *testing.T, s *service, path string, body map[string]string, bear
 		t.Fatalf("POST %s: reading the answer: %v", path, err)
 	}
 	a := &apiCall{status: resp.StatusCode, header: resp.Header, body: b}
+	a.parse()
+	return a
+}
+
+// parse reads the envelope of a.body into data, or code and msg.
+func (a *apiCall) parse() {
 	var env struct {
 		Data  map[string]any `json:"data"`
 		Error *struct {
@@ -514,11 +536,10 @@ func callAPI(t *testing.T, s *service, path string, body map[string]string, bear
 			Message string `json:"message"`
 		} `json:"error"`
 	}
-	if json.Unmarshal(b, &env) == nil {
+	if json.Unmarshal(a.body, &env) == nil {
 		a.data = env.Data
 		if env.Error != nil {
 			a.code, a.msg = env.Error.Code, env.Error.Message
 		}
 	}
-	return a
 }

@@ -17,214 +17,99 @@ import (
 // token revoked at the provider must be refused within this many seconds.
 const cacheSeconds = 1
 
-// The resource indicator (RFC 8707) for which node oidc-provider issues
-// JWT access tokens (RFC 9068), and the audience those tokens carry; the
-// service's tenant lists it in `audiences`.
-const (
-	nodeAPIResource = "urn:scaiwave:interop-api"
-	nodeAPIAudience = "urn:scaiwave:interop-api"
-)
-
-// providerCase is one provider with the client registered there for the
-// service. The secrets are test values, made for this harness only.
-type providerCase struct {
-	tenantID     string
-	clientID     string
-	clientSecret string
-	username     string
-	password     string
-	scopes       []string
-	audiences    []string
+// idp is a running provider as the scenario sees it.
+type idp struct {
+	issuer string
+	// introspection is where the harness (and, for Hydra, the service)
+	// asks about a token: discovery's endpoint, or Hydra's admin one.
+	introspection string
+	// logoutTokens receives each back-channel logout token the provider
+	// sent, with the service's answer; nil when the provider sends none.
+	logoutTokens chan delivery
 }
 
-var zitadelCase = providerCase{
-	tenantID:     "zitadel",
-	clientID:     "scaiwave-zitadel",
-	clientSecret: "zitadel-interop-client-secret",
-	username:     "alice",
-	password:     "alice-interop-password",
-	scopes:       []string{"openid", "profile", "email", "offline_access"},
-}
-
-var nodeCase = providerCase{
-	tenantID:     "node",
-	clientID:     "scaiwave-node",
-	clientSecret: "node-interop-client-secret",
-	username:     "alice",
-	password:     "alice-interop-password", // devInteractions accepts any
-	scopes:       []string{"openid", "profile", "email", "offline_access", "api:read"},
-	audiences:    []string{"scaiwave-node", nodeAPIAudience},
-}
-
-// tenantConfig is the service's tenant for a provider, with the coming
-// access_tokens block (SPEC.md, "Access tokens that are not JWTs"):
-// validation auto, the introspection endpoint from discovery, the tenant's
-// own client, and a short cache so that revocation shows within seconds.
-func (c providerCase) tenantConfig(issuer, redirectURI string) map[string]any {
+// tenantConfig is the service's tenant for a peer: the access_tokens block
+// (SPEC.md, "Access tokens that are not JWTs") with validation auto and a
+// short cache so that revocation shows within seconds.
+func (p *peer) tenantConfig(d *idp, redirectURI, returnTo string) map[string]any {
+	at := map[string]any{
+		"validation":    "auto",
+		"cache_seconds": cacheSeconds,
+	}
+	if p.serviceIntrospects {
+		at["introspection_endpoint"] = d.introspection
+	}
 	t := map[string]any{
-		"id":            c.tenantID,
-		"issuer":        issuer,
-		"client_id":     c.clientID,
-		"client_secret": c.clientSecret,
+		"id":            p.tenantID,
+		"issuer":        d.issuer,
+		"client_id":     p.clientID,
+		"client_secret": p.clientSecret,
 		"redirect_uri":  redirectURI,
-		"scopes":        c.scopes,
+		"scopes":        p.scopes,
 		"features": map[string]any{"auth": map[string]any{
 			"refresh_token_rotation": true,
+			"password_grant_enabled": p.passwordGrant,
 		}},
-		"access_tokens": map[string]any{
-			"validation":    "auto",
-			"cache_seconds": cacheSeconds,
-		},
+		"access_tokens": at,
+		// Where the browser sign-in (browser_chromium) returns: a path the
+		// service does not serve; the browser only needs to arrive there.
+		"post_login_redirect_uris": []string{returnTo},
 	}
-	if len(c.audiences) > 0 {
-		t["audiences"] = c.audiences
+	if len(p.audiences) > 0 {
+		t["audiences"] = p.audiences
 	}
 	return t
 }
 
-// session is what a sign-in through the service gave.
+// session is what a sign-in through the service gave, with the browser
+// (cookie jar) that signed in at the provider.
 type session struct {
 	access, refresh, idToken string
+	browser                  *browser
 }
 
-// env is one provider and one service set up for it.
+// env is one provider and one service set up for it; the steps of the
+// scenario share it, in order.
 type env struct {
-	c           providerCase
+	p           *peer
+	idp         *idp
 	disc        discovery
 	svc         *service
 	redirectURI string
+	returnTo    string // the tenant's post_login_redirect_uris[0]
+
+	sess        *session // from code_flow_pkce, replaced by refresh_rotation
+	idTokens    []string // every ID token relayed for sess, first one first
+	logoutToken string   // from backchannel_logout
 }
 
-func setup(t *testing.T, c providerCase, start func(*testing.T, providerCase, string) string) *env {
+func setup(t *testing.T, p *peer) *env {
 	t.Helper()
 	port := freePort(t)
-	redirectURI := fmt.Sprintf("http://127.0.0.1:%d/v1/auth/login", port)
-	issuer := start(t, c, redirectURI)
-	t.Logf("provider issuer %s", issuer)
-	disc := fetchDiscovery(t, issuer)
-	svc := startService(t, port, c.tenantConfig(issuer, redirectURI))
-	return &env{c: c, disc: disc, svc: svc, redirectURI: redirectURI}
-}
-
-// TestZitadelOIDC runs the contract against the example OP of
-// github.com/zitadel/oidc v3: opaque access tokens only.
-func TestZitadelOIDC(t *testing.T) {
-	e := setup(t, zitadelCase, startZitadel)
-
-	t.Run("config_access_tokens", func(t *testing.T) { requireAccessTokensBlock(t, e) })
-
-	var s *session
-	t.Run("login", func(t *testing.T) {
-		s = e.login(t, nil)
-		describeAccessToken(t, "zitadel access token", s.access)
-	})
-	if s == nil {
-		t.Fatal("no session: the remaining subtests need a sign-in")
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	redirectURI := base + "/v1/auth/login"
+	d := p.start(t, p, base, redirectURI)
+	t.Logf("provider issuer %s", d.issuer)
+	disc := fetchDiscovery(t, d.issuer)
+	if d.introspection == "" {
+		d.introspection = disc.IntrospectionEndpoint
 	}
-	t.Run("provider_introspection", func(t *testing.T) { e.probeIntrospection(t, s.access) })
-	t.Run("register_opaque", func(t *testing.T) { e.register(t, s.access, "opaque access token (zitadel)") })
-	t.Run("refresh", func(t *testing.T) {
-		if next := e.refresh(t, s); next != nil {
-			// zitadel's example storage deletes the access token that
-			// belonged to the old refresh token: go on with the new one.
-			s = next
-		}
-	})
-	t.Run("revoke_opaque", func(t *testing.T) { e.revokeThenRefused(t, s.access, "opaque access token (zitadel)") })
-}
-
-// TestNodeOIDCProvider runs the contract against node oidc-provider v9:
-// opaque access tokens when no resource is asked for, RFC 9068 JWT access
-// tokens for the resource indicator nodeAPIResource.
-func TestNodeOIDCProvider(t *testing.T) {
-	e := setup(t, nodeCase, startNodeOP)
-
-	t.Run("config_access_tokens", func(t *testing.T) { requireAccessTokensBlock(t, e) })
-
-	// Opaque: no resource indicator.
-	var opaque *session
-	t.Run("login_opaque", func(t *testing.T) {
-		opaque = e.login(t, url.Values{"prompt": {"consent"}})
-		describeAccessToken(t, "oidc-provider access token without resource", opaque.access)
-	})
-	if opaque != nil {
-		t.Run("provider_introspection", func(t *testing.T) { e.probeIntrospection(t, opaque.access) })
-		t.Run("register_opaque", func(t *testing.T) { e.register(t, opaque.access, "opaque access token (oidc-provider)") })
-		t.Run("refresh_opaque", func(t *testing.T) {
-			if next := e.refresh(t, opaque); next != nil {
-				opaque = next
-			}
-		})
-		t.Run("revoke_opaque", func(t *testing.T) { e.revokeThenRefused(t, opaque.access, "opaque access token (oidc-provider)") })
-	}
-
-	// JWT: resource indicator, audience in the tenant's audiences.
-	var jwt *session
-	t.Run("login_jwt", func(t *testing.T) {
-		jwt = e.login(t, url.Values{"prompt": {"consent"}, "resource": {nodeAPIResource}})
-		claims := describeAccessToken(t, "oidc-provider access token for resource "+nodeAPIResource, jwt.access)
-		if claims == nil {
-			t.Errorf("with resource=%s the access token should be a JWT (RFC 9068), got an opaque one", nodeAPIResource)
-		}
-	})
-	if jwt != nil {
-		t.Run("register_jwt", func(t *testing.T) { e.register(t, jwt.access, "JWT access token (oidc-provider, RFC 9068)") })
-		t.Run("refresh_jwt", func(t *testing.T) {
-			next := e.refresh(t, jwt)
-			if next == nil {
-				return
-			}
-			if describeAccessToken(t, "refreshed access token", next.access) == nil {
-				t.Errorf("the refreshed access token should still be a JWT for %s", nodeAPIResource)
-			}
-			e.register(t, next.access, "refreshed JWT access token")
-			jwt = next
-		})
-		// Documents a provider fact the service depends on: a JWT access
-		// token cannot be revoked or introspected at oidc-provider, so only
-		// the service's own state (logout, back-channel logout) can end one
-		// before its exp.
-		t.Run("provider_jwt_not_revocable", func(t *testing.T) {
-			for _, ep := range []string{e.disc.RevocationEndpoint, e.disc.IntrospectionEndpoint} {
-				st, body := e.providerPost(t, ep, jwt.access)
-				t.Logf("POST %s with the JWT access token: %d %s", pathOf(ep), st, body)
-				if st != http.StatusBadRequest || !strings.Contains(string(body), "unsupported_token_type") {
-					t.Errorf("POST %s: want 400 unsupported_token_type for a JWT access token, got %d", pathOf(ep), st)
-				}
-			}
-		})
-	}
-	if opaque == nil || jwt == nil {
-		t.Fatal("a sign-in failed; see login_opaque / login_jwt")
-	}
-}
-
-// requireAccessTokensBlock fails while the service refuses access_tokens.
-func requireAccessTokensBlock(t *testing.T, e *env) {
-	if e.svc.refusedAccessTokens != "" {
-		t.Fatalf("the service refused the tenant's access_tokens block (needs the coming access_tokens feature, SPEC.md \"Access tokens that are not JWTs\"): %s", e.svc.refusedAccessTokens)
-	}
-}
-
-// needsAccessTokens is the hint added to failures that the missing
-// access_tokens feature explains.
-func (e *env) needsAccessTokens() string {
-	if e.svc.refusedAccessTokens != "" {
-		return " [the service refused access_tokens at start, so it ran without it: this needs the coming introspection feature]"
-	}
-	return ""
+	returnTo := base + "/app/signed-in"
+	svc := startService(t, port, p.tenantConfig(d, redirectURI, returnTo))
+	return &env{p: p, idp: d, disc: disc, svc: svc, redirectURI: redirectURI, returnTo: returnTo}
 }
 
 // login signs in at the provider with PKCE S256 and posts the code to the
 // service's /v1/auth/login, as a native app or SPA would.
-func (e *env) login(t *testing.T, extra url.Values) *session {
+func (e *env) login(t *testing.T) *session {
 	t.Helper()
+	extra := e.p.authParams
 	state, nonce, pk := randomString(16), randomString(16), newPKCE()
 	q := url.Values{
 		"response_type":         {"code"},
-		"client_id":             {e.c.clientID},
+		"client_id":             {e.p.clientID},
 		"redirect_uri":          {e.redirectURI},
-		"scope":                 {strings.Join(e.c.scopes, " ")},
+		"scope":                 {strings.Join(e.p.scopes, " ")},
 		"state":                 {state},
 		"nonce":                 {nonce},
 		"code_challenge":        {pk.challenge},
@@ -233,7 +118,7 @@ func (e *env) login(t *testing.T, extra url.Values) *session {
 	for k, v := range extra {
 		q[k] = v
 	}
-	b := newBrowser(t, e.redirectURI, e.c.username, e.c.password)
+	b := newBrowser(t, e.redirectURI, e.p.username, e.p.password)
 	cb, err := b.signIn(e.disc.AuthorizationEndpoint + "?" + q.Encode())
 	if err != nil {
 		t.Fatalf("sign-in at the provider: %v", err)
@@ -264,6 +149,8 @@ func (e *env) login(t *testing.T, extra url.Values) *session {
 	}
 	s := checkTokenData(t, "/v1/auth/login", a)
 	describeAccessToken(t, "ID token", s.idToken)
+	describeAccessToken(t, "access token", s.access)
+	s.browser = b
 	if s.refresh == "" {
 		t.Errorf("/v1/auth/login: no refresh_token although offline_access was granted")
 	}
@@ -306,7 +193,7 @@ func (e *env) register(t *testing.T, access, what string) {
 	t.Helper()
 	a := callAPI(t, e.svc, "/v1/auth/register", nil, access)
 	if a.status != http.StatusOK {
-		t.Fatalf("/v1/auth/register with an %s: want 200 with participant data, got %s%s", what, a.describe(), e.needsAccessTokens())
+		t.Fatalf("/v1/auth/register with an %s: want 200 with participant data, got %s", what, a.describe())
 	}
 	if a.data == nil {
 		t.Fatalf("/v1/auth/register: 200 without data: %s", a.describe())
@@ -315,14 +202,14 @@ func (e *env) register(t *testing.T, access, what string) {
 	if str("participant_id") == "" {
 		t.Errorf("data.participant_id missing")
 	}
-	if got := str("tenant_id"); got != e.c.tenantID {
-		t.Errorf("data.tenant_id %q, want %q", got, e.c.tenantID)
+	if got := str("tenant_id"); got != e.p.tenantID {
+		t.Errorf("data.tenant_id %q, want %q", got, e.p.tenantID)
 	}
-	if str("display_name") == "" {
-		t.Errorf("data.display_name empty")
+	if got := str("display_name"); got != e.p.wantName {
+		t.Errorf("data.display_name %q, want %q (the name the provider holds for %s)", got, e.p.wantName, e.p.username)
 	}
-	if _, ok := a.data["email"].(string); !ok {
-		t.Errorf("data.email missing")
+	if got := str("email"); got != e.p.wantEmail {
+		t.Errorf("data.email %q, want %q", got, e.p.wantEmail)
 	}
 	if !strings.HasPrefix(str("personal_workspace_id"), "ws-") {
 		t.Errorf("data.personal_workspace_id %q, want the ws- prefix", str("personal_workspace_id"))
@@ -330,7 +217,9 @@ func (e *env) register(t *testing.T, access, what string) {
 	t.Logf("/v1/auth/register: %s", a.describe())
 }
 
-// refresh calls /v1/auth/refresh; with rotation the refresh token changes.
+// refresh calls /v1/auth/refresh. When the provider rotates, the refresh
+// token changes; when it returns none (LemonLDAP::NG), the service hands
+// back the one that was sent (SPEC.md, refresh_token_rotation).
 func (e *env) refresh(t *testing.T, s *session) *session {
 	t.Helper()
 	a := callAPI(t, e.svc, "/v1/auth/refresh", map[string]string{"refresh_token": s.refresh}, "")
@@ -338,11 +227,15 @@ func (e *env) refresh(t *testing.T, s *session) *session {
 		t.Fatalf("/v1/auth/refresh: want 200, got %s", a.describe())
 	}
 	next := checkTokenData(t, "/v1/auth/refresh", a)
-	if next.refresh == "" {
+	switch {
+	case next.refresh == "":
 		t.Errorf("/v1/auth/refresh: no refresh_token in the answer")
-	} else if next.refresh == s.refresh {
+	case e.p.rotates && next.refresh == s.refresh:
 		t.Errorf("/v1/auth/refresh: the refresh token did not change, though the provider rotates refresh tokens")
+	case !e.p.rotates && next.refresh != s.refresh:
+		t.Errorf("/v1/auth/refresh: the provider returns no new refresh token, so the service must hand back the one sent")
 	}
+	next.browser = s.browser
 	if next.access == s.access {
 		t.Errorf("/v1/auth/refresh: the access token did not change")
 	}
@@ -366,7 +259,7 @@ func (e *env) revokeThenRefused(t *testing.T, access, what string) {
 	t.Logf("revoked the access token at %s (200)", pathOf(e.disc.RevocationEndpoint))
 	// The harness's own check that the revocation took: the provider now
 	// calls the token inactive.
-	if st, body := e.providerPost(t, e.disc.IntrospectionEndpoint, access); st != http.StatusOK || !strings.Contains(string(body), `"active":false`) {
+	if st, body := e.providerPost(t, e.idp.introspection, access); st != http.StatusOK || !strings.Contains(string(body), `"active":false`) {
 		t.Errorf("after revocation the provider's introspection should say active=false, got %d %s", st, body)
 	} else {
 		t.Logf("the provider's introspection now says: %s", body)
@@ -374,7 +267,7 @@ func (e *env) revokeThenRefused(t *testing.T, access, what string) {
 	// Refusal after revocation shows something only if the token was
 	// accepted before it.
 	if before.status != http.StatusOK {
-		t.Fatalf("precondition: /v1/auth/register with the %s must answer 200 before revocation, got %s%s", what, before.describe(), e.needsAccessTokens())
+		t.Fatalf("precondition: /v1/auth/register with the %s must answer 200 before revocation, got %s", what, before.describe())
 	}
 
 	// Refused from cache_seconds on; a little slack for the clock, bounded.
@@ -406,10 +299,10 @@ func (e *env) revokeThenRefused(t *testing.T, access, what string) {
 // logged; claim values that say who and for whom are.
 func (e *env) probeIntrospection(t *testing.T, access string) {
 	t.Helper()
-	if e.disc.IntrospectionEndpoint == "" {
-		t.Fatalf("the provider's discovery names no introspection_endpoint")
+	if e.idp.introspection == "" {
+		t.Fatalf("the provider has no introspection endpoint")
 	}
-	st, body := e.providerPost(t, e.disc.IntrospectionEndpoint, access)
+	st, body := e.providerPost(t, e.idp.introspection, access)
 	if st != http.StatusOK {
 		t.Fatalf("introspection at the provider: status %d %q", st, body)
 	}
@@ -435,7 +328,7 @@ func (e *env) providerPost(t *testing.T, endpoint, tok string) (int, []byte) {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	req.SetBasicAuth(url.QueryEscape(e.c.clientID), url.QueryEscape(e.c.clientSecret))
+	req.SetBasicAuth(url.QueryEscape(e.p.clientID), url.QueryEscape(e.p.clientSecret))
 	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatalf("POST %s: %v", pathOf(endpoint), err)

@@ -6,6 +6,8 @@
 //                                           access tokens are JWTs (RFC 9068)
 //   API_AUDIENCE                            the aud of those JWTs
 //   ADDR_HOST                               loopback address (default 127.0.0.1)
+//   BACKCHANNEL_LOGOUT_URI                  optional: the client's backchannel_logout_uri
+//   POST_LOGOUT_REDIRECT_URI                optional: its post_logout_redirect_uris
 //
 // It listens on an ephemeral port first, builds the issuer from it, and then
 // prints one JSON line on stdout: {"issuer":"http://127.0.0.1:PORT"}. One log
@@ -35,6 +37,8 @@ const redirectUri = need('REDIRECT_URI');
 const apiResource = need('API_RESOURCE');
 const apiAudience = need('API_AUDIENCE');
 const host = process.env.ADDR_HOST || '127.0.0.1';
+const backchannelLogoutUri = process.env.BACKCHANNEL_LOGOUT_URI || '';
+const postLogoutRedirectUri = process.env.POST_LOGOUT_REDIRECT_URI || '';
 if (!['127.0.0.1', '::1', 'localhost'].includes(host)) {
   console.error(`provider.mjs: refusing non-loopback host ${host}`);
   process.exit(2);
@@ -70,6 +74,8 @@ const configuration = {
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
+    ...(postLogoutRedirectUri && { post_logout_redirect_uris: [postLogoutRedirectUri] }),
+    ...(backchannelLogoutUri && { backchannel_logout_uri: backchannelLogoutUri, backchannel_logout_session_required: true }),
   }],
   jwks: { keys: [signingJWK] },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
@@ -85,6 +91,7 @@ const configuration = {
     devInteractions: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
+    backchannelLogout: { enabled: true },
     resourceIndicators: {
       enabled: true,
       // The service's code exchange and refresh do not send `resource`:
@@ -105,6 +112,13 @@ const configuration = {
   },
   issueRefreshToken: async (_ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
   rotateRefreshToken: true,
+  // Back-channel logout POSTs go to a relay on 127.0.0.1, which the
+  // provider's SSRF guard (a dispatcher refusing special-use addresses)
+  // would refuse: everything here is loopback by design.
+  fetch: (url, options) => {
+    delete options.dispatcher;
+    return globalThis.fetch(url, options);
+  },
   ttl: {
     AccessToken: 600,
     AuthorizationCode: 60,
@@ -128,8 +142,8 @@ server.listen(0, host, () => {
     await next();
     console.error(`${new Date().toISOString()} ${ctx.method} ${ctx.path} ${ctx.status} ${Date.now() - started}ms`);
   });
-  for (const ev of ['server_error', 'authorization.error', 'grant.error', 'introspection.error', 'revocation.error']) {
-    provider.on(ev, (_ctx, err) => console.error(`${new Date().toISOString()} event ${ev}: ${err.name}: ${err.message}${err.error_description ? ` (${err.error_description})` : ''}`));
+  for (const ev of ['server_error', 'authorization.error', 'grant.error', 'introspection.error', 'revocation.error', 'backchannel.error']) {
+    provider.on(ev, (_ctx, err) => console.error(`${new Date().toISOString()} event ${ev}: ${err.name}: ${err.message}${err.error_description ? ` (${err.error_description})` : ''}${err.cause ? ` (cause: ${err.cause.code || err.cause.message})` : ''}`));
   }
 
   const handler = provider.callback();
