@@ -137,19 +137,43 @@ func goBuild(dir, out string, flags ...string) error {
 	return nil
 }
 
-// freePort asks the kernel for a free loopback port. The service's port has
-// to be known before the providers start (their client registration names
-// the service's redirect URI), so it is reserved this way; the window in
-// which another process could take it is short.
+// freePort reserves a free loopback port for one peer or service. The
+// service's port has to be known before the providers start (their client
+// registration names the service's redirect URI), so it cannot be port 0.
+// Ports come from below the kernel's ephemeral range (32768 and up on
+// Linux), where nothing that binds port 0 is ever given one, and no port is
+// handed out twice in one run: with the providers started in parallel, two
+// kernel-chosen ports once collided and a service found its address taken.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	portMu.Lock()
+	defer portMu.Unlock()
+	for range 2000 {
+		if nextPort == 0 || nextPort >= 32000 {
+			nextPort = 20000 + os.Getpid()%1000*10
+		}
+		p := nextPort
+		nextPort++
+		if portsGiven[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		portsGiven[p] = true
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("free port: none free between 20000 and 32000")
+	return 0
 }
+
+var (
+	portMu     sync.Mutex
+	nextPort   int
+	portsGiven = map[int]bool{}
+)
 
 // proc is a child process whose stdout and stderr go to one log file.
 type proc struct {
