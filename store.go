@@ -14,64 +14,6 @@ import (
 	_ "modernc.org/sqlite"
 )
 
-// migrations are applied in order; PRAGMA user_version holds how many have
-// run. Append only: an applied migration is never edited.
-//
-// Times are Unix seconds (UTC). Participant and workspace ids are random
-// UUIDs (v4); workspace ids carry a "ws-" prefix.
-var migrations = []string{
-	`CREATE TABLE participants (
-		id                    TEXT PRIMARY KEY,
-		tenant_id             TEXT NOT NULL,
-		issuer                TEXT NOT NULL,
-		subject               TEXT NOT NULL,
-		display_name          TEXT NOT NULL,
-		email                 TEXT NOT NULL DEFAULT '',
-		personal_workspace_id TEXT NOT NULL UNIQUE,
-		created_at            INTEGER NOT NULL,
-		updated_at            INTEGER NOT NULL,
-		UNIQUE (tenant_id, issuer, subject)
-	) STRICT;
-	CREATE TABLE workspaces (
-		id                   TEXT PRIMARY KEY,
-		tenant_id            TEXT NOT NULL,
-		owner_participant_id TEXT NOT NULL REFERENCES participants(id) ON DELETE CASCADE,
-		kind                 TEXT NOT NULL CHECK (kind IN ('personal')),
-		name                 TEXT NOT NULL,
-		created_at           INTEGER NOT NULL
-	) STRICT;
-	CREATE UNIQUE INDEX workspaces_one_personal ON workspaces (owner_participant_id) WHERE kind = 'personal';
-	CREATE INDEX participants_tenant ON participants (tenant_id, created_at);
-	-- meta.generation changes whenever rows are deleted, so that a running
-	-- service drops what it holds in memory.
-	CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
-	INSERT INTO meta (key, value) VALUES ('generation', 0);`,
-	// Version 2: sign-out. revocations are access tokens refused before
-	// their exp; logout_tokens the jti of each back-channel logout token
-	// accepted, so none is accepted twice. Times are Unix seconds (UTC). A
-	// row goes once expires_at has passed: no token it matches is valid by
-	// then. No token is stored: kind 'token' keeps the hex SHA-256 of one
-	// access token; 'sub' refuses a subject's tokens, 'sid' a session's, and
-	// 'sub_nosid' the subject's tokens that name no session, each for tokens
-	// issued (iat) at or before issued_before.
-	`CREATE TABLE revocations (
-		tenant_id     TEXT NOT NULL,
-		kind          TEXT NOT NULL CHECK (kind IN ('token', 'sub', 'sid', 'sub_nosid')),
-		value         TEXT NOT NULL,
-		issued_before INTEGER NOT NULL,
-		expires_at    INTEGER NOT NULL,
-		PRIMARY KEY (tenant_id, kind, value)
-	) STRICT;
-	CREATE INDEX revocations_expiry ON revocations (expires_at);
-	CREATE TABLE logout_tokens (
-		tenant_id  TEXT NOT NULL,
-		jti        TEXT NOT NULL,
-		expires_at INTEGER NOT NULL,
-		PRIMARY KEY (tenant_id, jti)
-	) STRICT;
-	CREATE INDEX logout_tokens_expiry ON logout_tokens (tenant_id, expires_at);`,
-}
-
 // errNotFound is returned by lookups that find no row.
 var errNotFound = errors.New("not found")
 
@@ -212,54 +154,6 @@ func openStore(ctx context.Context, path string, opts ...storeOption) (*store, e
 	go s.writer()
 	go s.watchGeneration(gen)
 	return s, nil
-}
-
-// migrate runs the migrations the database has not seen yet, each in its own
-// transaction with the user_version bump. The version is read again inside
-// each write transaction: another process may be migrating the same file at
-// the same moment, and must not make this one apply a migration twice.
-func migrate(ctx context.Context, db *sql.DB) error {
-	var version int
-	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	for version != len(migrations) {
-		if version > len(migrations) {
-			return fmt.Errorf("schema version %d is newer than this binary knows (%d): refusing to run an older binary on it", version, len(migrations))
-		}
-		var err error
-		if version, err = applyMigration(ctx, db); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// applyMigration applies the next migration, if any, and returns the schema
-// version it leaves.
-func applyMigration(ctx context.Context, db *sql.DB) (int, error) {
-	tx, err := db.BeginTx(ctx, nil) // immediate: holds the write lock from here
-	if err != nil {
-		return 0, fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	var v int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		return 0, fmt.Errorf("read schema version: %w", err)
-	}
-	if v >= len(migrations) {
-		return v, nil
-	}
-	if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-		return 0, fmt.Errorf("migrate to schema version %d: %w", v+1, err)
-	}
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
-		return 0, fmt.Errorf("migrate to schema version %d: %w", v+1, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("migrate to schema version %d: %w", v+1, err)
-	}
-	return v + 1, nil
 }
 
 // Close stops the writer after the requests already queued and closes the
