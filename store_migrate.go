@@ -62,6 +62,13 @@ var migrations = []string{
 		PRIMARY KEY (tenant_id, jti)
 	) STRICT;
 	CREATE INDEX logout_tokens_expiry ON logout_tokens (tenant_id, expires_at);`,
+	// Version 3: several replicas. Each revocation carries the number of
+	// the transaction that last added or widened it, from
+	// meta.revocation_seq, so that every process sharing the database can
+	// read what changed since it last looked.
+	`ALTER TABLE revocations ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX revocations_seq ON revocations (seq);
+	INSERT INTO meta (key, value) VALUES ('revocation_seq', 0);`,
 }
 
 // migrate runs the migrations the database has not seen yet, each in its own
