@@ -19,3 +19,6 @@ func TestDefaultBuildRefusesPostgres(t *testing.T) {
 		}
 	}
 }
+
+// postgresBackends: none in the default build.
+func postgresBackends(*testing.T) []storeBackend { return nil }
