@@ -34,7 +34,7 @@ func (s *server) routes() []route {
 		{"POST", "/v1/auth/logout", handleLogout(s.store), true},
 		{"POST", "/v1/auth/backchannel-logout", handleBackchannelLogout(s.store), true},
 		{"GET", "/healthz", handleHealth(s.store), false},
-		{"GET", "/readyz", handleReady(s.tenants, s.tenantFor), false},
+		{"GET", "/readyz", handleReady(s.tenants, s.tenantFor, s.store.reachable), false},
 		{"GET", "/v1/openapi.json", handleOpenAPI(), false},
 	}
 	if s.cfg.MetricsAddr == "" {
@@ -418,9 +418,20 @@ func handleHealth(st *store) http.Handler {
 // balancer's probe by address, or a stranger) about all of them together,
 // with no tenant named: the ids would tell it which customers are served
 // here.
-func handleReady(ts []*tenant, tenantFor func(*http.Request) *tenant) http.Handler {
+//
+// A database that did not answer the store's last poll (reachable) makes
+// it 503 SW_STORE_UNAVAILABLE, so that a load balancer sends nobody to a
+// replica cut off from it; it is 200 again once a poll succeeds.
+func handleReady(ts []*tenant, tenantFor func(*http.Request) *tenant, reachable func() bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
+		if !reachable() {
+			w.Header().Set("Retry-After", "5")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{
+				"code": "SW_STORE_UNAVAILABLE", "message": "not ready: the database does not answer", "tenants": []string{},
+			}})
+			return
+		}
 		scope, named := ts, false
 		if t := tenantFor(r); t != nil {
 			scope, named = []*tenant{t}, true

@@ -57,10 +57,16 @@ trap cleanup EXIT
 "${as_pg[@]}" "$pgbin/initdb" -D "$dir/data" -U scaiwave --pwfile="$dir/pw" -A scram-sha-256 -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \
   || { cat "$dir/initdb.log"; exit 1; }
 rm -f "$dir/pw"
-# The tests start and stop the server (database down and back) through
-# pg_ctl, so they get its paths.
-"${as_pg[@]}" "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-  -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=on" start >/dev/null \
+# Settings in the cluster's file, so that a plain "pg_ctl start" brings it
+# back as it was: the tests stop and start it (the database down and back).
+cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+max_connections = 300
+fsync = on
+CONF
+"${as_pg[@]}" "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null \
   || { cat "$dir/server.log"; exit 1; }
 
 export SCAIWAVE_TEST_POSTGRES="postgres://scaiwave:$pw@127.0.0.1:$port/postgres?sslmode=disable"
