@@ -312,20 +312,7 @@ func handleRefresh() http.Handler {
 		}
 		key := refreshKey(t.cfg.ID, rt, scope)
 		tr, err := t.prov.refresh.do(r.Context(), key, func(ctx context.Context) (*tokenResponse, error) {
-			form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
-			if scope != "" {
-				form.Set("scope", scope)
-			}
-			tr, err := t.prov.token(ctx, form)
-			if err != nil {
-				return nil, idpError(t, err, rejected)
-			}
-			if tr.IDToken != "" {
-				if _, err := t.prov.verifyAnswerIDToken(ctx, tr, ""); err != nil {
-					return nil, verifyFailed(t, err, "SW_AUTH_REFRESH_FAILED")
-				}
-			}
-			return tr, nil
+			return refreshAtIdP(ctx, t, rt, scope, rejected)
 		})
 		if err != nil {
 			writeError(w, r, err)
@@ -462,4 +449,23 @@ func handleReady(ts []*tenant, tenantFor func(*http.Request) *tenant, reachable 
 		slices.Sort(ids)
 		writeData(w, map[string]any{"status": "ready", "tenants": ids})
 	})
+}
+
+// refreshAtIdP asks t's IdP to refresh rt for scope, and verifies the ID
+// token of its answer.
+func refreshAtIdP(ctx context.Context, t *tenant, rt, scope string, rejected *apiError) (*tokenResponse, error) {
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+	if scope != "" {
+		form.Set("scope", scope)
+	}
+	tr, err := t.prov.token(ctx, form)
+	if err != nil {
+		return nil, idpError(t, err, rejected)
+	}
+	if tr.IDToken != "" {
+		if _, err := t.prov.verifyAnswerIDToken(ctx, tr, ""); err != nil {
+			return nil, verifyFailed(t, err, "SW_AUTH_REFRESH_FAILED")
+		}
+	}
+	return tr, nil
 }
