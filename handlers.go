@@ -29,7 +29,7 @@ func (s *server) routes() []route {
 		{"GET", "/v1/auth/login", handleCallback(s.browser), true},
 		{"POST", "/v1/auth/login", handleLogin(s.browser), true},
 		{"POST", "/v1/auth/token", handleToken(s.limiter, s.trusted), true},
-		{"POST", "/v1/auth/refresh", handleRefresh(), true},
+		{"POST", "/v1/auth/refresh", handleRefresh(s.store), true},
 		{"POST", "/v1/auth/register", handleRegister(s.store), true},
 		{"POST", "/v1/auth/logout", handleLogout(s.store), true},
 		{"POST", "/v1/auth/backchannel-logout", handleBackchannelLogout(s.store), true},
@@ -289,8 +289,9 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 }
 
 // handleRefresh exchanges a refresh token. Concurrent and repeated calls with
-// one token share one IdP call and one answer (see refreshFlights).
-func handleRefresh() http.Handler {
+// one token share one IdP call and one answer (see refreshFlights), across
+// replicas too when they share a PostgreSQL database (store.sharedRefresh).
+func handleRefresh(st *store) http.Handler {
 	rejected := &apiError{http.StatusUnauthorized, "SW_AUTH_REFRESH_FAILED", "the identity provider rejected the refresh token"}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := tenantOf(r)
@@ -312,7 +313,9 @@ func handleRefresh() http.Handler {
 		}
 		key := refreshKey(t.cfg.ID, rt, scope)
 		tr, err := t.prov.refresh.do(r.Context(), key, func(ctx context.Context) (*tokenResponse, error) {
-			return refreshAtIdP(ctx, t, rt, scope, rejected)
+			return st.sharedRefresh(ctx, key, refreshFlightTimeout, func(ctx context.Context) (*tokenResponse, error) {
+				return refreshAtIdP(ctx, t, rt, scope, rejected)
+			})
 		})
 		if err != nil {
 			writeError(w, r, err)

@@ -6,7 +6,9 @@ package main
 // two processes on one file; PostgreSQL: two replicas).
 
 import (
+	"bytes"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -69,6 +71,56 @@ func TestReplicasShareRevocations(t *testing.T) {
 
 		for i, a := range apps {
 			checkRegister(t, "a token nobody revoked, replica "+strconv.Itoa(i), a.register(other), 200)
+		}
+	})
+}
+
+// Concurrent refreshes with one token spread over three replicas make one
+// IdP call, and every caller gets its answer; the answer kept for the
+// replay window is sealed in the database, never in clear. SQLite is one
+// box: replicas on one file are not a supported deployment for refresh, and
+// the test says so instead of running.
+func TestReplicasShareRefresh(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storeBackend) {
+		f := newFakeIDP(t)
+		apps := startReplicas(t, f, b.newDB(t), 3)
+		if apps[0].store.fl.batchWriter {
+			t.Skip("SQLite: one process per database; its own single flight covers refresh (TestRefreshConcurrentRotation)")
+		}
+		f.set(func(f *fakeIDP) { f.tokenMode, f.slow = modeSlow, 300*time.Millisecond })
+		const n = 50
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		answers := make([]string, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				w := apps[i%3].do("POST", "/v1/auth/refresh", "refresh_token=rt-good")
+				if w.Code != 200 {
+					t.Errorf("refresh %d on replica %d = %d %s", i, i%3, w.Code, w.Body)
+					return
+				}
+				answers[i], _ = decode(t, w).Data["access_token"].(string)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if got := f.tokenHits.Load(); got != 1 {
+			t.Errorf("%d concurrent refreshes of one token over 3 replicas made %d IdP calls; want 1", n, got)
+		}
+		for i, a := range answers {
+			if a == "" || a != answers[0] {
+				t.Fatalf("caller %d got access token %.12q…, caller 0 %.12q…; want the one answer", i, a, answers[0])
+			}
+		}
+		var sealed []byte
+		if err := apps[0].store.r.QueryRow(`SELECT answer FROM refresh_flights`).Scan(&sealed); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(sealed, []byte(answers[0])) || bytes.Contains(sealed, []byte("access_token")) {
+			t.Error("the refresh answer kept in the database is in clear")
 		}
 	})
 }

@@ -287,6 +287,9 @@ func (s *server) pruneRevocations(ctx context.Context, now time.Time) error {
 	if _, err := s.store.pruneRevocations(ctx, now.Unix()); err != nil {
 		return fmt.Errorf("prune revocations: %w", err)
 	}
+	if err := s.store.pruneRefreshFlights(ctx, now); err != nil {
+		return fmt.Errorf("prune refresh answers: %w", err)
+	}
 	return nil
 }
 

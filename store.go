@@ -59,6 +59,8 @@ type store struct {
 	closed bool
 
 	cache *participantCache
+	// sealKey is the database's sealing key, once loaded (store_sealing.go).
+	sealKey sealingKey
 	// down is set while the database does not answer the watcher's polls
 	// (for /readyz).
 	down atomic.Bool

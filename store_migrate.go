@@ -69,6 +69,26 @@ var migrations = []string{
 	`ALTER TABLE revocations ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
 	CREATE INDEX revocations_seq ON revocations (seq);
 	INSERT INTO meta (key, value) VALUES ('revocation_seq', 0);`,
+	// Version 4: several replicas. sealing_keys holds the AEAD key that
+	// seals what the service keeps for a moment and must not keep in clear
+	// (store_sealing.go); refresh_flights the refreshes in flight and their
+	// sealed answers for the replay window, keyed by the hex SHA-256 of the
+	// tenant and refresh token and of the scope (store_refresh.go). Times
+	// are Unix milliseconds.
+	`CREATE TABLE sealing_keys (
+		id         INTEGER PRIMARY KEY,
+		secret     BLOB NOT NULL,
+		created_at INTEGER NOT NULL
+	) STRICT;
+	CREATE TABLE refresh_flights (
+		token_hash    TEXT NOT NULL,
+		scope_hash    TEXT NOT NULL,
+		claimed_until INTEGER NOT NULL,
+		answer        BLOB,
+		expires_at    INTEGER NOT NULL,
+		PRIMARY KEY (token_hash, scope_hash)
+	) STRICT;
+	CREATE INDEX refresh_flights_expiry ON refresh_flights (expires_at);`,
 }
 
 // migrate runs the migrations the database has not seen yet, each in its own

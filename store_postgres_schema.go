@@ -60,6 +60,20 @@ var pgMigrations = []string{
 	`ALTER TABLE revocations ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
 	CREATE INDEX revocations_seq ON revocations (seq);
 	INSERT INTO meta (key, value) VALUES ('revocation_seq', 0);`,
+	`CREATE TABLE sealing_keys (
+		id         INTEGER PRIMARY KEY,
+		secret     BYTEA NOT NULL,
+		created_at BIGINT NOT NULL
+	);
+	CREATE TABLE refresh_flights (
+		token_hash    TEXT NOT NULL,
+		scope_hash    TEXT NOT NULL,
+		claimed_until BIGINT NOT NULL,
+		answer        BYTEA,
+		expires_at    BIGINT NOT NULL,
+		PRIMARY KEY (token_hash, scope_hash)
+	);
+	CREATE INDEX refresh_flights_expiry ON refresh_flights (expires_at);`,
 }
 
 // pgMigrationLock is the key of the advisory lock under which one replica

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"testing"
+	"time"
+)
+
+// The refresh claim across stores: a failure is not kept (the next caller
+// asks the IdP again), a claim whose holder died lapses after its lease,
+// and /logout's forget drops a kept answer everywhere.
+func TestSharedRefreshClaims(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storeBackend) {
+		db := b.newDB(t)
+		a, other := openBackendStore(t, db), openBackendStore(t, db)
+		if a.fl.batchWriter {
+			t.Skip("SQLite: sharedRefresh is the call itself (one process per database)")
+		}
+		ctx := context.Background()
+		key := refreshKey("acme", "rt-1", "")
+		calls := 0
+		answer := func(tok string) func(context.Context) (*tokenResponse, error) {
+			return func(context.Context) (*tokenResponse, error) {
+				calls++
+				return &tokenResponse{AccessToken: tok, TokenType: "Bearer"}, nil
+			}
+		}
+		boom := errors.New("IdP said no")
+		if _, err := a.sharedRefresh(ctx, key, time.Second, func(context.Context) (*tokenResponse, error) { return nil, boom }); !errors.Is(err, boom) {
+			t.Fatalf("a failing refresh = %v; want its error", err)
+		}
+		tr, err := other.sharedRefresh(ctx, key, time.Second, answer("at-1"))
+		if err != nil || tr.AccessToken != "at-1" || calls != 1 {
+			t.Fatalf("after a failure, the other store = %+v, %v (%d calls); want a new call", tr, err, calls)
+		}
+		// Kept for the replay window: the first store gets it without a call.
+		tr, err = a.sharedRefresh(ctx, key, time.Second, answer("at-2"))
+		if err != nil || tr.AccessToken != "at-1" || calls != 1 {
+			t.Fatalf("replay on the first store = %+v, %v (%d calls); want at-1 and no call", tr, err, calls)
+		}
+		// forget drops it: the next refresh calls the IdP.
+		if err := a.forgetRefresh(ctx, key.token); err != nil {
+			t.Fatal(err)
+		}
+		if tr, err = other.sharedRefresh(ctx, key, time.Second, answer("at-3")); err != nil || tr.AccessToken != "at-3" || calls != 2 {
+			t.Fatalf("after forget = %+v, %v (%d calls); want a new call", tr, err, calls)
+		}
+
+		// A holder that dies: its claim lapses after the lease.
+		dead := refreshKey("acme", "rt-dead", "")
+		if claimed, _, err := a.claimRefresh(ctx, hexKey(dead.token), hexKey(dead.scope), 300*time.Millisecond); err != nil || !claimed {
+			t.Fatalf("claim = %v, %v", claimed, err)
+		}
+		start := time.Now()
+		tr, err = other.sharedRefresh(ctx, dead, time.Second, answer("at-after-lapse"))
+		if err != nil || tr.AccessToken != "at-after-lapse" {
+			t.Fatalf("after a lapsed claim = %+v, %v; want a call of its own", tr, err)
+		}
+		if waited := time.Since(start); waited < 200*time.Millisecond {
+			t.Errorf("took over a live claim after %v; want it to wait for the lease", waited)
+		}
+	})
+}
+
+func hexKey(k [32]byte) string { return hex.EncodeToString(k[:]) }
