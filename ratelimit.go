@@ -150,6 +150,19 @@ func (l *loginLimiter) attempt(k loginKey) verdict {
 	pairN, pairEnd := l.pairs.count(k.pair, now)
 	addrN, addrEnd := l.addrs.count(k.addr, now)
 	userN, userEnd := l.users.count(k.user, now)
+	v := decide(now, pairN, addrN, userN, pairEnd, addrEnd, userEnd)
+	if v.refuse > 0 {
+		return v
+	}
+	l.pairs.add(k.pair, now)
+	l.addrs.add(k.addr, now)
+	l.users.add(k.user, now)
+	return v
+}
+
+// decide is attempt's verdict from the three counts before this attempt and
+// when their windows end.
+func decide(now time.Time, pairN, addrN, userN int, pairEnd, addrEnd, userEnd time.Time) verdict {
 	var v verdict
 	if pairN >= pairFailLimit {
 		v.refuse = pairEnd.Sub(now)
@@ -166,12 +179,6 @@ func (l *loginLimiter) attempt(k loginKey) verdict {
 			v.delay = min(maxSlowDelay, slowStep*time.Duration(1+(userN-userSlowLimit)/pairFailLimit))
 		}
 	}
-	if v.refuse > 0 {
-		return v
-	}
-	l.pairs.add(k.pair, now)
-	l.addrs.add(k.addr, now)
-	l.users.add(k.user, now)
 	return v
 }
 
