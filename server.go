@@ -77,6 +77,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		warnIssuerRules(log, tc)
 		logAccessTokenWarnings(log, tc)
 	}
+	s.limiter.shareWith(st)
 	s.browser = newBrowserSignIn(s.tenants, s.trusted, log)
 	s.handler = s.newMux(devIDP)
 	return s

@@ -73,8 +73,9 @@ var migrations = []string{
 	// seals what the service keeps for a moment and must not keep in clear
 	// (store_sealing.go); refresh_flights the refreshes in flight and their
 	// sealed answers for the replay window, keyed by the hex SHA-256 of the
-	// tenant and refresh token and of the scope (store_refresh.go). Times
-	// are Unix milliseconds.
+	// tenant and refresh token and of the scope (store_refresh.go);
+	// login_failures the password limiter's counters shared by replicas
+	// (store_loginfail.go). Times are Unix milliseconds.
 	`CREATE TABLE sealing_keys (
 		id         INTEGER PRIMARY KEY,
 		secret     BLOB NOT NULL,
@@ -88,7 +89,13 @@ var migrations = []string{
 		expires_at    INTEGER NOT NULL,
 		PRIMARY KEY (token_hash, scope_hash)
 	) STRICT;
-	CREATE INDEX refresh_flights_expiry ON refresh_flights (expires_at);`,
+	CREATE INDEX refresh_flights_expiry ON refresh_flights (expires_at);
+	CREATE TABLE login_failures (
+		key          TEXT PRIMARY KEY,
+		n            INTEGER NOT NULL,
+		window_start INTEGER NOT NULL
+	) STRICT;
+	CREATE INDEX login_failures_window ON login_failures (window_start);`,
 }
 
 // migrate runs the migrations the database has not seen yet, each in its own

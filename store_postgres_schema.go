@@ -73,7 +73,13 @@ var pgMigrations = []string{
 		expires_at    BIGINT NOT NULL,
 		PRIMARY KEY (token_hash, scope_hash)
 	);
-	CREATE INDEX refresh_flights_expiry ON refresh_flights (expires_at);`,
+	CREATE INDEX refresh_flights_expiry ON refresh_flights (expires_at);
+	CREATE TABLE login_failures (
+		key          TEXT PRIMARY KEY,
+		n            INTEGER NOT NULL,
+		window_start BIGINT NOT NULL
+	);
+	CREATE INDEX login_failures_window ON login_failures (window_start);`,
 }
 
 // pgMigrationLock is the key of the advisory lock under which one replica
