@@ -60,6 +60,9 @@ type browserSignIn struct {
 type tenantSignIns struct {
 	pending  *onceStore[pendingSignIn]
 	handoffs *onceStore[handoff]
+	// shared, when set, keeps the handoffs in the database instead, for
+	// replicas sharing PostgreSQL (store_handoffs.go).
+	shared   *store
 	lastWarn atomic.Int64 // Unix seconds of the last log line about a full store
 }
 
@@ -81,12 +84,15 @@ const pendingSignInSize = 384
 
 // newBrowserSignIn makes the stores of each tenant, and warns about a tenant
 // whose browser sign-in cannot work as configured.
-func newBrowserSignIn(ts []*tenant, trusted []netip.Prefix, log *slog.Logger) *browserSignIn {
+func newBrowserSignIn(ts []*tenant, trusted []netip.Prefix, st *store, log *slog.Logger) *browserSignIn {
 	b := &browserSignIn{trusted: trusted, tenants: make(map[*tenant]*tenantSignIns, len(ts))}
 	for _, t := range ts {
 		b.tenants[t] = &tenantSignIns{
 			pending:  newOnceStore[pendingSignIn](signInTTL, maxPendingSignIns, maxPendingSignIns*pendingSignInSize),
 			handoffs: newOnceStore[handoff](handoffTTL, maxHandoffs, maxHandoffBytes),
+		}
+		if st != nil && !st.fl.batchWriter {
+			b.tenants[t].shared = st
 		}
 		if len(t.cfg.PostLoginRedirectURIs) > 0 && !strings.HasSuffix(t.cfg.RedirectURI, "/v1/auth/login") {
 			// A proxy may map the path, so this is no error; but usually the

@@ -78,7 +78,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		logAccessTokenWarnings(log, tc)
 	}
 	s.limiter.shareWith(st)
-	s.browser = newBrowserSignIn(s.tenants, s.trusted, log)
+	s.browser = newBrowserSignIn(s.tenants, s.trusted, st, log)
 	s.handler = s.newMux(devIDP)
 	return s
 }

@@ -62,6 +62,9 @@ type store struct {
 	// loginRows counts the password-failure counters this process created
 	// (store_loginfail.go), to check their bound now and then.
 	loginRows atomic.Int64
+	// handoffPuts counts the handoffs this process stored
+	// (store_handoffs.go), to check their bound now and then.
+	handoffPuts atomic.Int64
 	// sealKey is the database's sealing key, once loaded (store_sealing.go).
 	sealKey sealingKey
 	// down is set while the database does not answer the watcher's polls

@@ -75,7 +75,9 @@ var migrations = []string{
 	// sealed answers for the replay window, keyed by the hex SHA-256 of the
 	// tenant and refresh token and of the scope (store_refresh.go);
 	// login_failures the password limiter's counters shared by replicas
-	// (store_loginfail.go). Times are Unix milliseconds.
+	// (store_loginfail.go); handoffs the browser sign-ins' handoffs, sealed,
+	// keyed by the hex SHA-256 of the reference (store_handoffs.go). Times
+	// are Unix milliseconds.
 	`CREATE TABLE sealing_keys (
 		id         INTEGER PRIMARY KEY,
 		secret     BLOB NOT NULL,
@@ -95,7 +97,14 @@ var migrations = []string{
 		n            INTEGER NOT NULL,
 		window_start INTEGER NOT NULL
 	) STRICT;
-	CREATE INDEX login_failures_window ON login_failures (window_start);`,
+	CREATE INDEX login_failures_window ON login_failures (window_start);
+	CREATE TABLE handoffs (
+		key        TEXT PRIMARY KEY,
+		tenant_id  TEXT NOT NULL,
+		sealed     BLOB NOT NULL,
+		expires_at INTEGER NOT NULL
+	) STRICT;
+	CREATE INDEX handoffs_tenant ON handoffs (tenant_id, expires_at);`,
 }
 
 // migrate runs the migrations the database has not seen yet, each in its own

@@ -79,7 +79,14 @@ var pgMigrations = []string{
 		n            INTEGER NOT NULL,
 		window_start BIGINT NOT NULL
 	);
-	CREATE INDEX login_failures_window ON login_failures (window_start);`,
+	CREATE INDEX login_failures_window ON login_failures (window_start);
+	CREATE TABLE handoffs (
+		key        TEXT PRIMARY KEY,
+		tenant_id  TEXT NOT NULL,
+		sealed     BYTEA NOT NULL,
+		expires_at BIGINT NOT NULL
+	);
+	CREATE INDEX handoffs_tenant ON handoffs (tenant_id, expires_at);`,
 }
 
 // pgMigrationLock is the key of the advisory lock under which one replica
