@@ -223,7 +223,7 @@ func (s *store) ping(ctx context.Context) error {
 }
 
 // reachable reports whether the database answered the watcher's last poll.
-func (s *store) reachable() bool { return !s.down.Load() }
+func (s *store) reachable() bool { return s == nil || !s.down.Load() }
 
 // ensureParticipant returns the participant for p, creating it and its
 // personal workspace on the first call and updating the display name and
