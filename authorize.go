@@ -91,7 +91,7 @@ func newBrowserSignIn(ts []*tenant, trusted []netip.Prefix, st *store, log *slog
 			pending:  newOnceStore[pendingSignIn](signInTTL, maxPendingSignIns, maxPendingSignIns*pendingSignInSize),
 			handoffs: newOnceStore[handoff](handoffTTL, maxHandoffs, maxHandoffBytes),
 		}
-		if st != nil && !st.fl.batchWriter {
+		if st != nil && st.fl.shared {
 			b.tenants[t].shared = st
 		}
 		if len(t.cfg.PostLoginRedirectURIs) > 0 && !strings.HasSuffix(t.cfg.RedirectURI, "/v1/auth/login") {

@@ -53,7 +53,7 @@ type loginLimiter struct {
 // shareWith has the limiter count in st's database when other replicas may
 // share it (PostgreSQL); on SQLite, one process, the tables in memory stay.
 func (l *loginLimiter) shareWith(st *store) {
-	if st != nil && !st.fl.batchWriter {
+	if st != nil && st.fl.shared {
 		l.shared = st
 	}
 }

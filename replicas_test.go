@@ -84,7 +84,7 @@ func TestReplicasShareRefresh(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b storeBackend) {
 		f := newFakeIDP(t)
 		apps := startReplicas(t, f, b.newDB(t), 3)
-		if apps[0].store.fl.batchWriter {
+		if !apps[0].store.fl.shared {
 			t.Skip("SQLite: one process per database; its own single flight covers refresh (TestRefreshConcurrentRotation)")
 		}
 		f.set(func(f *fakeIDP) { f.tokenMode, f.slow = modeSlow, 300*time.Millisecond })
@@ -133,7 +133,7 @@ func TestReplicasShareHandoffs(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b storeBackend) {
 		f := newFakeIDP(t)
 		apps := startReplicas(t, f, b.newDB(t), 3)
-		if apps[0].store.fl.batchWriter {
+		if !apps[0].store.fl.shared {
 			t.Skip("SQLite: one process per database; handoffs stay in its memory (TestHandoffRedeemedOnce)")
 		}
 		h := siSignIn(t, apps[0], f, "")

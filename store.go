@@ -504,7 +504,7 @@ func (s *store) deleteParticipant(ctx context.Context, id string) error {
 // backup writes a consistent copy of the database to path, mode 0600,
 // while others keep reading and writing. The file must not exist.
 func (s *store) backup(ctx context.Context, path string) error {
-	if !s.fl.batchWriter {
+	if s.fl.shared {
 		return errors.New("backup: this command copies a SQLite database; back up PostgreSQL with pg_dump")
 	}
 	// VACUUM INTO fills an empty file as it finds it, so the copy is

@@ -24,6 +24,10 @@ type flavor struct {
 	// each caller writes in its own transaction from the pool (PostgreSQL:
 	// concurrent writers, group commit done by the server).
 	batchWriter bool
+	// shared: several processes (replicas) may share this database, so
+	// what one process can keep in memory on SQLite (handoffs, refresh
+	// answers, password-failure counts) goes to the database instead.
+	shared bool
 	// unavailable reports whether err means the database cannot be reached
 	// (not a bug, nor a full disk): the caller answers 503 and retries
 	// later. nil: never.

@@ -166,7 +166,7 @@ func migratePostgres(ctx context.Context, db *sql.DB, migs []string) error {
 
 // postgresFlavor: queries as written, a pool of writers.
 func postgresFlavor() *flavor {
-	return &flavor{name: "postgres", unavailable: pgUnavailable}
+	return &flavor{name: "postgres", unavailable: pgUnavailable, shared: true}
 }
 
 // pgUnavailable reports whether err means the server cannot be reached or

@@ -25,7 +25,7 @@ const refreshPollInterval = 50 * time.Millisecond
 // caller claims it. A failure is not kept: the winner removes its claim and
 // a waiting replica claims it in turn.
 func (s *store) sharedRefresh(ctx context.Context, key refreshFlightKey, lease time.Duration, fn func(context.Context) (*tokenResponse, error)) (*tokenResponse, error) {
-	if s.fl.batchWriter {
+	if !s.fl.shared {
 		return fn(ctx)
 	}
 	sl, err := s.sealer(ctx)
@@ -119,7 +119,7 @@ func (s *store) claimRefresh(ctx context.Context, th, sh string, lease time.Dura
 // forgetRefresh drops what is kept for a refresh token, whatever the scope
 // (/logout), on every replica.
 func (s *store) forgetRefresh(ctx context.Context, token [32]byte) error {
-	if s.fl.batchWriter {
+	if !s.fl.shared {
 		return nil
 	}
 	_, err := s.w.ExecContext(ctx, s.fl.q(`DELETE FROM refresh_flights WHERE token_hash = $1`), hex.EncodeToString(token[:]))

@@ -15,7 +15,7 @@ func TestSharedRefreshClaims(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b storeBackend) {
 		db := b.newDB(t)
 		a, other := openBackendStore(t, db), openBackendStore(t, db)
-		if a.fl.batchWriter {
+		if !a.fl.shared {
 			t.Skip("SQLite: sharedRefresh is the call itself (one process per database)")
 		}
 		ctx := context.Background()
