@@ -21,16 +21,16 @@ type storeBackend struct {
 	name string
 	// newDB returns the database setting (a path or a URL) of a new empty
 	// database, dropped when the test ends.
-	newDB func(t *testing.T) string
+	newDB func(t testing.TB) string
 	// setVersion sets the schema version recorded in the database at db.
-	setVersion func(t *testing.T, db string, v int)
+	setVersion func(t testing.TB, db string, v int)
 }
 
 func sqliteBackend() storeBackend {
 	return storeBackend{
 		name:  "sqlite",
-		newDB: func(t *testing.T) string { return filepath.Join(t.TempDir(), "auth.db") },
-		setVersion: func(t *testing.T, db string, v int) {
+		newDB: func(t testing.TB) string { return filepath.Join(t.TempDir(), "auth.db") },
+		setVersion: func(t testing.TB, db string, v int) {
 			raw := openRaw(t, db)
 			if _, err := raw.Exec(`PRAGMA user_version = ` + strconv.Itoa(v)); err != nil {
 				t.Fatal(err)
@@ -50,7 +50,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, b storeBackend)) {
 }
 
 // openBackendStore opens a store on db and closes it when the test ends.
-func openBackendStore(t *testing.T, db string) *store {
+func openBackendStore(t testing.TB, db string) *store {
 	t.Helper()
 	s, err := openStore(context.Background(), db)
 	if err != nil {

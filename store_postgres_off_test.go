@@ -21,4 +21,4 @@ func TestDefaultBuildRefusesPostgres(t *testing.T) {
 }
 
 // postgresBackends: none in the default build.
-func postgresBackends(*testing.T) []storeBackend { return nil }
+func postgresBackends(testing.TB) []storeBackend { return nil }

@@ -16,7 +16,7 @@ import (
 // Without one they skip, except where SCAIWAVE_TEST_POSTGRES_REQUIRED is set
 // (scripts/postgres/run.sh, CI): there a skip would hide that nothing ran,
 // so it fails.
-func postgresURL(t *testing.T) string {
+func postgresURL(t testing.TB) string {
 	t.Helper()
 	u := os.Getenv("SCAIWAVE_TEST_POSTGRES")
 	if u == "" {
@@ -39,7 +39,7 @@ func withParam(u, kv string) string {
 // newPostgresSchema makes an empty schema on the test server and returns a
 // URL whose connections use it (lib/pq passes search_path to the server),
 // so that each test has a database of its own. It is dropped at the end.
-func newPostgresSchema(t *testing.T) string {
+func newPostgresSchema(t testing.TB) string {
 	t.Helper()
 	u := postgresURL(t)
 	admin, err := sql.Open("postgres", u)
@@ -57,11 +57,11 @@ func newPostgresSchema(t *testing.T) string {
 	return withParam(u, "search_path="+schema)
 }
 
-func postgresBackends(t *testing.T) []storeBackend {
+func postgresBackends(t testing.TB) []storeBackend {
 	return []storeBackend{{
 		name:  "postgres",
 		newDB: newPostgresSchema,
-		setVersion: func(t *testing.T, db string, v int) {
+		setVersion: func(t testing.TB, db string, v int) {
 			raw, err := sql.Open("postgres", db)
 			if err != nil {
 				t.Fatal(err)
