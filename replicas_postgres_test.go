@@ -91,3 +91,26 @@ func waitAppStatus(t *testing.T, a *testApp, path string, want int, d time.Durat
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// The admin commands work on the shared database: list what a replica
+// registered, delete it; backup refuses and names pg_dump.
+func TestPostgresAdminCommands(t *testing.T) {
+	db := newPostgresSchema(t)
+	f := newFakeIDP(t)
+	a := startReplicas(t, f, db, 1)[0]
+	id, _ := decode(t, a.register(f.accessToken(map[string]any{"sub": "listed"}))).Data["participant_id"].(string)
+	out, _, err := runCmd("participants", "list", "-db", db)
+	if err != nil || !strings.Contains(out, id) {
+		t.Fatalf("participants list = %q, %v; want %s in it", out, err, id)
+	}
+	if _, _, err := runCmd("participants", "delete", "-db", db, id); err != nil {
+		t.Fatalf("participants delete: %v", err)
+	}
+	if out, _, _ := runCmd("participants", "list", "-db", db); strings.Contains(out, id) {
+		t.Errorf("deleted participant still listed: %q", out)
+	}
+	_, _, err = runCmd("backup", "-db", db, t.TempDir()+"/b.db")
+	if err == nil || !strings.Contains(err.Error(), "pg_dump") {
+		t.Errorf("backup of PostgreSQL = %v; want a refusal naming pg_dump", err)
+	}
+}

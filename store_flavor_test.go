@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -88,5 +89,27 @@ func TestMigrationListsInStep(t *testing.T) {
 	t.Parallel()
 	if len(pgMigrations) != len(migrations) {
 		t.Errorf("%d PostgreSQL migrations, %d SQLite ones; want them in step", len(pgMigrations), len(migrations))
+	}
+}
+
+// TestDeployReplicasConfigParses: the two-replica example in deploy/ is a
+// valid configuration once its secret files exist, and names a PostgreSQL
+// database through database_url_file.
+func TestDeployReplicasConfigParses(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("deploy/replicas/scaiwave.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	url := writeTestFile(t, dir, "database-url", "postgres://scaiwave:pw@db:5432/scaiwave?sslmode=disable")
+	secret := writeTestFile(t, dir, "client-secret", "s3cret")
+	doc := strings.NewReplacer("/run/secrets/database-url", url, "/run/secrets/client-secret", secret).Replace(string(raw))
+	cfg, err := parseConfig([]byte(doc), noEnv)
+	if err != nil {
+		t.Fatalf("parseConfig (deploy/replicas/scaiwave.json) = %v", err)
+	}
+	if !isPostgresURL(cfg.Database) {
+		t.Errorf("deploy/replicas/scaiwave.json database = %q; want a PostgreSQL URL", databaseForLog(cfg.Database))
 	}
 }
