@@ -287,9 +287,6 @@ func (s *server) pruneRevocations(ctx context.Context, now time.Time) error {
 	if _, err := s.store.pruneRevocations(ctx, now.Unix()); err != nil {
 		return fmt.Errorf("prune revocations: %w", err)
 	}
-	if err := s.store.pruneRefreshFlights(ctx, now); err != nil {
-		return fmt.Errorf("prune refresh answers: %w", err)
-	}
 	return nil
 }
 
@@ -306,10 +303,13 @@ const revocationWatchInterval = 500 * time.Millisecond
 // for a while catches up by the same query, where a listener must reload
 // everything to learn what it missed. It costs one indexed query per
 // replica per interval.
+//
+// Every shortLivedPruneEvery polls it also drops the short-lived rows that
+// expired (refresh answers, handoffs, password-failure windows).
 func (s *server) runRevocationWatcher(ctx context.Context) {
 	t := time.NewTicker(revocationWatchInterval)
 	defer t.Stop()
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
 			return
@@ -317,9 +317,17 @@ func (s *server) runRevocationWatcher(ctx context.Context) {
 			if err := s.pollRevocations(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("reading new revocations failed; retrying", "err", err)
 			}
+			if n%shortLivedPruneEvery == 0 {
+				if err := s.store.pruneShortLived(ctx, time.Now()); err != nil && ctx.Err() == nil {
+					s.log.Warn("pruning expired refresh answers and handoffs failed; retrying later", "err", err)
+				}
+			}
 		}
 	}
 }
+
+// shortLivedPruneEvery: once a minute.
+const shortLivedPruneEvery = int(time.Minute / revocationWatchInterval)
 
 // pollRevocations applies the revocations stored since s.revSeq.
 func (s *server) pollRevocations(ctx context.Context) error {

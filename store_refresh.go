@@ -126,10 +126,24 @@ func (s *store) forgetRefresh(ctx context.Context, token [32]byte) error {
 	return s.fl.classify(err)
 }
 
-// pruneRefreshFlights drops answers past their window and lapsed claims.
-func (s *store) pruneRefreshFlights(ctx context.Context, now time.Time) error {
+// pruneShortLived drops, on a database replicas share, the refresh answers
+// past their window and lapsed claims, the expired handoffs and the
+// password-failure counters whose window ended. Each of these goes within
+// seconds or minutes anyway; this keeps the tables at what is live.
+func (s *store) pruneShortLived(ctx context.Context, now time.Time) error {
+	if !s.fl.shared {
+		return nil
+	}
 	ms := now.UnixMilli()
-	_, err := s.w.ExecContext(ctx, s.fl.q(`DELETE FROM refresh_flights WHERE expires_at < $1 AND claimed_until < $1`), ms)
+	for _, q := range []string{
+		`DELETE FROM refresh_flights WHERE expires_at < $1 AND claimed_until < $1`,
+		`DELETE FROM handoffs WHERE expires_at <= $1`,
+	} {
+		if _, err := s.w.ExecContext(ctx, s.fl.q(q), ms); err != nil {
+			return s.fl.classify(err)
+		}
+	}
+	_, err := s.w.ExecContext(ctx, s.fl.q(`DELETE FROM login_failures WHERE window_start <= $1 OR n <= 0`), now.Add(-failWindow).UnixMilli())
 	return s.fl.classify(err)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -65,3 +66,37 @@ func TestSharedRefreshClaims(t *testing.T) {
 }
 
 func hexKey(k [32]byte) string { return hex.EncodeToString(k[:]) }
+
+// pruneShortLived empties the short-lived tables of what expired, and
+// keeps what is live.
+func TestPruneShortLived(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storeBackend) {
+		s := openBackendStore(t, b.newDB(t))
+		if !s.fl.shared {
+			t.Skip("SQLite keeps these in memory")
+		}
+		ctx := context.Background()
+		now := time.Now()
+		tr := &tokenResponse{AccessToken: "at", TokenType: "Bearer"}
+		if _, err := s.sharedRefresh(ctx, refreshKey("acme", "rt", ""), time.Second, func(context.Context) (*tokenResponse, error) { return tr, nil }); err != nil {
+			t.Fatal(err)
+		}
+		s.putHandoff(ctx, "acme", onceKeyOf("h"), handoff{tokens: tr, issued: now})
+		s.loginAttempt(ctx, newLoginKey("acme", "bob", netip.MustParseAddr("192.0.2.1")), now)
+		if err := s.pruneShortLived(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+		live := count(t, s, `SELECT count(*) FROM refresh_flights`) + count(t, s, `SELECT count(*) FROM handoffs`) + count(t, s, `SELECT count(*) FROM login_failures`)
+		if live != 1+1+3 {
+			t.Errorf("%d live rows after pruning at once; want 5 kept", live)
+		}
+		if err := s.pruneShortLived(ctx, now.Add(failWindow+time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		for _, table := range []string{"refresh_flights", "handoffs", "login_failures"} {
+			if n := count(t, s, `SELECT count(*) FROM `+table); n != 0 {
+				t.Errorf("%s: %d rows after everything expired; want 0", table, n)
+			}
+		}
+	})
+}
