@@ -8,6 +8,10 @@ package main
 // error means "unreachable" and its connections are closed under it.
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -15,11 +19,11 @@ import (
 func TestStoreUnavailableIs503(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
-	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	a := newTestAppUnreachable(t, f)
 	known := f.accessToken(map[string]any{"sub": "known"})
 	checkRegister(t, "before", a.register(known), 200)
 
-	a.store.fl.unavailable = func(error) bool { return true }
+	a.broken.Store(true)
 	a.store.r.Close()
 	a.store.w.Close()
 
@@ -42,4 +46,38 @@ func TestStoreUnavailableIs503(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// unreachableApp is a testApp whose store takes every error for an
+// unreachable database once broken is set.
+type unreachableApp struct {
+	*testApp
+	broken *atomic.Bool
+}
+
+// newTestAppUnreachable builds the service as startTestApp does, with the
+// store's flavor told (before its goroutines start) to ask broken.
+func newTestAppUnreachable(t *testing.T, f *fakeIDP) unreachableApp {
+	t.Helper()
+	cfg := &config{Tenants: []tenantConfig{f.tenantConfig()}}
+	if err := cfg.validate(noEnv); err != nil {
+		t.Fatal(err)
+	}
+	broken := &atomic.Bool{}
+	st, err := openStore(context.Background(), t.TempDir()+"/test.db", func(s *store) {
+		s.fl.unavailable = func(error) bool { return broken.Load() }
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics(), nil)
+	if err := srv.loadRevocations(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv.startProviders(ctx)
+	a := &testApp{t: t, srv: srv, store: st, cancel: cancel, logs: &syncBuffer{}, logLevel: &slog.LevelVar{}}
+	t.Cleanup(a.stop)
+	a.waitReady(5 * time.Second)
+	return unreachableApp{a, broken}
 }
