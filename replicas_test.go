@@ -58,10 +58,11 @@ func TestReplicasShareRevocations(t *testing.T) {
 		}
 
 		// A back-channel logout of the session on replica 0.
-		bcCheck(t, "logout of sess-r", apps[0].backchannel(f.logoutToken(map[string]any{"sid": "sess-r", "sub": nil})), 200, "")
+		lt := f.logoutToken(map[string]any{"sid": "sess-r", "sub": nil})
+		bcCheck(t, "logout of sess-r", apps[0].backchannel(lt), 200, "")
 		refusedWithin(t, "back-channel logout", apps, bySID, 2*time.Second)
 		// The same logout token sent to another replica is a replay.
-		// (Its jti is shared: see TestConformanceRevocations.)
+		bcCheck(t, "the same logout token on replica 2", apps[2].backchannel(lt), 400, "SW_BAD_REQUEST")
 
 		// /logout of one token on replica 1.
 		if w := apps[1].logout("", byToken); w.Code != 200 {
@@ -150,6 +151,28 @@ func TestReplicasShareHandoffs(t *testing.T) {
 		}
 		for i, a := range apps {
 			tokCheck(t, "/v1/auth/login", "handoff again on replica "+strconv.Itoa(i), a.do("POST", "/v1/auth/login", "handoff="+h), 401, "SW_AUTH_OIDC_FAILED")
+		}
+	})
+}
+
+// Wrong passwords spread over three replicas count as one: the
+// (tenant, username, address) limit is reached after pairFailLimit of them
+// in all, not three times that.
+func TestReplicasSharePasswordLimits(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storeBackend) {
+		f := newFakeIDP(t)
+		apps := startReplicas(t, f, b.newDB(t), 3)
+		if !apps[0].store.fl.shared {
+			t.Skip("SQLite: one process per database; its limiter counts in memory (ratelimit_test.go)")
+		}
+		const from = "198.51.100.9:4000"
+		for i := range pairFailLimit {
+			w := apps[i%3].doFrom(t.Context(), from, "POST", "/v1/auth/token", tokWrongPassword)
+			tokCheck(t, "/v1/auth/token", "wrong password "+strconv.Itoa(i+1), w, 401, "SW_AUTH_INVALID_CREDENTIALS")
+		}
+		for i, a := range apps {
+			w := a.doFrom(t.Context(), from, "POST", "/v1/auth/token", tokWrongPassword)
+			tokCheck(t, "/v1/auth/token", "one more wrong password, replica "+strconv.Itoa(i), w, 429, "SW_RATE_LIMITED")
 		}
 	})
 }
