@@ -78,7 +78,11 @@ echo "postgres: $("$pgbin/postgres" --version) on 127.0.0.1:$port"
 if [ "${1:-}" = "-shell" ]; then
   echo "SCAIWAVE_TEST_POSTGRES=$SCAIWAVE_TEST_POSTGRES"
   echo "SCAIWAVE_TEST_PG_CTL='$SCAIWAVE_TEST_PG_CTL'"
-  echo "^C to stop"
-  sleep infinity
+  echo "^C (or SIGTERM) stops it"
+  sleep infinity &
+  sleeper=$!
+  trap 'kill "$sleeper" 2>/dev/null; exit 0' INT TERM
+  wait "$sleeper"
+  exit 0
 fi
 go test -tags postgres -count=1 -run "${PG_TEST_RUN:-Conformance|Postgres|Replicas}" ${PG_TEST_FLAGS:-} .
