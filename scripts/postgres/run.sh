@@ -3,7 +3,7 @@
 # installs PostgreSQL from Debian when it is missing, starts a throw-away
 # server as a plain user on a loopback port in a temporary directory (SCRAM
 # password, nothing listening beyond 127.0.0.1), runs
-#   go test -tags postgres -run "${PG_TEST_RUN:-Conformance|Postgres|Replicas}" .
+#   go test -tags postgres -run "${PG_TEST_RUN:-Conformance|Postgres|Replicas|Shared|StoreHandoffs|PruneShortLived}" .
 # with SCAIWAVE_TEST_POSTGRES set to its URL, and stops it. Here a test that
 # would skip for want of PostgreSQL fails instead
 # (SCAIWAVE_TEST_POSTGRES_REQUIRED=1).
@@ -85,4 +85,4 @@ if [ "${1:-}" = "-shell" ]; then
   wait "$sleeper"
   exit 0
 fi
-go test -tags postgres -count=1 -run "${PG_TEST_RUN:-Conformance|Postgres|Replicas}" ${PG_TEST_FLAGS:-} .
+go test -tags postgres -count=1 -run "${PG_TEST_RUN:-Conformance|Postgres|Replicas|Shared|StoreHandoffs|PruneShortLived}" ${PG_TEST_FLAGS:-} .
