@@ -26,9 +26,9 @@ func (s *store) loginAttempt(ctx context.Context, k loginKey, now time.Time) (ve
 		return verdict{}, s.fl.classify(fmt.Errorf("count password failure: %w", err))
 	}
 	if created && s.loginRows.Add(1)%loginFailurePruneEvery == 0 {
-		if err := s.pruneLoginFailures(ctx, now, maxLoginFailureRows); err != nil {
-			return v, nil // the attempt counted; the bound is enforced next time
-		}
+		// On failure the attempt still counted; the bound is enforced next
+		// time.
+		s.pruneLoginFailures(ctx, now, maxLoginFailureRows)
 	}
 	return v, nil
 }

@@ -72,14 +72,12 @@ func (s *store) refreshAsWinner(ctx context.Context, th, sh string, ad []byte, s
 		s.w.ExecContext(bg, s.fl.q(`DELETE FROM refresh_flights WHERE token_hash = $1 AND scope_hash = $2 AND answer IS NULL`), th, sh)
 		return nil, err
 	}
-	plain, mErr := json.Marshal(tr)
-	if mErr == nil {
-		_, mErr = s.w.ExecContext(bg, s.fl.q(`UPDATE refresh_flights SET answer = $3, expires_at = $4 WHERE token_hash = $1 AND scope_hash = $2`),
+	// The caller gets its tokens even if they cannot be kept: the other
+	// replicas then call the IdP once the claim lapses.
+	if plain, err := json.Marshal(tr); err == nil {
+		s.w.ExecContext(bg, s.fl.q(`UPDATE refresh_flights SET answer = $3, expires_at = $4 WHERE token_hash = $1 AND scope_hash = $2`),
 			th, sh, sl.seal(plain, ad), s.now().Add(refreshReplayWindow).UnixMilli())
 	}
-	// The caller gets its tokens even if they could not be kept: the others
-	// then call the IdP once the claim lapses.
-	_ = mErr
 	return tr, nil
 }
 
