@@ -63,6 +63,9 @@ type browserSignIn struct {
 // means nothing at another's.
 type tenantSignIns struct {
 	handoffs *onceStore[handoff]
+	// shared, when set, keeps the handoffs in the database instead, for
+	// replicas sharing PostgreSQL (store_handoffs.go).
+	shared   *store
 	lastWarn atomic.Int64 // Unix seconds of the last log line about a full store
 }
 
@@ -73,6 +76,9 @@ func newBrowserSignIn(ts []*tenant, trusted []netip.Prefix, st *store, log *slog
 	for _, t := range ts {
 		b.tenants[t] = &tenantSignIns{
 			handoffs: newOnceStore[handoff](handoffTTL, maxHandoffs, maxHandoffBytes),
+		}
+		if st != nil && st.fl.shared {
+			b.tenants[t].shared = st
 		}
 		if len(t.cfg.PostLoginRedirectURIs) > 0 && !strings.HasSuffix(t.cfg.RedirectURI, "/v1/auth/login") {
 			// A proxy may map the path, so this is no error; but usually the

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,9 @@ type server struct {
 	routeTable []route
 	// loopbackHosts (-dev) refuses requests whose Host is not loopback.
 	loopbackHosts bool
+	// revSeq is the revocation sequence number this process is current to
+	// (runRevocationWatcher).
+	revSeq atomic.Int64
 }
 
 // tenant is a configured tenant at run time.
@@ -77,6 +81,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		warnIssuerRules(log, tc)
 		logAccessTokenWarnings(log, tc)
 	}
+	s.limiter.shareWith(st)
 	s.browser = newBrowserSignIn(s.tenants, s.trusted, st, log)
 	s.handler = s.newMux(devIDP)
 	return s
@@ -100,6 +105,7 @@ func (s *server) startProviders(ctx context.Context) {
 	}
 	go s.runRevocationPruner(ctx)
 	go s.runRelayedPruner(ctx)
+	go s.runRevocationWatcher(ctx)
 }
 
 // tenantFor routes a request to its tenant by Host (port ignored,
