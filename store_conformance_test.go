@@ -308,3 +308,86 @@ func TestConformanceSchemaVersions(t *testing.T) {
 		}
 	})
 }
+
+// The sign-in keys: one store's key is the other's, newest first, and a
+// rotation deletes the keys made before keepFrom.
+func TestConformanceSignInKeys(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storeBackend) {
+		ctx := context.Background()
+		db := b.newDB(t)
+		a, other := openBackendStore(t, db), openBackendStore(t, db)
+		k1, k2 := make([]byte, 32), make([]byte, 32)
+		k1[0], k2[0] = 1, 2
+		if err := a.addSignInKey(ctx, k1, 100, 100); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.addSignInKey(ctx, k2, 200, 100); err != nil {
+			t.Fatal(err)
+		}
+		keys, err := a.signInKeys(ctx)
+		if err != nil || len(keys) != 2 || keys[0].Key[0] != 2 || keys[1].Key[0] != 1 || keys[0].ID == keys[1].ID {
+			t.Fatalf("signInKeys = %+v, %v; want the two keys, newest first, with ids of their own", keys, err)
+		}
+		if err := a.addSignInKey(ctx, k1, 300, 200); err != nil {
+			t.Fatal(err)
+		}
+		if keys, err := other.signInKeys(ctx); err != nil || len(keys) != 2 || keys[1].CreatedAt != 200 {
+			t.Errorf("after a rotation keeping from 200: %+v, %v; want the keys of 300 and 200 only", keys, err)
+		}
+	})
+}
+
+// The record of relayed tokens: what one store adds the other reads, newest
+// max in the order relayed; a token relayed again keeps its first row with
+// the later expiry; a session ended, an eviction and an expiry reach it.
+func TestConformanceRelayedTokens(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storeBackend) {
+		ctx := context.Background()
+		db := b.newDB(t)
+		a, other := openBackendStore(t, db), openBackendStore(t, db)
+		const now = 1_000_000
+		tok := func(i byte, c tokenClass, session uint64, exp int64) relayedToken {
+			return relayedToken{key: [32]byte{i}, relayedEntry: relayedEntry{class: c, session: session, expires: exp}}
+		}
+		big := uint64(1) << 63 // session ids are random uint64s
+		if err := a.addRelayed(ctx, "acme", []relayedToken{tok(1, classAccess, big+1, now+10), tok(2, classRefresh, big+1, now+100), tok(3, classID, 7, now+50)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.addRelayed(ctx, "acme", []relayedToken{tok(1, classAccess, big+1, now+60), tok(4, classID, 8, now+5)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.addRelayed(ctx, "other-tenant", []relayedToken{tok(5, classID, 9, now+5)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.endRelayedSessions(ctx, "acme", []uint64{big + 1}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := a.liveRelayed(ctx, "acme", now, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []relayedToken{tok(2, classRefresh, big+1, now+100), tok(3, classID, 7, now+50), tok(4, classID, 8, now+5)}
+		want[0].ended = true
+		if len(got) != len(want) {
+			t.Fatalf("liveRelayed(max 3) = %+v; want %+v", got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("liveRelayed[%d] = %+v; want %+v", i, got[i], want[i])
+			}
+		}
+		all, err := a.liveRelayed(ctx, "acme", now, 10)
+		if err != nil || len(all) != 4 || all[0].key[0] != 1 || all[0].expires != now+60 || !all[0].ended {
+			t.Fatalf("liveRelayed(max 10) = %+v, %v; want token 1 first, with the later expiry, ended", all, err)
+		}
+		if err := a.deleteRelayed(ctx, "acme", [][32]byte{{3}, {4}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.pruneRelayed(ctx, now+60); err != nil {
+			t.Fatal(err)
+		}
+		if left, err := other.liveRelayed(ctx, "acme", now, 10); err != nil || len(left) != 1 || left[0].key[0] != 2 {
+			t.Errorf("after deleting 3 and 4 and pruning at +60: %+v, %v; want token 2 only", left, err)
+		}
+	})
+}

@@ -11,7 +11,7 @@ import (
 // its kind, the sign-in session it was relayed in, and whether /logout
 // ended that session. A row goes once expires_at (Unix seconds) has passed,
 // when its token cannot be valid any more. Rows are inserted in the order
-// relayed, which rowid keeps.
+// relayed, which rowid keeps (on PostgreSQL, a column of that name).
 const migrationRelayed = `CREATE TABLE relayed_tokens (
 		tenant_id  TEXT NOT NULL,
 		key_hash   BLOB NOT NULL,
@@ -23,6 +23,14 @@ const migrationRelayed = `CREATE TABLE relayed_tokens (
 	) STRICT;
 	CREATE INDEX relayed_tokens_session ON relayed_tokens (tenant_id, session_id);
 	CREATE INDEX relayed_tokens_expiry ON relayed_tokens (expires_at);`
+
+// boolInt is b as the 0 or 1 an INTEGER column holds on both databases.
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 func relayedKindName(c tokenClass) string {
 	switch c {
@@ -57,10 +65,10 @@ func (s *store) addRelayed(ctx context.Context, tenantID string, toks []relayedT
 	}
 	defer tx.Rollback()
 	for _, t := range toks {
-		_, err := tx.ExecContext(ctx, `INSERT INTO relayed_tokens (tenant_id, key_hash, kind, session_id, ended, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (tenant_id, key_hash) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)`,
-			tenantID, t.key[:], relayedKindName(t.class), int64(t.session), t.ended, t.expires)
+		_, err := tx.ExecContext(ctx, s.fl.q(`INSERT INTO relayed_tokens (tenant_id, key_hash, kind, session_id, ended, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (tenant_id, key_hash) DO UPDATE SET expires_at = greatest(relayed_tokens.expires_at, excluded.expires_at)`),
+			tenantID, t.key[:], relayedKindName(t.class), int64(t.session), boolInt(t.ended), t.expires)
 		if err != nil {
 			return fmt.Errorf("store relayed tokens: %w", err)
 		}
@@ -80,7 +88,7 @@ func (s *store) endRelayedSessions(ctx context.Context, tenantID string, session
 	}
 	defer tx.Rollback()
 	for _, id := range sessions {
-		if _, err := tx.ExecContext(ctx, `UPDATE relayed_tokens SET ended = 1 WHERE tenant_id = ? AND session_id = ?`, tenantID, int64(id)); err != nil {
+		if _, err := tx.ExecContext(ctx, s.fl.q(`UPDATE relayed_tokens SET ended = 1 WHERE tenant_id = $1 AND session_id = $2`), tenantID, int64(id)); err != nil {
 			return fmt.Errorf("end relayed sessions: %w", err)
 		}
 	}
@@ -98,7 +106,14 @@ func (s *store) deleteRelayed(ctx context.Context, tenantID string, keys [][32]b
 		for _, k := range keys[:n] {
 			args = append(args, k[:])
 		}
-		q := `DELETE FROM relayed_tokens WHERE tenant_id = ? AND key_hash IN (?` + strings.Repeat(", ?", n-1) + `)`
+		var in strings.Builder
+		for i := range n {
+			if i > 0 {
+				in.WriteString(", ")
+			}
+			fmt.Fprintf(&in, "$%d", i+2)
+		}
+		q := s.fl.q(`DELETE FROM relayed_tokens WHERE tenant_id = $1 AND key_hash IN (` + in.String() + `)`)
 		if _, err := s.w.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("delete relayed tokens: %w", err)
 		}
@@ -110,10 +125,10 @@ func (s *store) deleteRelayed(ctx context.Context, tenantID string, keys [][32]b
 // liveRelayed returns the newest max rows of tenantID that have not expired
 // at now (Unix seconds), oldest first.
 func (s *store) liveRelayed(ctx context.Context, tenantID string, now int64, max int) ([]relayedToken, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT key_hash, kind, session_id, ended, expires_at FROM (
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT key_hash, kind, session_id, ended, expires_at FROM (
 			SELECT rowid, key_hash, kind, session_id, ended, expires_at FROM relayed_tokens
-			WHERE tenant_id = ? AND expires_at > ? ORDER BY rowid DESC LIMIT ?)
-		ORDER BY rowid`, tenantID, now, max)
+			WHERE tenant_id = $1 AND expires_at > $2 ORDER BY rowid DESC LIMIT $3) AS newest
+		ORDER BY rowid`), tenantID, now, max)
 	if err != nil {
 		return nil, fmt.Errorf("load relayed tokens: %w", err)
 	}
@@ -145,7 +160,7 @@ func (s *store) liveRelayed(ctx context.Context, tenantID string, now int64, max
 
 // pruneRelayed deletes the rows that expired at or before now.
 func (s *store) pruneRelayed(ctx context.Context, now int64) error {
-	if _, err := s.w.ExecContext(ctx, `DELETE FROM relayed_tokens WHERE expires_at <= ?`, now); err != nil {
+	if _, err := s.w.ExecContext(ctx, s.fl.q(`DELETE FROM relayed_tokens WHERE expires_at <= $1`), now); err != nil {
 		return fmt.Errorf("prune relayed tokens: %w", err)
 	}
 	return nil
