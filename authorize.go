@@ -72,7 +72,12 @@ type tenantSignIns struct {
 // newBrowserSignIn makes the handoff store of each tenant, and warns about a
 // tenant whose browser sign-in cannot work as configured.
 func newBrowserSignIn(ts []*tenant, trusted []netip.Prefix, st *store, log *slog.Logger) *browserSignIn {
-	b := &browserSignIn{trusted: trusted, sealer: newSignInSealer(st), tenants: make(map[*tenant]*tenantSignIns, len(ts))}
+	b := &browserSignIn{trusted: trusted, tenants: make(map[*tenant]*tenantSignIns, len(ts))}
+	if st != nil {
+		b.sealer = st.keys // the store's: one set of keys for all it seals
+	} else {
+		b.sealer = newSignInSealer(nil) // a server without a store (tests) seals nothing
+	}
 	for _, t := range ts {
 		b.tenants[t] = &tenantSignIns{
 			handoffs: newOnceStore[handoff](handoffTTL, maxHandoffs, maxHandoffBytes),

@@ -50,7 +50,8 @@ type sealedSignIn struct {
 }
 
 // signInSealer seals and opens sign-in cookies with the keys in the store,
-// making a new key every signInKeyRotation.
+// making a new key every signInKeyRotation. The store holds one (store.keys)
+// and seals with it too (store_sealing.go): one set of keys, one rotation.
 type signInSealer struct {
 	st  *store
 	now func() time.Time

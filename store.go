@@ -65,8 +65,9 @@ type store struct {
 	// handoffPuts counts the handoffs this process stored
 	// (store_handoffs.go), to check their bound now and then.
 	handoffPuts atomic.Int64
-	// sealKey is the database's sealing key, once loaded (store_sealing.go).
-	sealKey sealingKey
+	// keys seals and opens with the keys in signin_keys: the browser
+	// sign-in's cookies and what the store seals (store_sealing.go).
+	keys *signInSealer
 	// down is set while the database does not answer the watcher's polls
 	// (for /readyz).
 	down atomic.Bool
@@ -181,6 +182,7 @@ func startStore(ctx context.Context, w, r *sql.DB, fl *flavor, opts []storeOptio
 		stop:  make(chan struct{}),
 		cache: newParticipantCache(participantCacheBytes),
 	}
+	s.keys = newSignInSealer(s)
 	for _, o := range opts {
 		o(s)
 	}

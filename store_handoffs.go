@@ -30,16 +30,16 @@ func handoffAD(tenantID string, key onceKey) []byte {
 // redemption on another. At most maxHandoffs per tenant: past that the
 // oldest go, as in memory.
 func (s *store) putHandoff(ctx context.Context, tenantID string, key onceKey, h handoff) error {
-	sl, err := s.sealer(ctx)
-	if err != nil {
-		return err
-	}
 	plain, err := json.Marshal(storedHandoff{Tokens: h.tokens, Challenge: h.challenge, IssuedMS: h.issued.UnixMilli()})
 	if err != nil {
 		return err
 	}
+	sealed, err := s.seal(ctx, plain, handoffAD(tenantID, key))
+	if err != nil {
+		return err
+	}
 	_, err = s.w.ExecContext(ctx, s.fl.q(`INSERT INTO handoffs (key, tenant_id, sealed, expires_at) VALUES ($1, $2, $3, $4)`),
-		hex.EncodeToString(key[:]), tenantID, sl.seal(plain, handoffAD(tenantID, key)), h.issued.Add(handoffTTL).UnixMilli())
+		hex.EncodeToString(key[:]), tenantID, sealed, h.issued.Add(handoffTTL).UnixMilli())
 	if err != nil {
 		return s.fl.classify(fmt.Errorf("store handoff: %w", err))
 	}
@@ -66,11 +66,7 @@ func (s *store) takeHandoff(ctx context.Context, tenantID string, key onceKey, n
 	if now.UnixMilli() >= expires {
 		return handoff{}, false, nil
 	}
-	sl, err := s.sealer(ctx)
-	if err != nil {
-		return handoff{}, false, err
-	}
-	plain, err := sl.open(sealed, handoffAD(tenantID, key))
+	plain, err := s.open(ctx, sealed, handoffAD(tenantID, key))
 	if err != nil {
 		return handoff{}, false, fmt.Errorf("take handoff: %w", err)
 	}

@@ -83,21 +83,15 @@ var migrations = []string{
 	`ALTER TABLE revocations ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
 	CREATE INDEX revocations_seq ON revocations (seq);
 	INSERT INTO meta (key, value) VALUES ('revocation_seq', 0);`,
-	// Version 7: several replicas. sealing_keys holds the AEAD key that
-	// seals what the service keeps for a moment and must not keep in clear
-	// (store_sealing.go); refresh_flights the refreshes in flight and their
-	// sealed answers for the replay window, keyed by the hex SHA-256 of the
-	// tenant and refresh token and of the scope (store_refresh.go);
+	// Version 7: several replicas. refresh_flights holds the refreshes in
+	// flight and their answers, sealed with the sign-in keys
+	// (store_sealing.go), for the replay window, keyed by the hex SHA-256 of
+	// the tenant and refresh token and of the scope (store_refresh.go);
 	// login_failures the password limiter's counters shared by replicas
 	// (store_loginfail.go); handoffs the browser sign-ins' handoffs, sealed,
 	// keyed by the hex SHA-256 of the reference (store_handoffs.go). Times
 	// are Unix milliseconds.
-	`CREATE TABLE sealing_keys (
-		id         INTEGER PRIMARY KEY,
-		secret     BLOB NOT NULL,
-		created_at INTEGER NOT NULL
-	) STRICT;
-	CREATE TABLE refresh_flights (
+	`CREATE TABLE refresh_flights (
 		token_hash    TEXT NOT NULL,
 		scope_hash    TEXT NOT NULL,
 		claimed_until INTEGER NOT NULL,

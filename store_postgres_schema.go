@@ -81,12 +81,7 @@ var pgMigrations = []string{
 	`ALTER TABLE revocations ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
 	CREATE INDEX revocations_seq ON revocations (seq);
 	INSERT INTO meta (key, value) VALUES ('revocation_seq', 0);`,
-	`CREATE TABLE sealing_keys (
-		id         INTEGER PRIMARY KEY,
-		secret     BYTEA NOT NULL,
-		created_at BIGINT NOT NULL
-	);
-	CREATE TABLE refresh_flights (
+	`CREATE TABLE refresh_flights (
 		token_hash    TEXT NOT NULL,
 		scope_hash    TEXT NOT NULL,
 		claimed_until BIGINT NOT NULL,

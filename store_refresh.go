@@ -28,10 +28,6 @@ func (s *store) sharedRefresh(ctx context.Context, key refreshFlightKey, lease t
 	if !s.fl.shared {
 		return fn(ctx)
 	}
-	sl, err := s.sealer(ctx)
-	if err != nil {
-		return nil, err
-	}
 	th, sh := hex.EncodeToString(key.token[:]), hex.EncodeToString(key.scope[:])
 	ad := []byte(th + "/" + sh)
 	for {
@@ -40,7 +36,7 @@ func (s *store) sharedRefresh(ctx context.Context, key refreshFlightKey, lease t
 			return nil, err
 		}
 		if sealed != nil {
-			plain, err := sl.open(sealed, ad)
+			plain, err := s.open(ctx, sealed, ad)
 			if err != nil {
 				return nil, fmt.Errorf("refresh answer: %w", err)
 			}
@@ -51,7 +47,7 @@ func (s *store) sharedRefresh(ctx context.Context, key refreshFlightKey, lease t
 			return &tr, nil
 		}
 		if claimed {
-			return s.refreshAsWinner(ctx, th, sh, ad, sl, fn)
+			return s.refreshAsWinner(ctx, th, sh, ad, fn)
 		}
 		select {
 		case <-ctx.Done():
@@ -63,7 +59,7 @@ func (s *store) sharedRefresh(ctx context.Context, key refreshFlightKey, lease t
 
 // refreshAsWinner calls fn and stores its sealed answer, or releases the
 // claim when it fails.
-func (s *store) refreshAsWinner(ctx context.Context, th, sh string, ad []byte, sl sealer, fn func(context.Context) (*tokenResponse, error)) (*tokenResponse, error) {
+func (s *store) refreshAsWinner(ctx context.Context, th, sh string, ad []byte, fn func(context.Context) (*tokenResponse, error)) (*tokenResponse, error) {
 	tr, err := fn(ctx)
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
@@ -75,8 +71,10 @@ func (s *store) refreshAsWinner(ctx context.Context, th, sh string, ad []byte, s
 	// The caller gets its tokens even if they cannot be kept: the other
 	// replicas then call the IdP once the claim lapses.
 	if plain, err := json.Marshal(tr); err == nil {
-		s.w.ExecContext(bg, s.fl.q(`UPDATE refresh_flights SET answer = $3, expires_at = $4 WHERE token_hash = $1 AND scope_hash = $2`),
-			th, sh, sl.seal(plain, ad), s.now().Add(refreshReplayWindow).UnixMilli())
+		if sealed, err := s.seal(bg, plain, ad); err == nil {
+			s.w.ExecContext(bg, s.fl.q(`UPDATE refresh_flights SET answer = $3, expires_at = $4 WHERE token_hash = $1 AND scope_hash = $2`),
+				th, sh, sealed, s.now().Add(refreshReplayWindow).UnixMilli())
+		}
 	}
 	return tr, nil
 }

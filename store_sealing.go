@@ -2,91 +2,64 @@ package main
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 )
 
-// sealer seals what the store keeps for a moment and must not keep in
-// clear (a refresh answer replayed to other replicas). The key is the
-// database's own, so that every replica sharing it opens what another
-// sealed: one 32-byte AES-256-GCM key, made by the first process that needs
-// it. This is the minimal form for the replicas work; the browser sign-in's
-// cookie sealing brings rotated keys (the attack-review issue), which this
-// should then use through the same two methods.
-type sealer interface {
-	seal(plain, ad []byte) []byte
-	open(sealed, ad []byte) ([]byte, error)
-}
+// The store seals what it keeps for a moment and must not keep in clear (a
+// refresh answer replayed to other replicas, a handoff's tokens) with the
+// keys that seal the browser sign-in's cookies (signinseal.go): one set of
+// rotated AES-256-GCM keys in signin_keys, shared by every process on the
+// database, so that a replica opens what another sealed. What the store
+// seals lives for seconds (refreshReplayWindow, handoffTTL), well inside
+// the signInKeyGrace an older key still opens for after a rotation.
 
-// gcmSealer is a sealer on one AES-GCM key: nonce || ciphertext+tag.
-type gcmSealer struct{ aead cipher.AEAD }
+// storeSealPrefix starts the additional data of every value the store
+// seals, so that nothing it seals opens as a sign-in cookie, whose
+// additional data starts otherwise (signInAAD), nor the other way round.
+const storeSealPrefix = "scaiwave-auth store v1\x00"
 
-func newGCMSealer(key []byte) (*gcmSealer, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &gcmSealer{aead: aead}, nil
-}
-
-func (g *gcmSealer) seal(plain, ad []byte) []byte {
-	out := make([]byte, g.aead.NonceSize(), g.aead.NonceSize()+len(plain)+g.aead.Overhead())
-	rand.Read(out)
-	return g.aead.Seal(out, out, plain, ad)
-}
-
+// errSealedBroken is a sealed value that does not open: changed, sealed for
+// other additional data, or under a key no longer kept.
 var errSealedBroken = errors.New("sealed value does not open")
 
-func (g *gcmSealer) open(sealed, ad []byte) ([]byte, error) {
-	n := g.aead.NonceSize()
-	if len(sealed) < n+g.aead.Overhead() {
+func storeSealAD(keyID, ad []byte) []byte {
+	return append(append(append([]byte(storeSealPrefix), keyID...), 0), ad...)
+}
+
+// seal seals plain with ad under the newest key: the key id (4 bytes), the
+// GCM nonce, then the ciphertext and tag. It makes the first key when the
+// database has none.
+func (s *store) seal(ctx context.Context, plain, ad []byte) ([]byte, error) {
+	k, aead, err := s.keys.sealingKey(ctx)
+	if err != nil {
+		return nil, s.fl.classify(fmt.Errorf("sealing key: %w", err))
+	}
+	out := make([]byte, 4+aead.NonceSize(), 4+aead.NonceSize()+len(plain)+aead.Overhead())
+	binary.BigEndian.PutUint32(out, uint32(k.ID))
+	rand.Read(out[4:])
+	return aead.Seal(out, out[4:], plain, storeSealAD(out[:4], ad)), nil
+}
+
+// open returns what seal sealed with ad. Errors: errSealedBroken, or the
+// store's error when the keys could not be read.
+func (s *store) open(ctx context.Context, sealed, ad []byte) ([]byte, error) {
+	if len(sealed) < 4+12+16 {
 		return nil, errSealedBroken
 	}
-	plain, err := g.aead.Open(nil, sealed[:n], sealed[n:], ad)
+	aead, err := s.keys.openingKey(ctx, int64(binary.BigEndian.Uint32(sealed[:4])))
+	switch {
+	case errors.Is(err, errSealedCookie):
+		return nil, errSealedBroken
+	case err != nil:
+		return nil, s.fl.classify(fmt.Errorf("sealing key: %w", err))
+	}
+	n := aead.NonceSize()
+	plain, err := aead.Open(nil, sealed[4:4+n], sealed[4+n:], storeSealAD(sealed[:4], ad))
 	if err != nil {
 		return nil, errSealedBroken
 	}
 	return plain, nil
-}
-
-// sealingKey is the store's sealer, loaded (and made, the first time any
-// process sharing the database asks) once per process.
-type sealingKey struct {
-	mu sync.Mutex
-	s  sealer
-}
-
-// sealer returns the database's sealer, creating its key on first use.
-// Concurrent first uses in several processes meet on the key's row: one
-// insert wins and everybody reads its key.
-func (s *store) sealer(ctx context.Context) (sealer, error) {
-	s.sealKey.mu.Lock()
-	defer s.sealKey.mu.Unlock()
-	if s.sealKey.s != nil {
-		return s.sealKey.s, nil
-	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	if _, err := s.w.ExecContext(ctx, s.fl.q(`INSERT INTO sealing_keys (id, secret, created_at) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING`),
-		key, s.now().UnixMilli()); err != nil {
-		return nil, s.fl.classify(fmt.Errorf("sealing key: %w", err))
-	}
-	var stored []byte
-	if err := s.w.QueryRowContext(ctx, `SELECT secret FROM sealing_keys WHERE id = 1`).Scan(&stored); err != nil {
-		return nil, s.fl.classify(fmt.Errorf("sealing key: %w", err))
-	}
-	g, err := newGCMSealer(stored)
-	if err != nil {
-		return nil, fmt.Errorf("sealing key: %w", err)
-	}
-	s.sealKey.s = g
-	return g, nil
 }
