@@ -369,8 +369,9 @@ func (s *server) pruneRevocations(ctx context.Context, now time.Time) error {
 const revocationWatchInterval = 500 * time.Millisecond
 
 // runRevocationWatcher applies, every revocationWatchInterval until ctx
-// ends, the revocations stored since the last look, by this process or any
-// other on the same database. Polling a sequence number rather than
+// ends, the revocations and the changes to the record of relayed tokens
+// (relayed.go) stored since the last look, by this process or any other on
+// the same database. Polling a sequence number rather than
 // LISTEN/NOTIFY: it works the same on SQLite and PostgreSQL, needs no
 // connection held open per replica, and a replica that lost the database
 // for a while catches up by the same query, where a listener must reload
@@ -389,6 +390,9 @@ func (s *server) runRevocationWatcher(ctx context.Context) {
 		case <-t.C:
 			if err := s.pollRevocations(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("reading new revocations failed; retrying", "err", err)
+			}
+			if err := s.pollRelayed(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("reading what other replicas relayed failed; retrying", "err", err)
 			}
 			if n%shortLivedPruneEvery == 0 {
 				if err := s.store.pruneShortLived(ctx, time.Now()); err != nil && ctx.Err() == nil {

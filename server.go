@@ -35,6 +35,9 @@ type server struct {
 	// revSeq is the revocation sequence number this process is current to
 	// (runRevocationWatcher).
 	revSeq atomic.Int64
+	// relSeq is the change number of the record of relayed tokens this
+	// process is current to (pollRelayed).
+	relSeq atomic.Int64
 }
 
 // tenant is a configured tenant at run time.
@@ -65,6 +68,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		tc := &cfg.Tenants[i]
 		t := &tenant{cfg: tc, prov: newProvider(tc, log, met), cors: make(map[string]bool)}
 		t.prov.relayed.st = st
+		t.prov.relayed.shared = st != nil && st.fl.shared
 		for _, o := range tc.CORSOrigins {
 			t.cors[o] = true
 		}

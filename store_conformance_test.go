@@ -391,3 +391,65 @@ func TestConformanceRelayedTokens(t *testing.T) {
 		}
 	})
 }
+
+// Changes to the record of relayed tokens on two stores, made concurrently:
+// a reader polling relayedSince sees every one, none missed, sessions ended
+// included.
+func TestConformanceRelayedSinceMissesNone(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storeBackend) {
+		ctx := context.Background()
+		db := b.newDB(t)
+		w1, w2, reader := openBackendStore(t, db), openBackendStore(t, db), openBackendStore(t, db)
+		seq, err := reader.relayedSeq(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 60
+		exp := time.Now().Unix() + 600
+		seen, ended := map[byte]bool{}, map[byte]bool{}
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w := []*store{w1, w2}[i%2]
+				tok := relayedToken{key: [32]byte{byte(i)}, relayedEntry: relayedEntry{class: classID, session: uint64(i + 1), expires: exp}}
+				if err := w.addRelayed(ctx, "acme", []relayedToken{tok}); err != nil {
+					t.Error(err)
+				}
+				if i%3 == 0 {
+					if err := w.endRelayedSessions(ctx, "acme", []uint64{uint64(i + 1)}); err != nil {
+						t.Error(err)
+					}
+				}
+			}()
+		}
+		go func() { wg.Wait(); close(done) }()
+		poll := func() {
+			byTenant, next, err := reader.relayedSince(ctx, seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tok := range byTenant["acme"] {
+				seen[tok.key[0]] = true
+				if tok.ended {
+					ended[tok.key[0]] = true
+				}
+			}
+			seq = next
+		}
+		for running := true; running; {
+			select {
+			case <-done:
+				running = false
+			default:
+				poll()
+			}
+		}
+		poll()
+		if len(seen) != n || len(ended) != n/3 {
+			t.Errorf("a reader polling while %d tokens were recorded and %d sessions ended saw %d and %d", n, n/3, len(seen), len(ended))
+		}
+	})
+}

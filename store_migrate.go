@@ -113,6 +113,7 @@ var migrations = []string{
 		expires_at INTEGER NOT NULL
 	) STRICT;
 	CREATE INDEX handoffs_tenant ON handoffs (tenant_id, expires_at);`,
+	migrationRelayedSeq, // version 8, store_relayed.go
 }
 
 // migrate runs the migrations the database has not seen yet, each in its own

@@ -103,6 +103,9 @@ var pgMigrations = []string{
 		expires_at BIGINT NOT NULL
 	);
 	CREATE INDEX handoffs_tenant ON handoffs (tenant_id, expires_at);`,
+	`ALTER TABLE relayed_tokens ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
+	CREATE INDEX relayed_tokens_seq ON relayed_tokens (seq);
+	INSERT INTO meta (key, value) VALUES ('relayed_seq', 0);`,
 }
 
 // pgMigrationLock is the key of the advisory lock under which one replica

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 )
@@ -30,6 +31,26 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// migrationRelayedSeq (schema version 8) numbers the changes to the record
+// of relayed tokens, as version 6 does revocations: each row carries the
+// number of the transaction that last added, extended or ended it, from
+// meta.relayed_seq, so that every process sharing the database can read
+// what the others relayed or signed out since it last looked.
+const migrationRelayedSeq = `ALTER TABLE relayed_tokens ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX relayed_tokens_seq ON relayed_tokens (seq);
+	INSERT INTO meta (key, value) VALUES ('relayed_seq', 0);`
+
+// nextRelayedSeq takes the next change number in tx. It goes first in the
+// transaction: the row lock it takes holds every other writer of the
+// record (on any replica) until this one commits, so numbers become
+// visible in the order they were given and a reader of "seq > last"
+// misses none (relayedSince).
+func nextRelayedSeq(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var seq int64
+	err := tx.QueryRowContext(ctx, `UPDATE meta SET value = value + 1 WHERE key = 'relayed_seq' RETURNING value`).Scan(&seq)
+	return seq, err
 }
 
 func relayedKindName(c tokenClass) string {
@@ -61,20 +82,25 @@ func (s *store) addRelayed(ctx context.Context, tenantID string, toks []relayedT
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store relayed tokens: %w", err)
+		return s.fl.classify(fmt.Errorf("store relayed tokens: %w", err))
 	}
 	defer tx.Rollback()
+	seq, err := nextRelayedSeq(ctx, tx)
+	if err != nil {
+		return s.fl.classify(fmt.Errorf("store relayed tokens: %w", err))
+	}
 	for _, t := range toks {
-		_, err := tx.ExecContext(ctx, s.fl.q(`INSERT INTO relayed_tokens (tenant_id, key_hash, kind, session_id, ended, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (tenant_id, key_hash) DO UPDATE SET expires_at = greatest(relayed_tokens.expires_at, excluded.expires_at)`),
-			tenantID, t.key[:], relayedKindName(t.class), int64(t.session), boolInt(t.ended), t.expires)
+		_, err := tx.ExecContext(ctx, s.fl.q(`INSERT INTO relayed_tokens (tenant_id, key_hash, kind, session_id, ended, expires_at, seq)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (tenant_id, key_hash) DO UPDATE
+			SET expires_at = greatest(relayed_tokens.expires_at, excluded.expires_at), seq = excluded.seq`),
+			tenantID, t.key[:], relayedKindName(t.class), int64(t.session), boolInt(t.ended), t.expires, seq)
 		if err != nil {
-			return fmt.Errorf("store relayed tokens: %w", err)
+			return s.fl.classify(fmt.Errorf("store relayed tokens: %w", err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store relayed tokens: %w", err)
+		return s.fl.classify(fmt.Errorf("store relayed tokens: %w", err))
 	}
 	return nil
 }
@@ -84,16 +110,20 @@ func (s *store) addRelayed(ctx context.Context, tenantID string, toks []relayedT
 func (s *store) endRelayedSessions(ctx context.Context, tenantID string, sessions []uint64) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("end relayed sessions: %w", err)
+		return s.fl.classify(fmt.Errorf("end relayed sessions: %w", err))
 	}
 	defer tx.Rollback()
+	seq, err := nextRelayedSeq(ctx, tx)
+	if err != nil {
+		return s.fl.classify(fmt.Errorf("end relayed sessions: %w", err))
+	}
 	for _, id := range sessions {
-		if _, err := tx.ExecContext(ctx, s.fl.q(`UPDATE relayed_tokens SET ended = 1 WHERE tenant_id = $1 AND session_id = $2`), tenantID, int64(id)); err != nil {
-			return fmt.Errorf("end relayed sessions: %w", err)
+		if _, err := tx.ExecContext(ctx, s.fl.q(`UPDATE relayed_tokens SET ended = 1, seq = $3 WHERE tenant_id = $1 AND session_id = $2`), tenantID, int64(id), seq); err != nil {
+			return s.fl.classify(fmt.Errorf("end relayed sessions: %w", err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("end relayed sessions: %w", err)
+		return s.fl.classify(fmt.Errorf("end relayed sessions: %w", err))
 	}
 	return nil
 }
@@ -122,40 +152,89 @@ func (s *store) deleteRelayed(ctx context.Context, tenantID string, keys [][32]b
 	return nil
 }
 
+// relayedByKey returns the row of key, if the record holds one.
+func (s *store) relayedByKey(ctx context.Context, tenantID string, key [32]byte) (relayedEntry, bool, error) {
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT '', key_hash, kind, session_id, ended, expires_at, seq
+		FROM relayed_tokens WHERE tenant_id = $1 AND key_hash = $2`), tenantID, key[:])
+	if err != nil {
+		return relayedEntry{}, false, s.fl.classify(fmt.Errorf("load relayed token: %w", err))
+	}
+	byTenant, _, err := s.scanRelayed(rows)
+	if err != nil || len(byTenant[""]) == 0 {
+		return relayedEntry{}, false, err
+	}
+	return byTenant[""][0].relayedEntry, true, nil
+}
+
+// relayedSeq is the change number the record is current to: read it
+// before liveRelayed, and pass it to relayedSince to learn what came after.
+func (s *store) relayedSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	if err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'relayed_seq'`).Scan(&seq); err != nil {
+		return 0, s.fl.classify(fmt.Errorf("load relayed tokens: %w", err))
+	}
+	return seq, nil
+}
+
 // liveRelayed returns the newest max rows of tenantID that have not expired
 // at now (Unix seconds), oldest first.
 func (s *store) liveRelayed(ctx context.Context, tenantID string, now int64, max int) ([]relayedToken, error) {
-	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT key_hash, kind, session_id, ended, expires_at FROM (
-			SELECT rowid, key_hash, kind, session_id, ended, expires_at FROM relayed_tokens
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT '', key_hash, kind, session_id, ended, expires_at, seq FROM (
+			SELECT rowid, key_hash, kind, session_id, ended, expires_at, seq FROM relayed_tokens
 			WHERE tenant_id = $1 AND expires_at > $2 ORDER BY rowid DESC LIMIT $3) AS newest
 		ORDER BY rowid`), tenantID, now, max)
 	if err != nil {
-		return nil, fmt.Errorf("load relayed tokens: %w", err)
+		return nil, s.fl.classify(fmt.Errorf("load relayed tokens: %w", err))
 	}
+	byTenant, _, err := s.scanRelayed(rows)
+	return byTenant[""], err
+}
+
+// relayedSince returns, by tenant, the rows of the record added, extended or
+// ended after change number seq, by this process or another sharing the
+// database, in the order of their changes; and the number to pass next
+// time.
+func (s *store) relayedSince(ctx context.Context, seq int64) (map[string][]relayedToken, int64, error) {
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT tenant_id, key_hash, kind, session_id, ended, expires_at, seq
+		FROM relayed_tokens WHERE seq > $1 ORDER BY seq, rowid`), seq)
+	if err != nil {
+		return nil, seq, s.fl.classify(fmt.Errorf("load relayed tokens: %w", err))
+	}
+	byTenant, last, err := s.scanRelayed(rows)
+	return byTenant, max(seq, last), err
+}
+
+// scanRelayed reads rows of (tenant, key_hash, kind, session_id, ended,
+// expires_at, seq) by tenant, and the largest seq among them.
+func (s *store) scanRelayed(rows *sql.Rows) (map[string][]relayedToken, int64, error) {
 	defer rows.Close()
-	var out []relayedToken
+	out := map[string][]relayedToken{}
+	var last int64
 	for rows.Next() {
 		var (
+			tenant  string
 			key     []byte
 			kind    string
 			session int64
 			ended   bool
+			seq     int64
 			t       relayedToken
 		)
-		if err := rows.Scan(&key, &kind, &session, &ended, &t.expires); err != nil {
-			return nil, fmt.Errorf("load relayed tokens: %w", err)
+		if err := rows.Scan(&tenant, &key, &kind, &session, &ended, &t.expires, &seq); err != nil {
+			return nil, 0, s.fl.classify(fmt.Errorf("load relayed tokens: %w", err))
 		}
+		last = max(last, seq)
 		if len(key) != len(t.key) {
 			continue
 		}
 		copy(t.key[:], key)
 		t.class, t.session, t.ended = relayedKindClass(kind), uint64(session), ended
-		out = append(out, t)
+		out[tenant] = append(out[tenant], t)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load relayed tokens: %w", err)
+		return nil, 0, s.fl.classify(fmt.Errorf("load relayed tokens: %w", err))
 	}
-	return out, nil
+	return out, last, nil
 }
 
 // pruneRelayed deletes the rows that expired at or before now.
