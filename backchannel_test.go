@@ -279,9 +279,10 @@ func TestBackchannelLogoutTyp(t *testing.T) {
 // names no sid (a JWT, or opaque and introspected when opaque is set), an
 // opaque refresh token, and an ID token with at_hash and the session's sid;
 // sign-in n gets sid "hydra-sid-n". The refresh grant, for a refresh token
-// it issued, answers the same with the session's sid. It returns the sid of
-// each sign-in so far.
-func sidIDP(t *testing.T, f *fakeIDP, opaque bool) func() []string {
+// it issued, answers the same with the session's sid, or with an ID token
+// naming none when refreshedSID is false. It returns the sid of each
+// sign-in so far.
+func sidIDP(t *testing.T, f *fakeIDP, opaque, refreshedSID bool) func() []string {
 	var mu sync.Mutex
 	var sids []string
 	issued := map[string]string{} // refresh token -> sid
@@ -308,9 +309,13 @@ func sidIDP(t *testing.T, f *fakeIDP, opaque bool) func() []string {
 			}
 			rt := "ory_rt_" + rand.Text()
 			issued[rt] = sid
+			idSID := any(sid)
+			if form.Get("grant_type") == "refresh_token" && !refreshedSID {
+				idSID = nil
+			}
 			return 200, map[string]any{
 				"access_token": at, "token_type": "bearer", "expires_in": 3599, "refresh_token": rt,
-				"id_token": f.idToken("", map[string]any{"at_hash": atHashOf(t, f.key().alg, at), "sid": sid, "jti": rand.Text()}),
+				"id_token": f.idToken("", map[string]any{"at_hash": atHashOf(t, f.key().alg, at), "sid": idSID, "jti": rand.Text()}),
 			}
 		}
 	})
@@ -344,21 +349,22 @@ func hydraLogoutToken(t *testing.T, f *fakeIDP, sid string) string {
 // refresh gave), its refresh tokens by /refresh without asking the IdP,
 // also after a restart; another session, with another sid, of the same
 // subject goes on, until its own logout, which works on what a restart
-// loaded.
+// loaded. A refresh whose ID token names no sid stays in its session's.
 func TestAttackBackchannelLogoutBySIDEndsRelayedSessions(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name   string
-		opaque bool
+		name                 string
+		opaque, refreshedSID bool
 	}{
-		{"JWT access tokens (hydra-v2.3.0-jwt)", false},
-		{"opaque access tokens, introspected (hydra-v2.3.0-opaque)", true},
+		{"JWT access tokens (hydra-v2.3.0-jwt)", false, true},
+		{"opaque access tokens, introspected (hydra-v2.3.0-opaque)", true, true},
+		{"refreshed ID tokens naming no sid", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFakeIDP(t)
 			f.set(func(f *fakeIDP) { f.introspect = tc.opaque })
-			sids := sidIDP(t, f, tc.opaque)
+			sids := sidIDP(t, f, tc.opaque, tc.refreshedSID)
 			a := newTestApp(t, []tenantConfig{f.tenantConfig()})
 			login := func() (at, rt string) {
 				t.Helper()
@@ -405,4 +411,24 @@ func TestAttackBackchannelLogoutBySIDEndsRelayedSessions(t *testing.T) {
 			refresh(b, "session 2's refresh token, after its logout", rt2b, 401, "SW_AUTH_REFRESH_FAILED")
 		})
 	}
+}
+
+// TestBackchannelLogoutBySIDEndsBrowserSignIn: the sid of a browser
+// sign-in's ID token, verified at the callback, is remembered when the app
+// redeems the handoff, so a logout token naming it ends that session.
+func TestBackchannelLogoutBySIDEndsBrowserSignIn(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	f.set(func(f *fakeIDP) { f.codeIDMods = map[string]any{"sid": "browser-sid"} })
+	w := a.do("POST", "/v1/auth/login", "handoff="+siSignIn(t, a, f, ""))
+	if !tokCheck(t, "/v1/auth/login", "handoff", w, 200, "") {
+		return
+	}
+	at := tokenOf(decode(t, w).Data, "access_token")
+	checkRegister(t, "the browser sign-in's access token", a.register(at), 200)
+	bcCheck(t, "Hydra's logout token for another sid", a.backchannel(hydraLogoutToken(t, f, "other-sid")), 200, "")
+	checkRegister(t, "the browser sign-in's access token, after another session's logout", a.register(at), 200)
+	bcCheck(t, "Hydra's logout token for the sign-in's sid", a.backchannel(hydraLogoutToken(t, f, "browser-sid")), 200, "")
+	checkRegister(t, "the browser sign-in's access token, after its session's logout", a.register(at), 401)
 }
