@@ -353,6 +353,12 @@ type tokenResponse struct {
 	ExpiresIn    flexInt  `json:"expires_in,omitempty"`
 	IDToken      string   `json:"id_token,omitempty"`
 	Scope        flexText `json:"scope,omitempty"`
+
+	// sid is the sid of the answer's ID token once it verified
+	// (verifyAnswerIDToken), "" when it has none: the IdP's session, which
+	// the record of relayed tokens remembers for back-channel logout. Never
+	// read from the IdP's JSON, never written to a client.
+	sid string
 }
 
 // flexInt accepts a JSON number or a numeric string: some IdPs send

@@ -83,7 +83,8 @@ var migrations = []string{
 	// row's issued_before is its token's iat (0 for none).
 	`ALTER TABLE revocations ADD COLUMN subject TEXT NOT NULL DEFAULT '';
 	CREATE INDEX revocations_subject ON revocations (tenant_id, subject) WHERE kind = 'token';`,
-	migrationRelayed, // version 5, store_relayed.go
+	migrationRelayed,    // version 5, store_relayed.go
+	migrationRelayedSID, // version 6, store_relayed.go
 }
 
 // errNotFound is returned by lookups that find no row.

@@ -24,6 +24,12 @@ const migrationRelayed = `CREATE TABLE relayed_tokens (
 	CREATE INDEX relayed_tokens_session ON relayed_tokens (tenant_id, session_id);
 	CREATE INDEX relayed_tokens_expiry ON relayed_tokens (expires_at);`
 
+// migrationRelayedSID (schema version 6) adds the IdP's session of each
+// relayed token: sid_hash is sidKey of the sid its sign-in's ID token
+// carried (a 64-bit hash with the tenant, not the sid), 0 for none, so that
+// a back-channel logout naming that sid ends the session here.
+const migrationRelayedSID = `ALTER TABLE relayed_tokens ADD COLUMN sid_hash INTEGER NOT NULL DEFAULT 0;`
+
 func relayedKindName(c tokenClass) string {
 	switch c {
 	case classRefresh:
@@ -46,7 +52,7 @@ func relayedKindClass(s string) tokenClass {
 
 // addRelayed stores toks for tenantID in one transaction on the writer
 // connection. A token relayed again (a /refresh answer replayed) keeps its
-// first row but the later expiry.
+// first row but the later expiry, and the sid it is relayed with, if any.
 func (s *store) addRelayed(ctx context.Context, tenantID string, toks []relayedToken) error {
 	if len(toks) == 0 {
 		return nil
@@ -57,10 +63,11 @@ func (s *store) addRelayed(ctx context.Context, tenantID string, toks []relayedT
 	}
 	defer tx.Rollback()
 	for _, t := range toks {
-		_, err := tx.ExecContext(ctx, `INSERT INTO relayed_tokens (tenant_id, key_hash, kind, session_id, ended, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (tenant_id, key_hash) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)`,
-			tenantID, t.key[:], relayedKindName(t.class), int64(t.session), t.ended, t.expires)
+		_, err := tx.ExecContext(ctx, `INSERT INTO relayed_tokens (tenant_id, key_hash, kind, session_id, ended, expires_at, sid_hash)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (tenant_id, key_hash) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at),
+				sid_hash = CASE excluded.sid_hash WHEN 0 THEN sid_hash ELSE excluded.sid_hash END`,
+			tenantID, t.key[:], relayedKindName(t.class), int64(t.session), t.ended, t.expires, int64(t.sid))
 		if err != nil {
 			return fmt.Errorf("store relayed tokens: %w", err)
 		}
@@ -110,8 +117,8 @@ func (s *store) deleteRelayed(ctx context.Context, tenantID string, keys [][32]b
 // liveRelayed returns the newest max rows of tenantID that have not expired
 // at now (Unix seconds), oldest first.
 func (s *store) liveRelayed(ctx context.Context, tenantID string, now int64, max int) ([]relayedToken, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT key_hash, kind, session_id, ended, expires_at FROM (
-			SELECT rowid, key_hash, kind, session_id, ended, expires_at FROM relayed_tokens
+	rows, err := s.r.QueryContext(ctx, `SELECT key_hash, kind, session_id, ended, expires_at, sid_hash FROM (
+			SELECT rowid, key_hash, kind, session_id, ended, expires_at, sid_hash FROM relayed_tokens
 			WHERE tenant_id = ? AND expires_at > ? ORDER BY rowid DESC LIMIT ?)
 		ORDER BY rowid`, tenantID, now, max)
 	if err != nil {
@@ -124,17 +131,18 @@ func (s *store) liveRelayed(ctx context.Context, tenantID string, now int64, max
 			key     []byte
 			kind    string
 			session int64
+			sid     int64
 			ended   bool
 			t       relayedToken
 		)
-		if err := rows.Scan(&key, &kind, &session, &ended, &t.expires); err != nil {
+		if err := rows.Scan(&key, &kind, &session, &ended, &t.expires, &sid); err != nil {
 			return nil, fmt.Errorf("load relayed tokens: %w", err)
 		}
 		if len(key) != len(t.key) {
 			continue
 		}
 		copy(t.key[:], key)
-		t.class, t.session, t.ended = relayedKindClass(kind), uint64(session), ended
+		t.class, t.session, t.ended, t.sid = relayedKindClass(kind), uint64(session), ended, uint64(sid)
 		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {
