@@ -363,7 +363,7 @@ func handleRegister(st *store) http.Handler {
 				return
 			}
 		}
-		c, err := t.prov.authenticate(r.Context(), raw)
+		c, err := t.prov.authenticateRequest(r, raw)
 		if err != nil {
 			writeUnauthenticated(w, r, t, err)
 			return

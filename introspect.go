@@ -121,6 +121,7 @@ type introspectionResponse struct {
 	Email             looseString         `json:"email"`
 	EmailVerified     claimBool           `json:"email_verified"`
 	SessionID         looseString         `json:"sid"`
+	Confirmation      confirmation        `json:"cnf"` // RFC 9449 §6.2
 }
 
 // readIntrospection applies SPEC.md's rules to a 200 answer: active must be
@@ -167,6 +168,7 @@ func (p *provider) readIntrospection(ctx context.Context, raw string, body []byt
 		Email:             r.Email,
 		EmailVerified:     r.EmailVerified,
 		SessionID:         r.SessionID,
+		Confirmation:      r.Confirmation,
 	}
 	if refusal := p.checkRemoteClaims(c); refusal != nil {
 		return refusal, nil

@@ -90,6 +90,8 @@ type provider struct {
 	revoked *revocations
 	// revokeWait bounds /logout's wait for the revocation endpoint.
 	revokeWait time.Duration
+	// dpop checks the proofs of DPoP-bound tokens.
+	dpop *dpopVerifier
 	// remote shares one IdP call among requests with one opaque token.
 	remote *flightGroup[[32]byte, *remoteAnswer]
 }
@@ -114,6 +116,7 @@ func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 	p.refresh = newRefreshFlights(func() time.Time { return p.now() })
 	p.revoked = newRevocations(maxRevocations)
 	p.revokeWait = logoutRevokeTimeout
+	p.dpop = newDPoPVerifier(&t.AccessTokens)
 	p.remote = newFlightGroup[[32]byte, *remoteAnswer](func() time.Time { return p.now() }, remoteCallTimeout, 0, maxRemoteFlights)
 	return p
 }

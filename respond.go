@@ -216,12 +216,12 @@ func writeUnauthenticated(w http.ResponseWriter, r *http.Request, t *tenant, err
 	var ve *verifyError
 	switch {
 	case errors.Is(err, errNoBearer):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="scaiwave"`)
+		setChallenges(w, r, t.prov, nil)
 		writeError(w, r, &apiError{http.StatusUnauthorized, "SW_AUTH_UNAUTHENTICATED", "Authorization: Bearer <access token> is required"})
 	case errors.As(err, &ve):
 		t.prov.log.Info("bearer token refused", "reason", ve.Reason, "detail", ve.Detail, "request_id", info(r).id)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="scaiwave", error="invalid_token"`)
-		writeError(w, r, &apiError{http.StatusUnauthorized, "SW_AUTH_UNAUTHENTICATED", "the bearer token is invalid or expired"})
+		setChallenges(w, r, t.prov, ve)
+		writeError(w, r, &apiError{http.StatusUnauthorized, "SW_AUTH_UNAUTHENTICATED", unauthenticatedMessage(ve)})
 	default:
 		writeError(w, r, err)
 	}

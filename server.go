@@ -60,6 +60,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 	for i := range cfg.Tenants {
 		tc := &cfg.Tenants[i]
 		t := &tenant{cfg: tc, prov: newProvider(tc, log, met), cors: make(map[string]bool)}
+		t.prov.dpop.trusted = s.trusted
 		for _, o := range tc.CORSOrigins {
 			t.cors[o] = true
 		}
