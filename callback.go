@@ -76,7 +76,7 @@ func (b *browserSignIn) finishSignIn(w http.ResponseWriter, r *http.Request, t *
 		redirectBack(w, ps.returnTo, "error", "invalid_request")
 		return
 	}
-	tr, err := exchangeCode(r.Context(), t, code, ps.verifier, ps.nonce)
+	tr, err := exchangeCode(r.Context(), t, code, ps.verifier, ps.nonce, "")
 	if err != nil {
 		errCode := "server_error"
 		var ae *apiError

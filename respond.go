@@ -40,6 +40,10 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
+		var ne *dpopNonceError
+		if errors.As(err, &ne) {
+			w.Header().Set("DPoP-Nonce", ne.nonce)
+		}
 	case errors.Is(r.Context().Err(), context.Canceled) && (errors.Is(err, context.Canceled) || errors.Is(err, errIdPUnavailable)):
 		// The client went away, which is what cut the work short, and nobody
 		// reads this answer. 499 (nginx's "client closed request") keeps it
@@ -172,12 +176,15 @@ type tokenData struct {
 }
 
 func writeTokens(w http.ResponseWriter, tr *tokenResponse) {
+	if tr.dpopNonce != "" {
+		w.Header().Set("DPoP-Nonce", tr.dpopNonce)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	writeData(w, tokenData{
 		AccessToken:  tr.AccessToken,
 		RefreshToken: tr.RefreshToken,
-		TokenType:    "Bearer",
+		TokenType:    tr.TokenType,
 		ExpiresIn:    int64(tr.ExpiresIn),
 		IDToken:      tr.IDToken,
 		Scope:        string(tr.Scope),
@@ -195,6 +202,9 @@ func idpError(t *tenant, err error, rejected *apiError) error {
 			return fmt.Errorf("tenant %s: client credentials rejected: %w", t.cfg.ID, err)
 		}
 		t.prov.log.Info("the IdP refused a grant", "code", oe.Code)
+		if err := dpopGrantError(oe); err != nil {
+			return err
+		}
 		return rejected
 	}
 	return err
