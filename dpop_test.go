@@ -11,6 +11,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -592,5 +593,105 @@ func TestDPoPConfig(t *testing.T) {
 		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 			t.Errorf("%s: validate = %v; want %q", tc.name, err, tc.wantErr)
 		}
+	}
+}
+
+// BenchmarkRegisterDPoP is /register with a bound token, cached and cold,
+// beside the same without DPoP and beside its floor, go-jose parsing and
+// verifying one ES256 proof alone. Every bound call sends a fresh proof,
+// signed beforehand, and a cold call a fresh token; run with a fixed count
+// so that none runs out:
+//
+//	go test -run '^$' -bench RegisterDPoP -benchtime 4000x -count 6
+func BenchmarkRegisterDPoP(b *testing.B) {
+	const n = 30_000
+	f := newFakeIDP(b)
+	idpKey := f.addKey(newTestKey(b, jose.ES256, "e1", 0))
+	a := newTestApp(b, []tenantConfig{f.tenantConfig()})
+	key := newDPoPKey(b, jose.ES256)
+	bound := signWith(b, idpKey, f.accessClaims(map[string]any{"cnf": map[string]any{"jkt": key.jkt}, "exp": time.Now().Add(time.Hour).Unix()}), nil)
+	plain := signWith(b, idpKey, f.accessClaims(map[string]any{"exp": time.Now().Add(time.Hour).Unix()}), nil)
+	if w := a.dpopRegister(bound, key.proof(b, "POST", dpopTestURL, bound)); w.Code != 200 {
+		b.Fatalf("register = %d %s", w.Code, w.Body)
+	}
+	type call struct{ tok, proof string }
+	// Each kind of call draws from its own supply, across the runs the
+	// benchmark makes of it.
+	supply := func(boundTok bool, cold bool) func() call {
+		calls := make([]call, n)
+		for i := range calls {
+			tok := plain
+			if cold {
+				mods := map[string]any{"jti": fmt.Sprint(i), "exp": time.Now().Add(time.Hour).Unix()}
+				if boundTok {
+					mods["cnf"] = map[string]any{"jkt": key.jkt}
+				}
+				tok = signWith(b, idpKey, f.accessClaims(mods), nil)
+			} else if boundTok {
+				tok = bound
+			}
+			calls[i].tok = tok
+			if boundTok {
+				calls[i].proof = key.proof(b, "POST", dpopTestURL, tok)
+			}
+		}
+		next := 0
+		return func() call {
+			if next == len(calls) {
+				b.Fatalf("out of prepared calls after %d; use -benchtime with fewer", next)
+			}
+			next++
+			return calls[next-1]
+		}
+	}
+	b.Run("floor-es256-proof", func(b *testing.B) {
+		proof := key.proof(b, "POST", dpopTestURL, bound)
+		b.ReportAllocs()
+		defer cpuPerOp(b)()
+		for b.Loop() {
+			jws, err := jose.ParseSignedCompact(proof, []jose.SignatureAlgorithm{jose.ES256})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := jws.Verify(jws.Signatures[0].Protected.JSONWebKey); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, tc := range []struct {
+		name        string
+		bound, cold bool
+	}{
+		{"cached/bearer", false, false},
+		{"cached/dpop", true, false},
+		{"cold/bearer", false, true},
+		{"cold/dpop", true, true},
+	} {
+		next := supply(tc.bound, tc.cold)
+		b.Run(tc.name, func(b *testing.B) {
+			prov := a.srv.tenants[0].prov
+			b.ReportAllocs()
+			defer cpuPerOp(b)()
+			for b.Loop() {
+				c := next()
+				req := httptest.NewRequest("POST", "/v1/auth/register", nil)
+				if tc.bound {
+					req.Header.Set("Authorization", "DPoP "+c.tok)
+					req.Header.Set("DPoP", c.proof)
+				} else {
+					req.Header.Set("Authorization", "Bearer "+c.tok)
+				}
+				w := httptest.NewRecorder()
+				a.srv.ServeHTTP(w, req)
+				if w.Code != 200 {
+					b.Fatalf("register = %d %s", w.Code, w.Body)
+				}
+			}
+			if tc.cold {
+				// Cold calls leave their tokens behind: a later run of the
+				// cached kinds must not find a cache full of them.
+				prov.tokens = newTokenCache(tokenCacheEntries, tokenCacheBytes)
+			}
+		})
 	}
 }
