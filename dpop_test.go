@@ -403,6 +403,25 @@ func TestDPoPIntrospectedBinding(t *testing.T) {
 	}
 }
 
+// TestDPoPIntrospectedBoundTokenNotAtUserinfo: a bound token is good at
+// userinfo only with a proof from its key, which the service does not
+// hold, so an answer without names does not send it there.
+func TestDPoPIntrospectedBoundTokenNotAtUserinfo(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	f.introspect = true
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	key := newDPoPKey(t, jose.ES256)
+	noNames := map[string]any{"name": nil, "preferred_username": nil, "email": nil, "cnf": map[string]any{"jkt": key.jkt}}
+	tok := f.opaqueToken(noNames)
+	if w := a.dpopRegister(tok, key.proof(t, "POST", dpopTestURL, tok)); w.Code != 200 {
+		t.Fatalf("bound opaque token without names = %d %s; want 200", w.Code, w.Body)
+	}
+	if n := f.userinfoHits.Load(); n != 0 {
+		t.Fatalf("%d userinfo calls with a bound token; want none", n)
+	}
+}
+
 func TestDPoPRequired(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
