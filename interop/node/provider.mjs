@@ -83,6 +83,9 @@ const configuration = {
   pkce: { required: () => true },
   features: {
     devInteractions: { enabled: true },
+    // DPoP (RFC 9449): a token request with a proof gets tokens bound to
+    // its key (cnf.jkt in JWT access tokens and introspection answers).
+    dPoP: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
     resourceIndicators: {
