@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -133,6 +134,7 @@ func TestDPoPProofChecks(t *testing.T) {
 	t.Parallel()
 	f := newFakeIDP(t)
 	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	a.logLevel.Set(slog.LevelInfo) // the refusals' reasons, to look for proofs in
 	key := newDPoPKey(t, jose.ES256)
 	other := newDPoPKey(t, jose.ES256)
 	rsaKey := newDPoPKey(t, jose.RS256)
@@ -329,8 +331,12 @@ func TestDPoPProofChecks(t *testing.T) {
 			}
 		})
 	}
-	if logs := a.logs.String(); proofLeaked(logs) {
-		t.Errorf("the log holds a proof: %s", logs)
+	logs := a.logs.String()
+	if !strings.Contains(logs, "bearer token refused") {
+		t.Fatalf("no refusal logged at info level: the check below would see nothing")
+	}
+	if proofLeaked(logs) {
+		t.Errorf("the log holds a proof or token: %s", logs)
 	}
 }
 
