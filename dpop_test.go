@@ -720,3 +720,21 @@ func BenchmarkRegisterDPoP(b *testing.B) {
 		})
 	}
 }
+
+// TestDPoPReplayCacheFullRefuses: a full replay cache refuses new proofs
+// (429 with Retry-After) rather than accept them unremembered.
+func TestDPoPReplayCacheFullRefuses(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	a.srv.tenants[0].prov.dpop.replay = newJTICache(1)
+	key := newDPoPKey(t, jose.ES256)
+	tok := f.boundToken(key)
+	if w := a.dpopRegister(tok, key.proof(t, "POST", dpopTestURL, tok)); w.Code != 200 {
+		t.Fatalf("first proof = %d %s; want 200", w.Code, w.Body)
+	}
+	w := a.dpopRegister(tok, key.proof(t, "POST", dpopTestURL, tok))
+	if w.Code != 429 || code(t, w) != "SW_RATE_LIMITED" || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("second proof with the cache full = %d %s; want 429 SW_RATE_LIMITED with Retry-After", w.Code, w.Body)
+	}
+}
