@@ -738,3 +738,20 @@ func TestDPoPReplayCacheFullRefuses(t *testing.T) {
 		t.Fatalf("second proof with the cache full = %d %s; want 429 SW_RATE_LIMITED with Retry-After", w.Code, w.Body)
 	}
 }
+
+// TestDPoPCORS: a browser app (where DPoP keys usually live, in WebCrypto)
+// may send the DPoP header and read DPoP-Nonce.
+func TestDPoPCORS(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	w := a.do("OPTIONS", "/v1/auth/register", "", "Origin", "https://app.example.com", "Access-Control-Request-Method", "POST",
+		"Access-Control-Request-Headers", "authorization, dpop")
+	if !strings.Contains(w.Header().Get("Access-Control-Allow-Headers"), "DPoP") {
+		t.Errorf("preflight: Access-Control-Allow-Headers %q lacks DPoP", w.Header().Get("Access-Control-Allow-Headers"))
+	}
+	w = a.do("GET", "/v1/auth/config", "", "Origin", "https://app.example.com")
+	if !strings.Contains(w.Header().Get("Access-Control-Expose-Headers"), "DPoP-Nonce") {
+		t.Errorf("Access-Control-Expose-Headers %q lacks DPoP-Nonce", w.Header().Get("Access-Control-Expose-Headers"))
+	}
+}
