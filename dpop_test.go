@@ -538,32 +538,33 @@ func TestDPoPReplayCacheBounded(t *testing.T) {
 	t.Parallel()
 	c := newJTICache(3)
 	now := time.Unix(1_700_000_000, 0)
-	k := func(i byte) [16]byte { return [16]byte{i} }
-	for i := range byte(3) {
-		if got := c.add(k(i), now); got != jtiAdded {
+	window := now.Add(leeway)
+	for i := range uint64(3) {
+		if got := c.add(i, window, now); got != jtiAdded {
 			t.Fatalf("add %d = %v; want added", i, got)
 		}
 	}
-	if got := c.add(k(0), now.Add(time.Second)); got != jtiReplayed {
-		t.Fatalf("replay = %v; want replayed", got)
+	if got := c.add(0, window, now.Add(leeway-time.Second)); got != jtiReplayed {
+		t.Fatalf("replay within the window = %v; want replayed", got)
 	}
-	if got := c.add(k(9), now.Add(time.Second)); got != jtiFull {
+	if got := c.add(9, window, now.Add(time.Second)); got != jtiFull {
 		t.Fatalf("fourth entry = %v; want full", got)
 	}
 	if n := c.len(); n != 3 || len(c.seen) != 3 {
 		t.Fatalf("%d entries, %d in the map; want 3", n, len(c.seen))
 	}
 	// Once the first entries have expired, new ones take their places, and
-	// the map never holds more than the bound.
-	later := now.Add(dpopReplayTTL)
-	for i := range byte(200) {
-		c.add(k(10+i), later.Add(time.Duration(i)*dpopReplayTTL))
+	// the map and ring never hold more than the bound.
+	for i := range uint64(200) {
+		at := window.Add(time.Duration(i) * time.Second)
+		c.add(10+i, at.Add(leeway), at)
 		if len(c.seen) > 3 || len(c.ring) > 3 {
 			t.Fatalf("after %d adds: %d in the map, ring of %d; want at most 3", i, len(c.seen), len(c.ring))
 		}
 	}
 	// An expired jti may come back: its proof's iat is out of the window.
-	if got := c.add(k(0), later.Add(300*dpopReplayTTL)); got != jtiAdded {
+	later := window.Add(time.Hour)
+	if got := c.add(0, later.Add(leeway), later); got != jtiAdded {
 		t.Fatalf("expired key = %v; want added", got)
 	}
 }
