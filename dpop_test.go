@@ -756,3 +756,21 @@ func TestDPoPCORS(t *testing.T) {
 		t.Errorf("Access-Control-Expose-Headers %q lacks DPoP-Nonce", w.Header().Get("Access-Control-Expose-Headers"))
 	}
 }
+
+// FuzzDPoPProof: whatever a client puts in the DPoP header and the proof's
+// htu, checking it returns an answer, never a panic.
+func FuzzDPoPProof(f *testing.F) {
+	key := newDPoPKey(f, jose.ES256)
+	f.Add(key.proof(f, "POST", dpopTestURL, "tok"), dpopTestURL)
+	f.Add("e30.e30.", "http://[::1]:80/%zz")
+	f.Add("..", "HTTP://Example.COM:80/a/%7e?x#y")
+	v := newDPoPVerifier(&accessTokensConfig{})
+	f.Fuzz(func(t *testing.T, proof, htu string) {
+		r := httptest.NewRequest("POST", "/v1/auth/register", nil)
+		r.Header.Set("DPoP", proof)
+		v.checkProof(r, "tok", time.Now())
+		sameHTU(htu, dpopTestURL)
+		sameHTU(dpopTestURL, htu)
+		normPath(htu)
+	})
+}
