@@ -47,6 +47,11 @@ func dpopGrantError(oe *oauthError) error {
 	return nil
 }
 
+// aboutDPoP reports a refusal of the DPoP proof, not of the grant.
+func (e *oauthError) aboutDPoP() bool {
+	return e.Code == "use_dpop_nonce" || e.Code == "invalid_dpop_proof"
+}
+
 // idpNonce is an answer's DPoP-Nonce header when it is one a client can be
 // given: NQCHAR only (RFC 9449 §8.1) and not too long; else "".
 func idpNonce(resp *http.Response) string {

@@ -208,3 +208,23 @@ func TestDPoPConfigAlgs(t *testing.T) {
 		t.Fatalf("/config dpop_signing_alg_values_supported = %v; want the IdP's [ES256 RS256]", algs)
 	}
 }
+
+// TestDPoPNonceIsNoFailedPassword: an IdP that wants nonces answers
+// use_dpop_nonce to every first try of a sign-in; that is no failed
+// password attempt, and many sign-ins must not reach the limit.
+func TestDPoPNonceIsNoFailedPassword(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	f.set(func(f *fakeIDP) {
+		f.tokenFn = tokOAuthError(400, "use_dpop_nonce")
+		f.tokenHeader = http.Header{"Dpop-Nonce": {"n-1"}}
+	})
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	key := newDPoPKey(t, jose.ES256)
+	for i := range pairFailLimit + 2 {
+		w := a.do("POST", "/v1/auth/token", "grant_type=password&username=alice&password=alice-pw", "DPoP", key.proof(t, "POST", f.issuer+"/token", ""))
+		if w.Code != 400 {
+			t.Fatalf("attempt %d answered use_dpop_nonce by the IdP = %d %s; want 400 each time, never 429", i+1, w.Code, w.Body)
+		}
+	}
+}

@@ -282,9 +282,11 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 		form := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}, "scope": {scope}}
 		tr, err := t.prov.tokenWithProof(r.Context(), form, proof)
 		if err != nil {
-			// An OAuth refusal is the user's failed attempt and stays counted.
+			// An OAuth refusal is the user's failed attempt and stays counted;
+			// one about the DPoP proof is not about the password (an IdP
+			// that wants nonces answers use_dpop_nonce to every first try).
 			var oe *oauthError
-			if !errors.As(err, &oe) || oe.clientCredentialsInvalid() {
+			if !errors.As(err, &oe) || oe.clientCredentialsInvalid() || oe.aboutDPoP() {
 				lim.release(key)
 			}
 			writeError(w, r, idpError(t, err, rejected))
