@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -275,4 +276,67 @@ func (e *env) loginDPoP(t *testing.T, extra url.Values, key *proofKey, tokenURL 
 	}
 	t.Logf("/v1/auth/login with a proof: %s", a.describe())
 	return s
+}
+
+// TestDPoPNodeOIDCProviderNonce: with a provider that requires DPoP nonces,
+// the service passes its use_dpop_nonce and DPoP-Nonce on, and the client's
+// retry with the nonce signs in and refreshes.
+func TestDPoPNodeOIDCProviderNonce(t *testing.T) {
+	e := setup(t, nodeCase, func(t *testing.T, c providerCase, redirectURI string) string {
+		p := startProc(t, "node-oidc-provider-nonce", filepath.Join(interopDir, "node"), []string{
+			"CLIENT_ID=" + c.clientID, "CLIENT_SECRET=" + c.clientSecret, "REDIRECT_URI=" + redirectURI,
+			"API_RESOURCE=" + nodeAPIResource, "API_AUDIENCE=" + nodeAPIAudience, "NODE_ENV=development", "DPOP_NONCE=1",
+		}, "node", "provider.mjs")
+		return readIssuer(t, p)
+	})
+	key := newProofKey(t)
+	tokenURL := e.disc.TokenEndpoint
+	// The sign-in at the provider, then the code exchange twice: without
+	// and with the nonce.
+	s := e.loginDPoPNonce(t, key, tokenURL)
+	registerURL := e.svc.base + "/v1/auth/register"
+	if a := callDPoP(t, e.svc, "/v1/auth/register", nil, "DPoP "+s.access, key.proof(t, "POST", registerURL, s.access, nil, nil)); a.status != 200 {
+		t.Fatalf("register with the bound token: %s", a.describe())
+	}
+	form := url.Values{"refresh_token": {s.refresh}}
+	a := callDPoP(t, e.svc, "/v1/auth/refresh", form, "", key.proof(t, "POST", tokenURL, "", nil, nil))
+	nonce := a.header.Get("DPoP-Nonce")
+	if a.status == 400 && nonce != "" {
+		t.Logf("refresh without a nonce: %s, DPoP-Nonce given; retrying with it", a.describe())
+		a = callDPoP(t, e.svc, "/v1/auth/refresh", form, "", key.proof(t, "POST", tokenURL, "", map[string]any{"nonce": nonce}, nil))
+	}
+	if a.status != 200 || a.data["token_type"] != "DPoP" {
+		t.Fatalf("refresh with the nonce: want 200 token_type DPoP, got %s", a.describe())
+	}
+}
+
+// loginDPoPNonce is loginDPoP against a provider that wants nonces: the
+// first exchange must come back 400 with the provider's DPoP-Nonce, and
+// the retry with a proof carrying it must succeed with the same code.
+func (e *env) loginDPoPNonce(t *testing.T, key *proofKey, tokenURL string) *session {
+	t.Helper()
+	state, nonce, pk := randomString(16), randomString(16), newPKCE()
+	q := url.Values{
+		"response_type": {"code"}, "client_id": {e.c.clientID}, "redirect_uri": {e.redirectURI},
+		"scope": {strings.Join(e.c.scopes, " ")}, "state": {state}, "nonce": {nonce},
+		"code_challenge": {pk.challenge}, "code_challenge_method": {"S256"}, "prompt": {"consent"},
+	}
+	b := newBrowser(t, e.redirectURI, e.c.username, e.c.password)
+	cb, err := b.signIn(e.disc.AuthorizationEndpoint + "?" + q.Encode())
+	if err != nil || cb.Get("code") == "" {
+		t.Fatalf("sign-in at the provider: %v (error=%s)", err, cb.Get("error"))
+	}
+	form := url.Values{"code": {cb.Get("code")}, "code_verifier": {pk.verifier}, "nonce": {nonce}, "redirect_uri": {e.redirectURI}}
+	a := callDPoP(t, e.svc, "/v1/auth/login", form, "", key.proof(t, "POST", tokenURL, "", nil, nil))
+	dpopNonce := a.header.Get("DPoP-Nonce")
+	if a.status != 400 || a.code != "SW_BAD_REQUEST" || !strings.Contains(a.msg, "use_dpop_nonce") || dpopNonce == "" {
+		t.Fatalf("/v1/auth/login without a nonce: want 400 SW_BAD_REQUEST naming use_dpop_nonce with a DPoP-Nonce header, got %s (DPoP-Nonce %q)", a.describe(), dpopNonce)
+	}
+	t.Logf("/v1/auth/login without a nonce: %s; DPoP-Nonce passed on", a.describe())
+	a = callDPoP(t, e.svc, "/v1/auth/login", form, "", key.proof(t, "POST", tokenURL, "", map[string]any{"nonce": dpopNonce}, nil))
+	if a.status != 200 || a.data["token_type"] != "DPoP" {
+		t.Fatalf("/v1/auth/login with the nonce: want 200 token_type DPoP, got %s", a.describe())
+	}
+	str := func(k string) string { s, _ := a.data[k].(string); return s }
+	return &session{access: str("access_token"), refresh: str("refresh_token"), idToken: str("id_token")}
 }
