@@ -54,9 +54,11 @@ type fakeIDP struct {
 	authMethods []string
 	algs        []string
 	// tokenFn answers the token endpoint; nil uses defaultToken.
-	tokenFn   func(form url.Values, r *http.Request) (int, any)
-	lastForm  url.Values
-	lastBasic [2]string
+	tokenFn func(form url.Values, r *http.Request) (int, any)
+	// tokenHeader is added to every answer of the token endpoint.
+	tokenHeader http.Header
+	lastForm    url.Values
+	lastBasic   [2]string
 	// codes are the codes authorize issued, until redeemed.
 	codes map[string]fakeCode
 	// codeIDMods change the claims of the ID token a code redeems for.
@@ -217,8 +219,11 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 	case "/token":
 		f.tokenHits.Add(1)
 		f.mu.Lock()
-		mode, fn := f.tokenMode, f.tokenFn
+		mode, fn, th := f.tokenMode, f.tokenFn, f.tokenHeader
 		f.mu.Unlock()
+		for k, v := range th {
+			w.Header()[k] = v
+		}
 		if f.misbehave(w, r, mode) {
 			return
 		}

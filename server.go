@@ -61,6 +61,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		tc := &cfg.Tenants[i]
 		t := &tenant{cfg: tc, prov: newProvider(tc, log, met), cors: make(map[string]bool)}
 		t.prov.relayed.st = st
+		t.prov.dpop.trusted = s.trusted
 		for _, o := range tc.CORSOrigins {
 			t.cors[o] = true
 		}
@@ -175,7 +176,7 @@ func setCORS(w http.ResponseWriter, r *http.Request, t *tenant) bool {
 	}
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", origin)
-	h.Set("Access-Control-Expose-Headers", "X-Request-Id, WWW-Authenticate, Retry-After")
+	h.Set("Access-Control-Expose-Headers", "X-Request-Id, WWW-Authenticate, Retry-After, DPoP-Nonce")
 	return true
 }
 
@@ -234,7 +235,7 @@ func (s *server) preflight(w http.ResponseWriter, r *http.Request, ri *reqInfo) 
 	w.Header().Set("Allow", allow)
 	if setCORS(w, r, t) && r.Header.Get("Access-Control-Request-Method") != "" {
 		w.Header().Set("Access-Control-Allow-Methods", allow)
-		w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id")
+		w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id, DPoP")
 		w.Header().Set("Access-Control-Max-Age", "600")
 	}
 	w.WriteHeader(http.StatusNoContent)
