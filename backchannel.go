@@ -137,6 +137,9 @@ func (lt *logoutToken) revocations(now time.Time, retention time.Duration) []rev
 // handleBackchannelLogout receives OpenID Connect Back-Channel Logout
 // tokens: a verified token revokes the access tokens of its subject or
 // session issued at or before it, here, in every cache, and after a restart.
+// With a sid, the sessions this service relayed with that sid end too, as
+// /logout ends one (relayed.go): their access tokens, which may carry no
+// sid, on the deny list, their refresh tokens refused by /refresh.
 func handleBackchannelLogout(st *store) http.Handler {
 	bad := &apiError{http.StatusBadRequest, "SW_BAD_REQUEST", "logout_token: invalid logout token"}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -167,7 +170,16 @@ func handleBackchannelLogout(st *store) http.Handler {
 		// The jti is remembered as long as its token could pass the iat
 		// check above, with the leeway again for our own clock's steps.
 		jti := &logoutJTI{ID: lt.jti, ExpiresAt: lt.issuedAt.Add(2 * leeway).Unix()}
-		purged, err := t.prov.revoke(r.Context(), st, jti, lt.revocations(t.prov.now(), t.prov.revoked.retention()))
+		// The relayed sessions end first: a retry of a token refused below
+		// (too many revocations, the store) ends them again, and a replay
+		// refused below ends nothing that was not ended already.
+		relayed, err := t.prov.endRelayedSID(r.Context(), lt.session)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		revs := append(lt.revocations(t.prov.now(), t.prov.revoked.retention()), relayed...)
+		purged, err := t.prov.revoke(r.Context(), st, jti, revs)
 		switch {
 		case errors.Is(err, errReplayed):
 			t.prov.log.Warn("back-channel logout token refused", "reason", "jti replayed", "request_id", info(r).id)
@@ -182,7 +194,7 @@ func handleBackchannelLogout(st *store) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		t.prov.log.Info("back-channel logout accepted", "by_session", lt.session != "", "cached_tokens_dropped", purged, "request_id", info(r).id)
+		t.prov.log.Info("back-channel logout accepted", "by_session", lt.session != "", "relayed_access_tokens_denied", len(relayed), "cached_tokens_dropped", purged, "request_id", info(r).id)
 		writeData(w, struct{}{})
 	})
 }

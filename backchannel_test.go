@@ -6,9 +6,12 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -269,4 +272,163 @@ func TestBackchannelLogoutTyp(t *testing.T) {
 		tok := signOpts(t, f.key().alg, f.key().priv, opts.WithHeader("kid", f.key().kid), f.logoutClaims())
 		bcCheck(t, fmt.Sprintf("typ %v", typ), a.backchannel(tok), 200, "")
 	}
+}
+
+// sidIDP makes f answer the password grant as Ory Hydra v2.3.0 answers a
+// sign-in (testdata/idp-tokens/hydra-v2.3.0-*.json): an access token that
+// names no sid (a JWT, or opaque and introspected when opaque is set), an
+// opaque refresh token, and an ID token with at_hash and the session's sid;
+// sign-in n gets sid "hydra-sid-n". The refresh grant, for a refresh token
+// it issued, answers the same with the session's sid, or with an ID token
+// naming none when refreshedSID is false. It returns the sid of each
+// sign-in so far.
+func sidIDP(t *testing.T, f *fakeIDP, opaque, refreshedSID bool) func() []string {
+	var mu sync.Mutex
+	var sids []string
+	issued := map[string]string{} // refresh token -> sid
+	f.set(func(f *fakeIDP) {
+		f.tokenFn = func(form url.Values, _ *http.Request) (int, any) {
+			mu.Lock()
+			defer mu.Unlock()
+			var sid string
+			switch form.Get("grant_type") {
+			case "password":
+				sid = fmt.Sprint("hydra-sid-", len(sids))
+				sids = append(sids, sid)
+			case "refresh_token":
+				var ok bool
+				if sid, ok = issued[form.Get("refresh_token")]; !ok {
+					return 400, map[string]string{"error": "invalid_grant"}
+				}
+			default:
+				return 400, map[string]string{"error": "unsupported_grant_type"}
+			}
+			at := f.accessToken(map[string]any{"jti": rand.Text()})
+			if opaque {
+				at = f.opaqueToken()
+			}
+			rt := "ory_rt_" + rand.Text()
+			issued[rt] = sid
+			idSID := any(sid)
+			if form.Get("grant_type") == "refresh_token" && !refreshedSID {
+				idSID = nil
+			}
+			return 200, map[string]any{
+				"access_token": at, "token_type": "bearer", "expires_in": 3599, "refresh_token": rt,
+				"id_token": f.idToken("", map[string]any{"at_hash": atHashOf(t, f.key().alg, at), "sid": idSID, "jti": rand.Text()}),
+			}
+		}
+	})
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), sids...)
+	}
+}
+
+// hydraLogoutToken is Ory Hydra v2.3.0's captured back-channel logout token
+// (header typ JWT; payload aud, events, iat, iss, jti and sid, no sub and
+// no exp) re-signed for f, for the session sid, with a fresh jti and iat.
+func hydraLogoutToken(t *testing.T, f *fakeIDP, sid string) string {
+	t.Helper()
+	var ct capturedToken
+	decodeUseNumber(t, loadCapture(t, "hydra-v2.3.0-opaque.json").Backchannel.LogoutToken, &ct)
+	if _, ok := ct.Payload["sub"]; ok || ct.Header["typ"] != "JWT" {
+		t.Fatalf("Hydra's captured logout token is no longer typ JWT with no sub: %v %v", ct.Header, ct.Payload)
+	}
+	p := withMods(ct.Payload, map[string]any{"iss": f.issuer, "aud": []string{testClientID}, "iat": time.Now().Unix(), "jti": rand.Text(), "sid": sid})
+	k := f.key()
+	return signOpts(t, k.alg, k.priv, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", k.kid), p)
+}
+
+// TestAttackBackchannelLogoutBySIDEndsRelayedSessions: Hydra v2.3.0's
+// access tokens carry no sid, only its ID tokens do, and its logout tokens
+// name only the sid. A back-channel logout must still end the session the
+// service relayed with that sid, as /logout ends one: its access tokens are
+// refused (the one cached by an earlier /register too, and the one a
+// refresh gave), its refresh tokens by /refresh without asking the IdP,
+// also after a restart; another session, with another sid, of the same
+// subject goes on, until its own logout, which works on what a restart
+// loaded. A refresh whose ID token names no sid stays in its session's.
+func TestAttackBackchannelLogoutBySIDEndsRelayedSessions(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name                 string
+		opaque, refreshedSID bool
+	}{
+		{"JWT access tokens (hydra-v2.3.0-jwt)", false, true},
+		{"opaque access tokens, introspected (hydra-v2.3.0-opaque)", true, true},
+		{"refreshed ID tokens naming no sid", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeIDP(t)
+			f.set(func(f *fakeIDP) { f.introspect = tc.opaque })
+			sids := sidIDP(t, f, tc.opaque, tc.refreshedSID)
+			a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+			login := func() (at, rt string) {
+				t.Helper()
+				w := a.do("POST", "/v1/auth/token", "grant_type=password&username=alice&password=alice-pw")
+				tokCheck(t, "/v1/auth/token", "sign-in", w, 200, "")
+				d := tokCheckTokens(t, "/v1/auth/token", "sign-in", w)
+				return tokenOf(d, "access_token"), tokenOf(d, "refresh_token")
+			}
+			refresh := func(a *testApp, step, rt string, wantStatus int, wantCode string) (string, string) {
+				t.Helper()
+				w := a.do("POST", "/v1/auth/refresh", url.Values{"refresh_token": {rt}}.Encode())
+				tokCheck(t, "/v1/auth/refresh", step, w, wantStatus, wantCode)
+				d := decode(t, w).Data
+				return tokenOf(d, "access_token"), tokenOf(d, "refresh_token")
+			}
+
+			at1, rt1 := login()
+			at2, rt2 := login()
+			sid1, sid2 := sids()[0], sids()[1]
+			checkRegister(t, "session 1's access token (cached from here)", a.register(at1), 200)
+			checkRegister(t, "session 2's access token", a.register(at2), 200)
+			at1b, rt1b := refresh(a, "session 1, refreshed", rt1, 200, "")
+
+			bcCheck(t, "Hydra's logout token for session 1, sid only", a.backchannel(hydraLogoutToken(t, f, sid1)), 200, "")
+			checkRegister(t, "session 1's access token, cached, after its logout", a.register(at1), 401)
+			checkRegister(t, "session 1's refreshed access token, never used, after its logout", a.register(at1b), 401)
+			hits := f.tokenHits.Load()
+			refresh(a, "session 1's refresh token, after its logout", rt1b, 401, "SW_AUTH_REFRESH_FAILED")
+			refresh(a, "session 1's first refresh token, after its logout", rt1, 401, "SW_AUTH_REFRESH_FAILED")
+			if got := f.tokenHits.Load(); got != hits {
+				t.Errorf("signed-out refresh tokens reached the IdP %d times; want never", got-hits)
+			}
+			checkRegister(t, "session 2's access token, after session 1's logout", a.register(at2), 200)
+			at2b, rt2b := refresh(a, "session 2, after session 1's logout", rt2, 200, "")
+
+			b := a.restart()
+			checkRegister(t, "session 1's access token, after a restart", b.register(at1b), 401)
+			refresh(b, "session 1's refresh token, after a restart", rt1b, 401, "SW_AUTH_REFRESH_FAILED")
+			checkRegister(t, "session 2's access token, after a restart", b.register(at2b), 200)
+
+			bcCheck(t, "Hydra's logout token for session 2, after a restart", b.backchannel(hydraLogoutToken(t, f, sid2)), 200, "")
+			checkRegister(t, "session 2's first access token, after its logout", b.register(at2), 401)
+			checkRegister(t, "session 2's refreshed access token, after its logout", b.register(at2b), 401)
+			refresh(b, "session 2's refresh token, after its logout", rt2b, 401, "SW_AUTH_REFRESH_FAILED")
+		})
+	}
+}
+
+// TestBackchannelLogoutBySIDEndsBrowserSignIn: the sid of a browser
+// sign-in's ID token, verified at the callback, is remembered when the app
+// redeems the handoff, so a logout token naming it ends that session.
+func TestBackchannelLogoutBySIDEndsBrowserSignIn(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	f.set(func(f *fakeIDP) { f.codeIDMods = map[string]any{"sid": "browser-sid"} })
+	w := a.do("POST", "/v1/auth/login", "handoff="+siSignIn(t, a, f, ""))
+	if !tokCheck(t, "/v1/auth/login", "handoff", w, 200, "") {
+		return
+	}
+	at := tokenOf(decode(t, w).Data, "access_token")
+	checkRegister(t, "the browser sign-in's access token", a.register(at), 200)
+	bcCheck(t, "Hydra's logout token for another sid", a.backchannel(hydraLogoutToken(t, f, "other-sid")), 200, "")
+	checkRegister(t, "the browser sign-in's access token, after another session's logout", a.register(at), 200)
+	bcCheck(t, "Hydra's logout token for the sign-in's sid", a.backchannel(hydraLogoutToken(t, f, "browser-sid")), 200, "")
+	checkRegister(t, "the browser sign-in's access token, after its session's logout", a.register(at), 401)
 }

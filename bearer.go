@@ -10,8 +10,10 @@ import (
 // challenge then carries no error code.
 var errNoBearer = errors.New("no bearer token")
 
-// bearerToken extracts the token of an "Authorization: Bearer" header: one
-// header, the scheme in any case, one token of the b64token syntax.
+// bearerToken extracts the token of an "Authorization: Bearer" or
+// "Authorization: DPoP" header (RFC 9449 §7.1; checkBinding tells them
+// apart): one header, the scheme in any case, one token of the b64token
+// syntax.
 func bearerToken(r *http.Request) (string, error) {
 	hs := r.Header.Values("Authorization")
 	if len(hs) == 0 {
@@ -24,12 +26,13 @@ func bearerToken(r *http.Request) (string, error) {
 		return "", errNoBearer
 	}
 	scheme, tok, ok := strings.Cut(hs[0], " ")
-	if ok && !strings.EqualFold(scheme, "bearer") {
+	isBearer := strings.EqualFold(scheme, "bearer") || strings.EqualFold(scheme, "dpop")
+	if ok && !isBearer {
 		// Another scheme (Basic, …) is no bearer token at all: RFC 6750
 		// §3.1 says the challenge then carries no error code.
 		return "", errNoBearer
 	}
-	if !ok || !strings.EqualFold(scheme, "bearer") {
+	if !ok || !isBearer {
 		return "", refuse(reasonMalformed, "not a Bearer authorization")
 	}
 	tok = strings.TrimLeft(tok, " ")

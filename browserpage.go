@@ -66,14 +66,9 @@ a.button{display:inline-block;margin-top:.8rem;padding:.55rem 1rem;border-radius
 	b.WriteString(html.EscapeString(strconv.Itoa(ae.Status) + " " + ae.Code + ": " + ae.Message))
 	b.WriteString("</p>\n</main>\n</body>\n</html>\n")
 
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	// The page sits at the callback's URL, code and all: no Referer.
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+	// The page sits at the callback's URL, code and all: no Referer
+	// (setPageHeaders).
+	setPageHeaders(w.Header(), scriptlessPageCSP)
 	w.WriteHeader(ae.Status)
 	io.WriteString(w, b.String())
 }
@@ -120,4 +115,19 @@ func prefersHTML(r *http.Request) bool {
 		}
 	}
 	return htmlQ > 0 && htmlQ > jsonQ
+}
+
+// scriptlessPageCSP is the Content-Security-Policy of a page with no script.
+const scriptlessPageCSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+// setPageHeaders sets the headers of every HTML page the service serves: not
+// cached, not sniffed, not framed, no Referer to where it links (a page may
+// sit at a URL that carries a code), and the page's csp.
+func setPageHeaders(h http.Header, csp string) {
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", csp)
 }

@@ -75,7 +75,7 @@ func (b *browserSignIn) finishSignIn(w http.ResponseWriter, r *http.Request, t *
 		redirectBack(w, ps.ReturnTo, "error", "invalid_request")
 		return
 	}
-	tr, err := exchangeCode(r.Context(), t, code, ps.Verifier, ps.Nonce)
+	tr, err := exchangeCode(r.Context(), t, code, ps.Verifier, ps.Nonce, "")
 	if err != nil {
 		errCode := "server_error"
 		var ae *apiError

@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // Validation modes of access_tokens.validation (SPEC.md, "Access tokens
@@ -55,10 +58,21 @@ type accessTokensConfig struct {
 	// time) differs from the field left out (the default).
 	CacheSeconds *int `json:"cache_seconds"`
 
+	// DPoP (RFC 9449): "allowed" (the default) checks the proof of every
+	// bound token and lets unbound bearers pass; "required" refuses every
+	// bearer that is not DPoP-bound. DPoPSigningAlgs are the proof
+	// algorithms accepted (default defaultDPoPAlgs); DPoPNonce makes
+	// proofs carry a nonce of the service's (DPoP-Nonce, use_dpop_nonce).
+	DPoP            string   `json:"dpop"`
+	DPoPSigningAlgs []string `json:"dpop_signing_algs"`
+	DPoPNonce       bool     `json:"dpop_nonce"`
+
 	// introspectionSecret is the resolved introspection_client_secret*.
 	introspectionSecret string
 	// cacheTTL is cache_seconds as a duration, the default applied.
 	cacheTTL time.Duration
+	// dpopAlgs is dpop_signing_algs parsed; nil for the default.
+	dpopAlgs []jose.SignatureAlgorithm
 }
 
 // validate applies the block's defaults and checks it; issuer is the
@@ -93,6 +107,9 @@ func (a *accessTokensConfig) validate(issuer string, getenv func(string) string)
 	if err := a.resolveSecret(getenv); err != nil {
 		return err
 	}
+	if err := a.validateDPoP(); err != nil {
+		return err
+	}
 	switch {
 	case a.CacheSeconds == nil:
 		a.cacheTTL = defaultAccessCacheSeconds * time.Second
@@ -102,6 +119,41 @@ func (a *accessTokensConfig) validate(issuer string, getenv func(string) string)
 		a.cacheTTL = time.Duration(*a.CacheSeconds) * time.Second
 	}
 	return nil
+}
+
+// validateDPoP checks access_tokens.dpop and dpop_signing_algs: asymmetric
+// algorithms only, as for tokens (RFC 9449 §4.2 forbids none and MACs).
+func (a *accessTokensConfig) validateDPoP() error {
+	switch a.DPoP {
+	case "", dpopAllowed, dpopRequired:
+	default:
+		return configErrorf("access_tokens.dpop: %q is not one of allowed, required", a.DPoP)
+	}
+	if a.DPoPSigningAlgs == nil {
+		return nil
+	}
+	if len(a.DPoPSigningAlgs) == 0 {
+		return configErrorf("access_tokens.dpop_signing_algs: empty; leave it out for the default (%s)", algNames(defaultDPoPAlgs))
+	}
+	a.dpopAlgs = nil
+	for _, s := range a.DPoPSigningAlgs {
+		alg := jose.SignatureAlgorithm(s)
+		if !slices.Contains(supportedAlgs, alg) {
+			return configErrorf("access_tokens.dpop_signing_algs: %q is not an asymmetric JWS algorithm (one of %s)", s, algNames(supportedAlgs))
+		}
+		if !slices.Contains(a.dpopAlgs, alg) {
+			a.dpopAlgs = append(a.dpopAlgs, alg)
+		}
+	}
+	return nil
+}
+
+func algNames(algs []jose.SignatureAlgorithm) string {
+	names := make([]string, len(algs))
+	for i, a := range algs {
+		names[i] = string(a)
+	}
+	return strings.Join(names, ", ")
 }
 
 // resolveSecret reads the introspection client secret from the one source

@@ -59,13 +59,7 @@ func devHomeHTML(users []devUser) string {
 func handleDevHome(users []devUser) http.Handler {
 	page := devHomeHTML(users)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Type", "text/html; charset=utf-8")
-		h.Set("Cache-Control", "no-store")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+		setPageHeaders(w.Header(), scriptlessPageCSP)
 		io.WriteString(w, page)
 	})
 }

@@ -358,6 +358,7 @@ func (d *devIDP) discoveryDocument() map[string]any {
 		"id_token_signing_alg_values_supported": []string{string(jose.RS256)},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"code_challenge_methods_supported":      []string{"S256"},
+		"dpop_signing_alg_values_supported":     []string{"ES256", "ES384", "RS256", "PS256", "EdDSA"},
 		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
 		"claims_supported": []string{"iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid",
 			"name", "preferred_username", "email", "email_verified"},

@@ -107,6 +107,8 @@ type devIntrospection struct {
 	Username  string `json:"username,omitempty"`
 	Expiry    int64  `json:"exp,omitempty"`
 	IssuedAt  int64  `json:"iat,omitempty"`
+	// Confirmation of a DPoP-bound token (RFC 9449 §6.2).
+	Confirmation *devConfirmation `json:"cnf,omitempty"`
 	devProfileClaims
 }
 
@@ -139,7 +141,7 @@ func (d *devIDP) introspect(tok string) devIntrospection {
 			Active: true, Issuer: c.Issuer, Subject: c.Subject, Audience: c.ClientID, ClientID: c.ClientID,
 			Scope: c.Scope, TokenType: "Bearer", Username: u.Username,
 			Expiry: c.Expiry.Time().Unix(), IssuedAt: c.IssuedAt.Time().Unix(),
-			devProfileClaims: c.devProfileClaims,
+			Confirmation: c.Confirmation, devProfileClaims: c.devProfileClaims,
 		}
 	}
 	now := d.now()

@@ -37,15 +37,19 @@ func (d *devIDP) handleToken() http.Handler {
 		if err == nil {
 			client, err = devAuthenticateClient(r, form)
 		}
+		var jkt string // the DPoP key the tokens are bound to, if any
+		if err == nil {
+			jkt, err = d.checkProof(r)
+		}
 		var resp *devTokenResponse
 		if err == nil {
 			switch form.Get("grant_type") {
 			case "authorization_code":
-				resp, err = d.grantCode(client, form)
+				resp, err = d.grantCode(client, form, jkt)
 			case "password":
-				resp, err = d.grantPassword(client, form)
+				resp, err = d.grantPassword(client, form, jkt)
 			case "refresh_token":
-				resp, err = d.grantRefresh(client, form)
+				resp, err = d.grantRefresh(client, form, jkt)
 			case "":
 				err = devInvalidRequest("grant_type is required")
 			default:
@@ -119,7 +123,7 @@ func devAuthenticateClient(r *http.Request, form url.Values) (string, error) {
 // grantCode redeems an authorization code. Any attempt uses the code up, as
 // Keycloak does; a replay also revokes the refresh tokens issued from it
 // (RFC 6749 §4.1.2).
-func (d *devIDP) grantCode(client string, form url.Values) (*devTokenResponse, error) {
+func (d *devIDP) grantCode(client string, form url.Values, jkt string) (*devTokenResponse, error) {
 	code, redirectURI := form.Get("code"), form.Get("redirect_uri")
 	if code == "" {
 		return nil, devInvalidRequest("code is required")
@@ -152,7 +156,7 @@ func (d *devIDP) grantCode(client string, form url.Values) (*devTokenResponse, e
 	if err != nil {
 		return nil, err
 	}
-	return d.issue(client, c.user, c.req.Scope, c.req.Nonce, c.authTime, refresh, c.session.id)
+	return d.issue(client, c.user, c.req.Scope, c.req.Nonce, c.authTime, refresh, c.session.id, jkt)
 }
 
 // devCheckCode checks a code's bindings against the token request.
@@ -183,7 +187,7 @@ func devCheckCode(c *devCode, client, redirectURI, verifier string) error {
 }
 
 // grantPassword is the resource owner password credentials grant.
-func (d *devIDP) grantPassword(client string, form url.Values) (*devTokenResponse, error) {
+func (d *devIDP) grantPassword(client string, form url.Values, jkt string) (*devTokenResponse, error) {
 	username, password := form.Get("username"), form.Get("password")
 	if username == "" || password == "" {
 		return nil, devInvalidRequest("username and password are required")
@@ -204,13 +208,13 @@ func (d *devIDP) grantPassword(client string, form url.Values) (*devTokenRespons
 	session := newDevSession()
 	refresh := d.newRefreshLocked(now, devGrant{clientID: client, user: u, scope: scope, authTime: now, session: session})
 	d.mu.Unlock()
-	return d.issue(client, u, scope, "", now, refresh, session.id)
+	return d.issue(client, u, scope, "", now, refresh, session.id, jkt)
 }
 
 // grantRefresh rotates a refresh token: the old one stops working and a new
 // one, with the original scope, comes back. A narrower scope applies to the
 // new access token only (RFC 6749 §6).
-func (d *devIDP) grantRefresh(client string, form url.Values) (*devTokenResponse, error) {
+func (d *devIDP) grantRefresh(client string, form url.Values, jkt string) (*devTokenResponse, error) {
 	old := form.Get("refresh_token")
 	if old == "" {
 		return nil, devInvalidRequest("refresh_token is required")
@@ -242,7 +246,7 @@ func (d *devIDP) grantRefresh(client string, form url.Values) (*devTokenResponse
 	delete(d.refresh, old)
 	refresh := d.newRefreshLocked(now, *g)
 	// Signing under the lock is a few milliseconds; the dev IdP serves one person.
-	return d.issue(client, g.user, scope, "", g.authTime, refresh, g.session.id)
+	return d.issue(client, g.user, scope, "", g.authTime, refresh, g.session.id, jkt)
 }
 
 // newRefreshLocked stores g under a new refresh token, valid for refreshTTL.
@@ -256,10 +260,16 @@ func (d *devIDP) newRefreshLocked(now time.Time, g devGrant) string {
 
 // issue mints the access token for client, a JWT or, for
 // devOpaqueClientID, an opaque one, and an ID token when scope has openid,
-// both naming the session sid.
-func (d *devIDP) issue(client string, u devUser, scope, nonce string, authTime time.Time, refresh, sid string) (*devTokenResponse, error) {
+// both naming the session sid; with jkt, the access token is bound to that
+// DPoP key (cnf.jkt, token_type DPoP).
+func (d *devIDP) issue(client string, u devUser, scope, nonce string, authTime time.Time, refresh, sid, jkt string) (*devTokenResponse, error) {
 	now := d.now()
 	claims := d.accessClaims(client, u, scope, sid, now, authTime, d.accessTTL)
+	tokenType := "Bearer"
+	if jkt != "" {
+		claims.Confirmation = &devConfirmation{JKT: jkt}
+		tokenType = "DPoP"
+	}
 	var at string
 	var err error
 	if client == devOpaqueClientID {
@@ -269,7 +279,7 @@ func (d *devIDP) issue(client string, u devUser, scope, nonce string, authTime t
 	}
 	resp := &devTokenResponse{
 		AccessToken:      at,
-		TokenType:        "Bearer",
+		TokenType:        tokenType,
 		ExpiresIn:        int64(d.accessTTL / time.Second),
 		RefreshToken:     refresh,
 		RefreshExpiresIn: int64(d.refreshTTL / time.Second),
@@ -341,6 +351,8 @@ type devAccessClaims struct {
 	ID              string           `json:"jti"`
 	Scope           string           `json:"scope"`
 	SessionID       string           `json:"sid,omitempty"`
+	// Confirmation binds the token to a DPoP key (RFC 9449 §6.1).
+	Confirmation *devConfirmation `json:"cnf,omitempty"`
 	devProfileClaims
 }
 

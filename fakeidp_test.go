@@ -54,11 +54,15 @@ type fakeIDP struct {
 	authMethods []string
 	algs        []string
 	// tokenFn answers the token endpoint; nil uses defaultToken.
-	tokenFn   func(form url.Values, r *http.Request) (int, any)
-	lastForm  url.Values
-	lastBasic [2]string
+	tokenFn func(form url.Values, r *http.Request) (int, any)
+	// tokenHeader is added to every answer of the token endpoint.
+	tokenHeader http.Header
+	lastForm    url.Values
+	lastBasic   [2]string
 	// codes are the codes authorize issued, until redeemed.
 	codes map[string]fakeCode
+	// codeIDMods change the claims of the ID token a code redeems for.
+	codeIDMods map[string]any
 
 	// Introspection (RFC 7662) is in discovery only with introspect set.
 	introspect            bool
@@ -215,8 +219,11 @@ func (f *fakeIDP) serve(w http.ResponseWriter, r *http.Request) {
 	case "/token":
 		f.tokenHits.Add(1)
 		f.mu.Lock()
-		mode, fn := f.tokenMode, f.tokenFn
+		mode, fn, th := f.tokenMode, f.tokenFn, f.tokenHeader
 		f.mu.Unlock()
+		for k, v := range th {
+			w.Header()[k] = v
+		}
 		if f.misbehave(w, r, mode) {
 			return
 		}
@@ -619,7 +626,10 @@ func writeTestJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // fakeCode is what an issued code is bound to.
-type fakeCode struct{ nonce, challenge, redirectURI string }
+type fakeCode struct {
+	nonce, challenge, redirectURI string
+	idMods                        map[string]any // codeIDMods when it was taken
+}
 
 // authorize plays the IdP's authorization endpoint and a user who signs in:
 // for an authorization URL the service made, it checks the request's
@@ -657,6 +667,7 @@ func (f *fakeIDP) takeCode(code string) (fakeCode, bool) {
 	defer f.mu.Unlock()
 	c, ok := f.codes[code]
 	delete(f.codes, code)
+	c.idMods = f.codeIDMods
 	return c, ok
 }
 
@@ -670,5 +681,5 @@ func (f *fakeIDP) redeemCode(c fakeCode, form url.Values) (int, any) {
 	if form.Get("redirect_uri") != c.redirectURI {
 		return 400, map[string]string{"error": "invalid_grant", "error_description": "redirect_uri differs"}
 	}
-	return 200, f.tokTokens(f.idToken(c.nonce))
+	return 200, f.tokTokens(f.idToken(c.nonce, c.idMods))
 }

@@ -103,6 +103,8 @@ func handleConfig() http.Handler {
 		ClientID                      string   `json:"client_id"`
 		CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
 		PasswordGrantEnabled          bool     `json:"password_grant_enabled"`
+		// The IdP's DPoP proof algorithms, when it takes DPoP at all.
+		DPoPSigningAlgValuesSupported []string `json:"dpop_signing_alg_values_supported,omitempty"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := tenantOf(r)
@@ -123,6 +125,7 @@ func handleConfig() http.Handler {
 			ClientID:                      t.cfg.ClientID,
 			CodeChallengeMethodsSupported: methods,
 			PasswordGrantEnabled:          t.cfg.Features.Auth.PasswordGrantEnabled,
+			DPoPSigningAlgValuesSupported: d.DPoPSigningAlgValuesSupported,
 		})
 	})
 }
@@ -166,7 +169,12 @@ func handleLogin(b *browserSignIn) http.Handler {
 			writeError(w, r, badRequest("code_verifier: must be 43-128 characters of A-Z, a-z, 0-9, '-', '.', '_' or '~' (RFC 7636)"))
 			return
 		}
-		tr, err := exchangeCode(r.Context(), t, code, verifier, v.Get("nonce"))
+		proof, _, err := clientProof(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		tr, err := exchangeCode(r.Context(), t, code, verifier, v.Get("nonce"), proof)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -178,15 +186,15 @@ func handleLogin(b *browserSignIn) http.Handler {
 // exchangeCode redeems an authorization code at the tenant's token endpoint,
 // with verifier as the PKCE code_verifier when not empty, and verifies the ID
 // token the answer must carry, its at_hash included; nonce, when not empty,
-// must be its nonce.
+// must be its nonce; proof, when not empty, is the client's DPoP proof.
 // Errors are ready for writeError: SW_AUTH_OIDC_FAILED when the IdP rejected
 // the code or the ID token failed, else as idpError maps them.
-func exchangeCode(ctx context.Context, t *tenant, code, verifier, nonce string) (*tokenResponse, error) {
+func exchangeCode(ctx context.Context, t *tenant, code, verifier, nonce, proof string) (*tokenResponse, error) {
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {t.cfg.RedirectURI}}
 	if verifier != "" {
 		form.Set("code_verifier", verifier)
 	}
-	tr, err := t.prov.token(ctx, form)
+	tr, err := t.prov.tokenWithProof(ctx, form, proof)
 	if err != nil {
 		return nil, idpError(t, err, errCodeRejected)
 	}
@@ -257,6 +265,11 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 			writeError(w, r, err)
 			return
 		}
+		proof, _, err := clientProof(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
 		if scope == "" {
 			scope = strings.Join(t.cfg.Scopes, " ")
 		}
@@ -269,11 +282,13 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 			return
 		}
 		form := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}, "scope": {scope}}
-		tr, err := t.prov.token(r.Context(), form)
+		tr, err := t.prov.tokenWithProof(r.Context(), form, proof)
 		if err != nil {
-			// An OAuth refusal is the user's failed attempt and stays counted.
+			// An OAuth refusal is the user's failed attempt and stays counted;
+			// one about the DPoP proof is not about the password (an IdP
+			// that wants nonces answers use_dpop_nonce to every first try).
 			var oe *oauthError
-			if !errors.As(err, &oe) || oe.clientCredentialsInvalid() {
+			if !errors.As(err, &oe) || oe.clientCredentialsInvalid() || oe.aboutDPoP() {
 				lim.release(key)
 			}
 			writeError(w, r, idpError(t, err, rejected))
@@ -320,10 +335,17 @@ func handleRefresh(st *store) http.Handler {
 			writeError(w, r, rejected)
 			return
 		}
-		key := refreshKey(t.cfg.ID, rt, scope)
+		proof, jkt, err := clientProof(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		// Callers share an answer only when their proofs are from one key:
+		// the tokens are bound to the key of the proof that got them.
+		key := refreshKey(t.cfg.ID, rt, scope, jkt)
 		tr, err := t.prov.refresh.do(r.Context(), key, func(ctx context.Context) (*tokenResponse, error) {
 			return st.sharedRefresh(ctx, key, refreshFlightTimeout, func(ctx context.Context) (*tokenResponse, error) {
-				return refreshAtIdP(ctx, t, rt, scope, rejected)
+				return refreshAtIdP(ctx, t, rt, scope, proof, rejected)
 			})
 		})
 		if err != nil {
@@ -362,7 +384,7 @@ func handleRegister(st *store) http.Handler {
 				return
 			}
 		}
-		c, err := t.prov.authenticate(r.Context(), raw)
+		c, err := t.prov.authenticateRequest(r, raw)
 		if err == nil {
 			c, err = t.prov.bearerNames(r.Context(), raw, c)
 		}
@@ -471,14 +493,14 @@ func handleReady(ts []*tenant, tenantFor func(*http.Request) *tenant, reachable 
 	})
 }
 
-// refreshAtIdP asks t's IdP to refresh rt for scope, and verifies the ID
-// token of its answer.
-func refreshAtIdP(ctx context.Context, t *tenant, rt, scope string, rejected *apiError) (*tokenResponse, error) {
+// refreshAtIdP asks t's IdP to refresh rt for scope, with the client's DPoP
+// proof when it sent one, and verifies the ID token of its answer.
+func refreshAtIdP(ctx context.Context, t *tenant, rt, scope, proof string, rejected *apiError) (*tokenResponse, error) {
 	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
 	if scope != "" {
 		form.Set("scope", scope)
 	}
-	tr, err := t.prov.token(ctx, form)
+	tr, err := t.prov.tokenWithProof(ctx, form, proof)
 	if err != nil {
 		return nil, idpError(t, err, rejected)
 	}

@@ -43,8 +43,9 @@ func (m *markerClaim) UnmarshalJSON(b []byte) error {
 // verify does (nonce, when not empty, must be its nonce) and binds it to the
 // answer's access token: its at_hash, when present, must be the access
 // token's (OIDC Core §3.1.3.6, §3.2.2.9), so that an access token for
-// mallory is never passed on beside an ID token for alice. Errors as for
-// verify; a mismatch is a *verifyError with reasonAtHash.
+// mallory is never passed on beside an ID token for alice. The verified
+// token's sid is kept in tr (tr.sid) for the record of relayed tokens.
+// Errors as for verify; a mismatch is a *verifyError with reasonAtHash.
 func (p *provider) verifyAnswerIDToken(ctx context.Context, tr *tokenResponse, nonce string) (*claims, error) {
 	c, err := p.verify(ctx, tr.IDToken, kindIDToken, nonce)
 	if err != nil {
@@ -53,6 +54,7 @@ func (p *provider) verifyAnswerIDToken(ctx context.Context, tr *tokenResponse, n
 	if err := checkAccessTokenHash(c, tr.AccessToken); err != nil {
 		return nil, err
 	}
+	tr.sid = string(c.SessionID)
 	return c, nil
 }
 

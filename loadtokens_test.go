@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // TestMintLoadTokens writes access tokens of the development IdP, one per
@@ -23,6 +25,12 @@ import (
 // subjects on every call, so that a run can register them once and then
 // send tokens never seen before for people already known. Tokens are valid
 // for SCAIWAVE_MINT_TTL (a Go duration, default 1h).
+//
+// With SCAIWAVE_MINT_DPOP_HTU (the URL the proofs are for), the tokens are
+// bound to one ES256 key made here, and each line is a token, a space and
+// a fresh DPoP proof for POST to that URL; with SCAIWAVE_MINT_DPOP_SAME=1
+// every line has the first token (a cached token, a new proof each time).
+// Proofs are good for a minute: mint them just before the run.
 func TestMintLoadTokens(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("SCAIWAVE_MINT_TOKENS"))
 	if n <= 0 {
@@ -43,6 +51,11 @@ func TestMintLoadTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	toks := make([]string, n)
+	var dpopKey dpopKey
+	htu, sameToken := os.Getenv("SCAIWAVE_MINT_DPOP_HTU"), os.Getenv("SCAIWAVE_MINT_DPOP_SAME") == "1"
+	if htu != "" {
+		dpopKey = newDPoPKey(t, jose.ES256)
+	}
 	var wg sync.WaitGroup
 	const workers = 4
 	for w := range workers {
@@ -57,11 +70,43 @@ func TestMintLoadTokens(t *testing.T) {
 				}
 				u := devUser{Username: fmt.Sprintf("load%d", id), Subject: sub,
 					Name: fmt.Sprintf("Load User %d", id), Email: fmt.Sprintf("load%d@example.com", id)}
+				if dpopKey.priv != nil {
+					if i > 0 && sameToken {
+						continue
+					}
+					now := d.now()
+					c := d.accessClaims(devClientID, u, devDefaultScope, "", now, now, ttl)
+					c.Confirmation = &devConfirmation{JKT: dpopKey.jkt}
+					tok, err := d.signAccessClaims(c)
+					if err != nil {
+						panic(err)
+					}
+					toks[i] = tok
+					continue
+				}
 				toks[i] = d.mintAccessToken(u, ttl)
 			}
 		}()
 	}
 	wg.Wait()
+	if htu != "" {
+		// The proofs last, so that they are as fresh as they can be.
+		first := toks[0] // read before any worker rewrites line 0
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < n; i += workers {
+					tok := toks[i]
+					if sameToken {
+						tok = first
+					}
+					toks[i] = tok + " " + dpopKey.proof(t, "POST", htu, tok)
+				}
+			}()
+		}
+		wg.Wait()
+	}
 	f, err := os.Create(os.Getenv("SCAIWAVE_MINT_OUT"))
 	if err != nil {
 		t.Fatal(err)

@@ -42,7 +42,7 @@ func handleLogout(st *store) http.Handler {
 		}
 		var access string // to revoke at the IdP: only a token that verified
 		if raw != "" {
-			c, err := t.prov.authenticate(r.Context(), raw)
+			c, err := t.prov.authenticateRequest(r, raw)
 			var ve *verifyError
 			switch {
 			case err == nil:

@@ -58,6 +58,8 @@ type discovery struct {
 	// Introspection (RFC 7662, RFC 8414 §2), for opaque access tokens.
 	IntrospectionEndpoint                     string   `json:"introspection_endpoint,omitempty"`
 	IntrospectionEndpointAuthMethodsSupported []string `json:"introspection_endpoint_auth_methods_supported,omitempty"`
+	// RFC 9449 §5.1: the proof algorithms the IdP's token endpoint takes.
+	DPoPSigningAlgValuesSupported []string `json:"dpop_signing_alg_values_supported,omitempty"`
 }
 
 // supportedAlgs are the signature algorithms we accept at all: asymmetric
@@ -94,6 +96,8 @@ type provider struct {
 	names *namesCache
 	// revokeWait bounds /logout's wait for the revocation endpoint.
 	revokeWait time.Duration
+	// dpop checks the proofs of DPoP-bound tokens.
+	dpop *dpopVerifier
 	// remote shares one IdP call among requests with one opaque token.
 	remote *flightGroup[[32]byte, *remoteAnswer]
 }
@@ -120,6 +124,7 @@ func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 	p.relayed = newRelayedSet(maxRelayed)
 	p.names = newNamesCache(maxNamesCache)
 	p.revokeWait = logoutRevokeTimeout
+	p.dpop = newDPoPVerifier(&t.AccessTokens)
 	p.remote = newFlightGroup[[32]byte, *remoteAnswer](func() time.Time { return p.now() }, remoteCallTimeout, 0, maxRemoteFlights)
 	return p
 }
@@ -353,6 +358,15 @@ type tokenResponse struct {
 	ExpiresIn    flexInt  `json:"expires_in,omitempty"`
 	IDToken      string   `json:"id_token,omitempty"`
 	Scope        flexText `json:"scope,omitempty"`
+
+	// sid is the sid of the answer's ID token once it verified
+	// (verifyAnswerIDToken), "" when it has none: the IdP's session, which
+	// the record of relayed tokens remembers for back-channel logout. Never
+	// read from the IdP's JSON, never written to a client.
+	sid string
+
+	// dpopNonce is the IdP's DPoP-Nonce header, passed on to the client.
+	dpopNonce string
 }
 
 // flexInt accepts a JSON number or a numeric string: some IdPs send
@@ -397,6 +411,8 @@ type oauthError struct {
 	Status      int
 	Code        string
 	Description string
+	// DPoPNonce is the IdP's DPoP-Nonce header, with use_dpop_nonce.
+	DPoPNonce string
 }
 
 func (e *oauthError) Error() string {
@@ -413,6 +429,14 @@ func (e *oauthError) clientCredentialsInvalid() bool {
 // authentication. Errors: *oauthError for an OAuth error answer,
 // errIdPUnavailable (wrapped) for everything else that went wrong.
 func (p *provider) token(ctx context.Context, form url.Values) (*tokenResponse, error) {
+	return p.tokenWithProof(ctx, form, "")
+}
+
+// tokenWithProof is token with the client's DPoP proof, when not "", sent
+// unchanged in the DPoP header (RFC 9449 §5), so that the IdP binds the
+// tokens to the client's key. The IdP's DPoP-Nonce, on an answer or an
+// error, is kept for the client (tokenResponse.dpopNonce, oauthError).
+func (p *provider) tokenWithProof(ctx context.Context, form url.Values, proof string) (*tokenResponse, error) {
 	d := p.disc.Load()
 	if d == nil {
 		return nil, fmt.Errorf("token: %w: no discovery document yet", errIdPUnavailable)
@@ -430,6 +454,9 @@ func (p *provider) token(ctx context.Context, form url.Values) (*tokenResponse, 
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
+	if proof != "" {
+		req.Header.Set("DPoP", proof)
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, idpRequestTimeout)
 	defer cancel()
@@ -448,7 +475,7 @@ func (p *provider) token(ctx context.Context, form url.Values) (*tokenResponse, 
 			Description string `json:"error_description"`
 		}
 		if decodeIdPAnswer(b, &e) == nil && e.Error != "" {
-			return nil, &oauthError{Status: resp.StatusCode, Code: e.Error, Description: truncate(e.Description, 200)}
+			return nil, &oauthError{Status: resp.StatusCode, Code: e.Error, Description: truncate(e.Description, 200), DPoPNonce: idpNonce(resp)}
 		}
 		return nil, fmt.Errorf("token %s: %w: status %d without an OAuth error", grant, errIdPUnavailable, resp.StatusCode)
 	}
@@ -462,10 +489,16 @@ func (p *provider) token(ctx context.Context, form url.Values) (*tokenResponse, 
 	if tr.AccessToken == "" {
 		return nil, fmt.Errorf("token %s: %w: answer has no access_token", grant, errIdPUnavailable)
 	}
-	if tr.TokenType != "" && !strings.EqualFold(tr.TokenType, "bearer") {
-		return nil, fmt.Errorf("token %s: %w: token_type %q is not Bearer", grant, errIdPUnavailable, truncate(tr.TokenType, 20))
+	switch {
+	case tr.TokenType == "" || strings.EqualFold(tr.TokenType, "bearer"):
+		tr.TokenType = "Bearer"
+	case strings.EqualFold(tr.TokenType, "dpop") && proof != "":
+		// A DPoP-bound token (RFC 9449 §5): the client must know it.
+		tr.TokenType = "DPoP"
+	default:
+		return nil, fmt.Errorf("token %s: %w: token_type %q is not Bearer, or DPoP for a request with a proof", grant, errIdPUnavailable, truncate(tr.TokenType, 20))
 	}
-	tr.TokenType = "Bearer"
+	tr.dpopNonce = idpNonce(resp)
 	return &tr, nil
 }
 

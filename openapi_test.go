@@ -361,6 +361,7 @@ func TestOpenAPIDataFields(t *testing.T) {
 			return
 		}
 		doc["end_session_endpoint"] = f.issuer + "/logout"
+		doc["dpop_signing_alg_values_supported"] = []string{"ES256"}
 		writeTestJSON(w, 200, doc)
 	}))
 	t.Cleanup(front.Close)

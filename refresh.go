@@ -34,13 +34,21 @@ func (f *refreshFlights) forget(token [32]byte) {
 }
 
 // refreshFlightKey names one refresh: the token, hashed with the tenant
-// (refreshTokenHash), and the scope asked for, hashed.
-type refreshFlightKey struct{ token, scope [32]byte }
+// (refreshTokenHash), the scope asked for, hashed, and the thumbprint of
+// the DPoP proof's key ("" without a proof).
+type refreshFlightKey struct {
+	token, scope [32]byte
+	jkt          string
+}
 
-// refreshKey derives the single-flight key from the refresh token and the
-// requested scope.
-func refreshKey(tenantID, refreshToken, scope string) refreshFlightKey {
-	return refreshFlightKey{token: refreshTokenHash(tenantID, refreshToken), scope: sha256.Sum256([]byte(scope))}
+// refreshKey derives the single-flight key from the refresh token, the
+// requested scope and the thumbprint of the client's DPoP key. With the
+// key in it, concurrent refreshes with one token and proofs from one key
+// share one IdP call (the IdP sees one of the proofs, and its tokens are
+// bound to that key, which all of them hold), while a proof from another
+// key, or none, never gets tokens bound to a key its sender may not hold.
+func refreshKey(tenantID, refreshToken, scope, jkt string) refreshFlightKey {
+	return refreshFlightKey{token: refreshTokenHash(tenantID, refreshToken), scope: sha256.Sum256([]byte(scope)), jkt: jkt}
 }
 
 // refreshTokenHash identifies a tenant's refresh token without keeping it.

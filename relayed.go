@@ -17,10 +17,17 @@ package main
 // or ID token is dropped from the verified-token cache as it is recorded,
 // before the answer that carries it is written, so no client can have made
 // it a cache entry after that.
+//
+// Each entry also remembers the IdP's session its sign-in belongs to: the
+// sid of the verified ID token relayed with it (sidKey), when the IdP names
+// one. A back-channel logout naming that sid ends the session here as
+// /logout does, which is what signs out an IdP whose access tokens carry no
+// sid (Hydra v2.3.0: only its ID tokens do).
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -33,7 +40,7 @@ import (
 
 const (
 	// maxRelayed bounds one tenant's record, in memory and in the table.
-	// An entry costs about 150 bytes in memory (key, entry, map slot, and
+	// An entry costs about 160 bytes in memory (key, entry, map slot, and
 	// its place in the eviction order); a sign-in records up to three.
 	maxRelayed = 100_000
 	// relayedOpaqueRetention is how long a token with no visible exp is
@@ -54,7 +61,10 @@ type relayedEntry struct {
 	session uint64
 	expires int64 // Unix seconds
 	class   tokenClass
-	ended   bool // its session was signed out (/logout)
+	ended   bool // its session was signed out (/logout, back-channel logout)
+	// sid is sidKey of the IdP session (sid) its sign-in's verified ID
+	// token named, 0 for none.
+	sid uint64
 }
 
 // relayedToken is one row: a token's key and what is remembered of it.
@@ -227,21 +237,25 @@ func (p *provider) refusedAsRelayed(raw string) error {
 // relay records what the answer tr passes on, before it is written: its
 // access token, refresh token and ID token, in one session; given is the
 // refresh token a /refresh call was made with ("" otherwise), whose session
-// the answer joins. An ID token that is the access token byte for byte
+// the answer joins. The session's IdP sid is that of tr's verified ID token
+// (tr.sid), else the one given's session had. An ID token that is the access token byte for byte
 // (Casdoor v3.158.0's default) is recorded as the access token it also is.
 // Each refresh and ID token is dropped from the verified-token cache. Errors
 // come from the store; nothing is passed on then.
 func (p *provider) relay(ctx context.Context, tr *tokenResponse, given string) error {
 	now := p.now()
-	session, givenKnown := uint64(0), false
+	session, givenKnown, sid := uint64(0), false, uint64(0)
 	if given != "" {
 		e, ok, err := p.relayed.find(ctx, p.tenant.ID, tokenKey(given))
 		if err != nil {
 			return err
 		}
 		if ok {
-			session, givenKnown = e.session, true
+			session, givenKnown, sid = e.session, true, e.sid
 		}
+	}
+	if tr.sid != "" {
+		sid = sidKey(p.tenant.ID, tr.sid)
 	}
 	if session == 0 {
 		session = newSessionID()
@@ -255,7 +269,7 @@ func (p *provider) relay(ctx context.Context, tr *tokenResponse, given string) e
 		if exp == 0 {
 			exp = now.Add(fallback).Unix()
 		}
-		toks = append(toks, relayedToken{key: tokenKey(raw), relayedEntry: relayedEntry{session: session, expires: exp + int64(leeway/time.Second), class: class}})
+		toks = append(toks, relayedToken{key: tokenKey(raw), relayedEntry: relayedEntry{session: session, expires: exp + int64(leeway/time.Second), class: class, sid: sid}})
 	}
 	accessLife := relayedAccessRetention
 	if tr.ExpiresIn > 0 {
@@ -321,13 +335,14 @@ func (rs *relayedSet) record(ctx context.Context, tenantID string, toks []relaye
 	return live, nil
 }
 
-// endSessions marks every relayed token of the sessions of keys as signed
-// out, and returns the access tokens among them still valid at now, for
-// the deny list. A key this service never relayed ends nothing, and is not
-// recorded: /logout takes any string as a refresh token, and recording
+// endSessions marks every relayed token of the sessions of keys, and of
+// the sessions relayed with the IdP session sid (a sidKey; 0 for none), as
+// signed out, and returns the access tokens among them still valid at now,
+// for the deny list. A key this service never relayed ends nothing, and is
+// not recorded: /logout takes any string as a refresh token, and recording
 // those would let anyone push real records out of the bound. Errors come
 // from the store.
-func (rs *relayedSet) endSessions(ctx context.Context, tenantID string, keys [][32]byte, now time.Time) ([]relayedToken, error) {
+func (rs *relayedSet) endSessions(ctx context.Context, tenantID string, keys [][32]byte, sid uint64, now time.Time) ([]relayedToken, error) {
 	rs.addMu.Lock()
 	defer rs.addMu.Unlock()
 	sessions := map[uint64]bool{}
@@ -335,6 +350,13 @@ func (rs *relayedSet) endSessions(ctx context.Context, tenantID string, keys [][
 	for _, k := range keys {
 		if e, ok := rs.m[k]; ok {
 			sessions[e.session] = true
+		}
+	}
+	if sid != 0 {
+		for _, e := range rs.m {
+			if e.sid == sid {
+				sessions[e.session] = true
+			}
 		}
 	}
 	var access []relayedToken
@@ -371,6 +393,22 @@ func (rs *relayedSet) endSessions(ctx context.Context, tenantID string, keys [][
 func (rs *relayedSet) endedRefresh(key [32]byte) bool {
 	e, ok := rs.lookup(key)
 	return ok && e.ended
+}
+
+// sidKey is what the record keeps of an IdP session id: 64 bits of the
+// SHA-256 of the tenant and the sid, never 0. A sid is no secret, and
+// shortening it keeps the record's entries one size; two sessions sharing a
+// key (about one chance in 4 billion within a full record) would only be signed
+// out together.
+func sidKey(tenantID, sid string) uint64 {
+	h := sha256.New()
+	h.Write([]byte(tenantID))
+	h.Write([]byte{0})
+	h.Write([]byte(sid))
+	if k := binary.BigEndian.Uint64(h.Sum(nil)); k != 0 {
+		return k
+	}
+	return 1
 }
 
 // newSessionID is a random non-zero session id.
@@ -495,14 +533,36 @@ func (p *provider) endRelayedSessions(ctx context.Context, st *store, keys [][32
 	if refresh != "" {
 		keys = append(keys, tokenKey(refresh))
 	}
-	access, err := p.relayed.endSessions(ctx, p.tenant.ID, keys, p.now())
+	access, err := p.relayed.endSessions(ctx, p.tenant.ID, keys, 0, p.now())
 	if err != nil || len(access) == 0 {
 		return err
 	}
+	_, err = p.revoke(ctx, st, nil, accessRevocations(access))
+	return err
+}
+
+// endRelayedSID signs out the sessions relayed with the IdP session sid, as
+// endRelayedSessions does, and returns the revocations of their access
+// tokens still valid, for the caller to store with the logout token's own
+// (handleBackchannelLogout). Their refresh tokens are refused by /refresh
+// from now on. Errors come from the store.
+func (p *provider) endRelayedSID(ctx context.Context, sid string) ([]revocation, error) {
+	if sid == "" {
+		return nil, nil
+	}
+	access, err := p.relayed.endSessions(ctx, p.tenant.ID, nil, sidKey(p.tenant.ID, sid), p.now())
+	if err != nil {
+		return nil, err
+	}
+	return accessRevocations(access), nil
+}
+
+// accessRevocations are the deny-list entries of relayed access tokens,
+// each kept until its token expires.
+func accessRevocations(access []relayedToken) []revocation {
 	revs := make([]revocation, 0, len(access))
 	for _, a := range access {
 		revs = append(revs, revocation{Kind: revokeToken, Value: hex.EncodeToString(a.key[:]), ExpiresAt: a.expires})
 	}
-	_, err = p.revoke(ctx, st, nil, revs)
-	return err
+	return revs
 }

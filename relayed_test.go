@@ -254,3 +254,30 @@ func TestAttackLogoutFloodsTheRecord(t *testing.T) {
 		t.Errorf("the table holds %d rows; want %d", n, before)
 	}
 }
+
+// TestRelayedSIDFollowsRefresh: the tokens of a refresh whose ID token names
+// no sid (or that has no ID token) keep their session's IdP sid, so that a
+// back-channel logout still finds them once the sign-in's own entries are
+// gone; a refresh whose ID token names one records it.
+func TestRelayedSIDFollowsRefresh(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	sids := sidIDP(t, f, false, false)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	rs := a.srv.tenants[0].prov.relayed
+	w := a.do("POST", "/v1/auth/token", "grant_type=password&username=alice&password=alice-pw")
+	tokCheck(t, "/v1/auth/token", "sign-in", w, 200, "")
+	rt := tokenOf(decode(t, w).Data, "refresh_token")
+	want := sidKey("acme", sids()[0])
+	w = a.do("POST", "/v1/auth/refresh", url.Values{"refresh_token": {rt}}.Encode())
+	tokCheck(t, "/v1/auth/refresh", "refresh, its ID token naming no sid", w, 200, "")
+	d := decode(t, w).Data
+	for _, name := range []string{"access_token", "refresh_token", "id_token"} {
+		if e, ok := rs.lookup(tokenKey(tokenOf(d, name))); !ok || e.sid != want {
+			t.Errorf("the refreshed %s is recorded with sid key %x (recorded: %v); want %x, the sign-in's", name, e.sid, ok, want)
+		}
+	}
+	if e, _ := rs.lookup(tokenKey(rt)); e.sid != want {
+		t.Errorf("the sign-in's refresh token is recorded with sid key %x; want %x", e.sid, want)
+	}
+}

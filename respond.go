@@ -48,6 +48,10 @@ func errorAnswer(w http.ResponseWriter, r *http.Request, err error) *apiError {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
+		var ne *dpopNonceError
+		if errors.As(err, &ne) {
+			w.Header().Set("DPoP-Nonce", ne.nonce)
+		}
 	case errors.Is(r.Context().Err(), context.Canceled) && (errors.Is(err, context.Canceled) || errors.Is(err, errIdPUnavailable)):
 		// The client went away, which is what cut the work short, and nobody
 		// reads this answer. 499 (nginx's "client closed request") keeps it
@@ -184,12 +188,15 @@ type tokenData struct {
 }
 
 func writeTokens(w http.ResponseWriter, tr *tokenResponse) {
+	if tr.dpopNonce != "" {
+		w.Header().Set("DPoP-Nonce", tr.dpopNonce)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	writeData(w, tokenData{
 		AccessToken:  tr.AccessToken,
 		RefreshToken: tr.RefreshToken,
-		TokenType:    "Bearer",
+		TokenType:    tr.TokenType,
 		ExpiresIn:    int64(tr.ExpiresIn),
 		IDToken:      tr.IDToken,
 		Scope:        string(tr.Scope),
@@ -208,6 +215,9 @@ func idpError(t *tenant, err error, rejected *apiError) error {
 			return fmt.Errorf("tenant %s: client credentials rejected: %w", t.cfg.ID, err)
 		}
 		t.prov.log.Info("the IdP refused a grant", "code", oe.Code)
+		if err := dpopGrantError(oe); err != nil {
+			return err
+		}
 		return rejected
 	}
 	return err
@@ -229,12 +239,12 @@ func writeUnauthenticated(w http.ResponseWriter, r *http.Request, t *tenant, err
 	var ve *verifyError
 	switch {
 	case errors.Is(err, errNoBearer):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="scaiwave"`)
+		setChallenges(w, r, t.prov, nil)
 		writeError(w, r, &apiError{http.StatusUnauthorized, "SW_AUTH_UNAUTHENTICATED", "Authorization: Bearer <access token> is required"})
 	case errors.As(err, &ve):
 		t.prov.log.Info("bearer token refused", "reason", ve.Reason, "detail", ve.Detail, "request_id", info(r).id)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="scaiwave", error="invalid_token"`)
-		writeError(w, r, &apiError{http.StatusUnauthorized, "SW_AUTH_UNAUTHENTICATED", "the bearer token is invalid or expired"})
+		setChallenges(w, r, t.prov, ve)
+		writeError(w, r, &apiError{http.StatusUnauthorized, "SW_AUTH_UNAUTHENTICATED", unauthenticatedMessage(ve)})
 	default:
 		writeError(w, r, err)
 	}

@@ -69,6 +69,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		t := &tenant{cfg: tc, prov: newProvider(tc, log, met), cors: make(map[string]bool)}
 		t.prov.relayed.st = st
 		t.prov.relayed.shared = st != nil && st.fl.shared
+		t.prov.dpop.trusted = s.trusted
 		for _, o := range tc.CORSOrigins {
 			t.cors[o] = true
 		}
@@ -185,7 +186,7 @@ func setCORS(w http.ResponseWriter, r *http.Request, t *tenant) bool {
 	}
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", origin)
-	h.Set("Access-Control-Expose-Headers", "X-Request-Id, WWW-Authenticate, Retry-After")
+	h.Set("Access-Control-Expose-Headers", "X-Request-Id, WWW-Authenticate, Retry-After, DPoP-Nonce")
 	return true
 }
 
@@ -244,7 +245,7 @@ func (s *server) preflight(w http.ResponseWriter, r *http.Request, ri *reqInfo) 
 	w.Header().Set("Allow", allow)
 	if setCORS(w, r, t) && r.Header.Get("Access-Control-Request-Method") != "" {
 		w.Header().Set("Access-Control-Allow-Methods", allow)
-		w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id")
+		w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id, DPoP")
 		w.Header().Set("Access-Control-Max-Age", "600")
 	}
 	w.WriteHeader(http.StatusNoContent)

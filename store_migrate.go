@@ -75,15 +75,16 @@ var migrations = []string{
 	// row's issued_before is its token's iat (0 for none).
 	`ALTER TABLE revocations ADD COLUMN subject TEXT NOT NULL DEFAULT '';
 	CREATE INDEX revocations_subject ON revocations (tenant_id, subject) WHERE kind = 'token';`,
-	migrationRelayed, // version 5, store_relayed.go
-	// Version 6: several replicas. Each revocation carries the number of
+	migrationRelayed,    // version 5, store_relayed.go
+	migrationRelayedSID, // version 6, store_relayed.go
+	// Version 7: several replicas. Each revocation carries the number of
 	// the transaction that last added or widened it, from
 	// meta.revocation_seq, so that every process sharing the database can
 	// read what changed since it last looked.
 	`ALTER TABLE revocations ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
 	CREATE INDEX revocations_seq ON revocations (seq);
 	INSERT INTO meta (key, value) VALUES ('revocation_seq', 0);`,
-	// Version 7: several replicas. refresh_flights holds the refreshes in
+	// Version 8: several replicas. refresh_flights holds the refreshes in
 	// flight and their answers, sealed with the sign-in keys
 	// (store_sealing.go), for the replay window, keyed by the hex SHA-256 of
 	// the tenant and refresh token and of the scope (store_refresh.go);
@@ -113,7 +114,7 @@ var migrations = []string{
 		expires_at INTEGER NOT NULL
 	) STRICT;
 	CREATE INDEX handoffs_tenant ON handoffs (tenant_id, expires_at);`,
-	migrationRelayedSeq, // version 8, store_relayed.go
+	migrationRelayedSeq, // version 9, store_relayed.go
 }
 
 // migrate runs the migrations the database has not seen yet, each in its own

@@ -78,6 +78,7 @@ var pgMigrations = []string{
 	);
 	CREATE INDEX relayed_tokens_session ON relayed_tokens (tenant_id, session_id);
 	CREATE INDEX relayed_tokens_expiry ON relayed_tokens (expires_at);`,
+	`ALTER TABLE relayed_tokens ADD COLUMN sid_hash BIGINT NOT NULL DEFAULT 0;`,
 	`ALTER TABLE revocations ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
 	CREATE INDEX revocations_seq ON revocations (seq);
 	INSERT INTO meta (key, value) VALUES ('revocation_seq', 0);`,

@@ -20,7 +20,7 @@ func TestSharedRefreshClaims(t *testing.T) {
 			t.Skip("SQLite: sharedRefresh is the call itself (one process per database)")
 		}
 		ctx := context.Background()
-		key := refreshKey("acme", "rt-1", "")
+		key := refreshKey("acme", "rt-1", "", "")
 		calls := 0
 		answer := func(tok string) func(context.Context) (*tokenResponse, error) {
 			return func(context.Context) (*tokenResponse, error) {
@@ -50,7 +50,7 @@ func TestSharedRefreshClaims(t *testing.T) {
 		}
 
 		// A holder that dies: its claim lapses after the lease.
-		dead := refreshKey("acme", "rt-dead", "")
+		dead := refreshKey("acme", "rt-dead", "", "")
 		if claimed, _, err := a.claimRefresh(ctx, hexKey(dead.token), hexKey(dead.scope), 300*time.Millisecond); err != nil || !claimed {
 			t.Fatalf("claim = %v, %v", claimed, err)
 		}
@@ -78,7 +78,7 @@ func TestPruneShortLived(t *testing.T) {
 		ctx := context.Background()
 		now := time.Now()
 		tr := &tokenResponse{AccessToken: "at", TokenType: "Bearer"}
-		if _, err := s.sharedRefresh(ctx, refreshKey("acme", "rt", ""), time.Second, func(context.Context) (*tokenResponse, error) { return tr, nil }); err != nil {
+		if _, err := s.sharedRefresh(ctx, refreshKey("acme", "rt", "", ""), time.Second, func(context.Context) (*tokenResponse, error) { return tr, nil }); err != nil {
 			t.Fatal(err)
 		}
 		s.putHandoff(ctx, "acme", onceKeyOf("h"), handoff{tokens: tr, issued: now})

@@ -25,6 +25,12 @@ const migrationRelayed = `CREATE TABLE relayed_tokens (
 	CREATE INDEX relayed_tokens_session ON relayed_tokens (tenant_id, session_id);
 	CREATE INDEX relayed_tokens_expiry ON relayed_tokens (expires_at);`
 
+// migrationRelayedSID (schema version 6) adds the IdP's session of each
+// relayed token: sid_hash is sidKey of the sid its sign-in's ID token
+// carried (a 64-bit hash with the tenant, not the sid), 0 for none, so that
+// a back-channel logout naming that sid ends the session here.
+const migrationRelayedSID = `ALTER TABLE relayed_tokens ADD COLUMN sid_hash INTEGER NOT NULL DEFAULT 0;`
+
 // boolInt is b as the 0 or 1 an INTEGER column holds on both databases.
 func boolInt(b bool) int {
 	if b {
@@ -33,8 +39,8 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// migrationRelayedSeq (schema version 8) numbers the changes to the record
-// of relayed tokens, as version 6 does revocations: each row carries the
+// migrationRelayedSeq (schema version 9) numbers the changes to the record
+// of relayed tokens, as version 7 does revocations: each row carries the
 // number of the transaction that last added, extended or ended it, from
 // meta.relayed_seq, so that every process sharing the database can read
 // what the others relayed or signed out since it last looked.
@@ -75,7 +81,7 @@ func relayedKindClass(s string) tokenClass {
 
 // addRelayed stores toks for tenantID in one transaction on the writer
 // connection. A token relayed again (a /refresh answer replayed) keeps its
-// first row but the later expiry.
+// first row but the later expiry, and the sid it is relayed with, if any.
 func (s *store) addRelayed(ctx context.Context, tenantID string, toks []relayedToken) error {
 	if len(toks) == 0 {
 		return nil
@@ -90,11 +96,13 @@ func (s *store) addRelayed(ctx context.Context, tenantID string, toks []relayedT
 		return s.fl.classify(fmt.Errorf("store relayed tokens: %w", err))
 	}
 	for _, t := range toks {
-		_, err := tx.ExecContext(ctx, s.fl.q(`INSERT INTO relayed_tokens (tenant_id, key_hash, kind, session_id, ended, expires_at, seq)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
+		_, err := tx.ExecContext(ctx, s.fl.q(`INSERT INTO relayed_tokens (tenant_id, key_hash, kind, session_id, ended, expires_at, sid_hash, seq)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (tenant_id, key_hash) DO UPDATE
-			SET expires_at = greatest(relayed_tokens.expires_at, excluded.expires_at), seq = excluded.seq`),
-			tenantID, t.key[:], relayedKindName(t.class), int64(t.session), boolInt(t.ended), t.expires, seq)
+			SET expires_at = greatest(relayed_tokens.expires_at, excluded.expires_at),
+				sid_hash = CASE excluded.sid_hash WHEN 0 THEN relayed_tokens.sid_hash ELSE excluded.sid_hash END,
+				seq = excluded.seq`),
+			tenantID, t.key[:], relayedKindName(t.class), int64(t.session), boolInt(t.ended), t.expires, int64(t.sid), seq)
 		if err != nil {
 			return s.fl.classify(fmt.Errorf("store relayed tokens: %w", err))
 		}
@@ -154,7 +162,7 @@ func (s *store) deleteRelayed(ctx context.Context, tenantID string, keys [][32]b
 
 // relayedByKey returns the row of key, if the record holds one.
 func (s *store) relayedByKey(ctx context.Context, tenantID string, key [32]byte) (relayedEntry, bool, error) {
-	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT '', key_hash, kind, session_id, ended, expires_at, seq
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT '', key_hash, kind, session_id, ended, expires_at, sid_hash, seq
 		FROM relayed_tokens WHERE tenant_id = $1 AND key_hash = $2`), tenantID, key[:])
 	if err != nil {
 		return relayedEntry{}, false, s.fl.classify(fmt.Errorf("load relayed token: %w", err))
@@ -179,8 +187,8 @@ func (s *store) relayedSeq(ctx context.Context) (int64, error) {
 // liveRelayed returns the newest max rows of tenantID that have not expired
 // at now (Unix seconds), oldest first.
 func (s *store) liveRelayed(ctx context.Context, tenantID string, now int64, max int) ([]relayedToken, error) {
-	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT '', key_hash, kind, session_id, ended, expires_at, seq FROM (
-			SELECT rowid, key_hash, kind, session_id, ended, expires_at, seq FROM relayed_tokens
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT '', key_hash, kind, session_id, ended, expires_at, sid_hash, seq FROM (
+			SELECT rowid, key_hash, kind, session_id, ended, expires_at, sid_hash, seq FROM relayed_tokens
 			WHERE tenant_id = $1 AND expires_at > $2 ORDER BY rowid DESC LIMIT $3) AS newest
 		ORDER BY rowid`), tenantID, now, max)
 	if err != nil {
@@ -195,7 +203,7 @@ func (s *store) liveRelayed(ctx context.Context, tenantID string, now int64, max
 // database, in the order of their changes; and the number to pass next
 // time.
 func (s *store) relayedSince(ctx context.Context, seq int64) (map[string][]relayedToken, int64, error) {
-	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT tenant_id, key_hash, kind, session_id, ended, expires_at, seq
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT tenant_id, key_hash, kind, session_id, ended, expires_at, sid_hash, seq
 		FROM relayed_tokens WHERE seq > $1 ORDER BY seq, rowid`), seq)
 	if err != nil {
 		return nil, seq, s.fl.classify(fmt.Errorf("load relayed tokens: %w", err))
@@ -205,7 +213,7 @@ func (s *store) relayedSince(ctx context.Context, seq int64) (map[string][]relay
 }
 
 // scanRelayed reads rows of (tenant, key_hash, kind, session_id, ended,
-// expires_at, seq) by tenant, and the largest seq among them.
+// expires_at, sid_hash, seq) by tenant, and the largest seq among them.
 func (s *store) scanRelayed(rows *sql.Rows) (map[string][]relayedToken, int64, error) {
 	defer rows.Close()
 	out := map[string][]relayedToken{}
@@ -216,11 +224,12 @@ func (s *store) scanRelayed(rows *sql.Rows) (map[string][]relayedToken, int64, e
 			key     []byte
 			kind    string
 			session int64
+			sid     int64
 			ended   bool
 			seq     int64
 			t       relayedToken
 		)
-		if err := rows.Scan(&tenant, &key, &kind, &session, &ended, &t.expires, &seq); err != nil {
+		if err := rows.Scan(&tenant, &key, &kind, &session, &ended, &t.expires, &sid, &seq); err != nil {
 			return nil, 0, s.fl.classify(fmt.Errorf("load relayed tokens: %w", err))
 		}
 		last = max(last, seq)
@@ -228,7 +237,7 @@ func (s *store) scanRelayed(rows *sql.Rows) (map[string][]relayedToken, int64, e
 			continue
 		}
 		copy(t.key[:], key)
-		t.class, t.session, t.ended = relayedKindClass(kind), uint64(session), ended
+		t.class, t.session, t.ended, t.sid = relayedKindClass(kind), uint64(session), ended, uint64(sid)
 		out[tenant] = append(out[tenant], t)
 	}
 	if err := rows.Err(); err != nil {

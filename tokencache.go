@@ -311,7 +311,8 @@ func tokenCacheEntrySize(blob string) int {
 // (the blob), two allocations in all where the decoder made one per claim.
 // Only what a hit needs is kept: the issuer, subject, tenant id and session
 // id (revocations match on them), the names, the email and email_verified,
-// and the times. Audience, azp, client_id, nonce, typ and the ID-token
+// the times, and the confirmation (cnf: the binding is checked on every
+// request, from the cache too). Audience, azp, client_id, nonce, typ and the ID-token
 // markers were checked when the token was verified, and are left out. Fields it does not know are
 // copied as they are (TestTokenCacheKnowsEveryClaim makes adding one to
 // claims a conscious choice here).
@@ -334,6 +335,7 @@ func packClaims(c *claims) (*cachedClaims, string) {
 	strs := [...]*string{
 		&cc.c.Issuer, &cc.c.Subject, (*string)(&cc.c.TenantID), (*string)(&cc.c.SessionID),
 		(*string)(&cc.c.Name), (*string)(&cc.c.PreferredUsername), (*string)(&cc.c.Email),
+		&cc.c.Confirmation.JKT,
 	}
 	n := 0
 	for _, s := range strs {

@@ -453,7 +453,7 @@ func TestTokenCacheKnowsEveryClaim(t *testing.T) {
 	known := map[string]string{
 		"Issuer": "packed", "Subject": "packed", "Name": "packed", "PreferredUsername": "packed", "Email": "packed",
 		"Expiry": "time", "NotBefore": "time", "IssuedAt": "time",
-		"TenantID": "packed", "SessionID": "packed", "EmailVerified": "copied", "namedAccess": "copied",
+		"TenantID": "packed", "SessionID": "packed", "EmailVerified": "copied", "namedAccess": "copied", "Confirmation": "packed",
 		"Audience": "dropped", "AuthorizedParty": "dropped", "ClientID": "dropped", "Nonce": "dropped",
 		"AccessTokenHash": "dropped", "CodeHash": "dropped", "Type": "dropped", "alg": "dropped",
 	}

@@ -89,7 +89,9 @@ func hasNames(c *claims) bool {
 // names unknown (Pocket ID v2.9.0 answers 500 to tokens it does not take),
 // and c is returned as it is.
 func (p *provider) bearerNames(ctx context.Context, raw string, c *claims) (*claims, error) {
-	if hasNames(c) || !p.verifiedLocally(raw) {
+	if hasNames(c) || !p.verifiedLocally(raw) || c.Confirmation.present {
+		// A DPoP-bound token is good at userinfo only with a proof from its
+		// key, which this service does not hold: its names stay unknown.
 		return c, nil
 	}
 	if d := p.disc.Load(); d == nil || d.UserinfoEndpoint == "" {

@@ -108,6 +108,8 @@ type claims struct {
 	AccessTokenHash markerClaim `json:"at_hash"`
 	CodeHash        markerClaim `json:"c_hash"`
 	Type            looseString `json:"typ"`
+	// Confirmation is cnf (RFC 7800): a bound token's key (dpop.go).
+	Confirmation confirmation `json:"cnf"`
 
 	// alg is the header's algorithm, that of the key that verified the token.
 	alg string

@@ -38,7 +38,7 @@ var steps = []step{
 	{"id_token_as_bearer", "every ID token relayed (sign-in and refresh) as a bearer: 401", stepIDAsBearer},
 	{"revoke_at_idp", "access token revoked at the provider (RFC 7009): 401 within cache_seconds", stepRevoke},
 	{"logout_ends_session", "`/v1/auth/logout`, then the access token, the refresh token and the ID token as bearers 401, and `/refresh` with the refresh token refused", stepLogout},
-	{"backchannel_logout", "RP-initiated logout at the provider; its logout token reaches `/v1/auth/backchannel-logout` (200); the session's access token then 401", stepBackchannel},
+	{"backchannel_logout", "RP-initiated logout at the provider; its logout token reaches `/v1/auth/backchannel-logout` (200); the session's access token then 401, and `/refresh` with its refresh token refused", stepBackchannel},
 	{"logout_token_as_bearer", "the provider's back-channel logout token as a bearer: 401", stepLogoutTokenAsBearer},
 }
 
@@ -382,6 +382,15 @@ func stepBackchannel(t *testing.T, e *env) {
 		t.Logf("after the logout the provider's introspection says of the access token: %s", body)
 	}
 	e.refusedAsBearer(t, s.access, "access token after back-channel logout")
+	if s.refresh == "" {
+		return
+	}
+	r := callAPI(t, e.svc, "/v1/auth/refresh", map[string]string{"refresh_token": s.refresh}, "")
+	if r.status != http.StatusUnauthorized {
+		t.Errorf("/v1/auth/refresh with the refresh token of the session logged out by back-channel: want 401, got %s", r.describe())
+	} else {
+		t.Logf("/v1/auth/refresh with the refresh token of the session logged out by back-channel: %s", r.describe())
+	}
 }
 
 func stepLogoutTokenAsBearer(t *testing.T, e *env) {

@@ -8,6 +8,7 @@
 //   ADDR_HOST                               loopback address (default 127.0.0.1)
 //   BACKCHANNEL_LOGOUT_URI                  optional: the client's backchannel_logout_uri
 //   POST_LOGOUT_REDIRECT_URI                optional: its post_logout_redirect_uris
+//   DPOP_NONCE                              1: DPoP proofs need a server nonce
 //
 // It listens on an ephemeral port first, builds the issuer from it, and then
 // prints one JSON line on stdout: {"issuer":"http://127.0.0.1:PORT"}. One log
@@ -89,6 +90,13 @@ const configuration = {
   pkce: { required: () => true },
   features: {
     devInteractions: { enabled: true },
+    // DPoP (RFC 9449): a token request with a proof gets tokens bound to
+    // its key (cnf.jkt in JWT access tokens and introspection answers).
+    // With DPOP_NONCE=1 the token endpoint requires a server nonce
+    // (use_dpop_nonce and a DPoP-Nonce header on the first try).
+    dPoP: process.env.DPOP_NONCE === '1'
+      ? { enabled: true, nonceSecret: crypto.randomBytes(32), requireNonce: () => true }
+      : { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
     backchannelLogout: { enabled: true },

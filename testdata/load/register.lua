@@ -7,7 +7,9 @@
 -- "same" sends the file's first token every time (a static request: wrk does
 -- no Lua work per request); "distinct" sends the next token of the file with
 -- each request, each thread its own share, so that no token is sent twice
--- until the file runs out. done() prints one line for run.sh to read.
+-- until the file runs out. A line "TOKEN PROOF" is sent as a DPoP-bound
+-- token: "Authorization: DPoP TOKEN" and "DPoP: PROOF" (distinct only, as
+-- a proof is good once). done() prints one line for run.sh to read.
 local threads = {}
 
 function setup(thread)
@@ -38,6 +40,10 @@ function init(args)
     local t = tokens[(i % ntokens) + 1]
     i = i + nthreads
     sent = sent + 1
+    local tok, proof = t:match("^(%S+) (%S+)$")
+    if tok then
+      return wrk.format(nil, nil, { ["Authorization"] = "DPoP " .. tok, ["DPoP"] = proof })
+    end
     return wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. t })
   end
 end

@@ -12,6 +12,11 @@
 #   cached   POST /v1/auth/register with one token, again and again
 #   cold     POST /v1/auth/register with a token never seen before each time,
 #            for people already registered (verification, not fsync, is the cost)
+#   cached-dpop, cold-dpop (only when RUNS names them): the same with
+#            DPoP-bound tokens and a fresh proof per request, minted just
+#            before the run (proofs are good for a minute): DPOP_REQUESTS
+#            (default 100000) proofs for one token, DPOP_COLD_REQUESTS
+#            (default 30000) tokens with a proof each
 # and prints requests per second, the ratio to the floor of the same round,
 # p50 and p99 latency, non-2xx answers (wrk counts status >= 400) and socket
 # errors, the server's peak RSS (VmHWM) and its CPU time per request. A fresh
@@ -123,6 +128,12 @@ mint() {
 		go test -count=1 -run '^TestMintLoadTokens$' . >/dev/null
 }
 
+# mint_dpop FILE N SAME: N lines of a DPoP-bound token and a proof for
+# /v1/auth/register; SAME=1: one token for all.
+mint_dpop() {
+	SCAIWAVE_MINT_DPOP_HTU=http://$ADDR/v1/auth/register SCAIWAVE_MINT_DPOP_SAME=$3 mint "$1" "$2" "$SUBJECTS"
+}
+
 # Tokens are reused while younger than 20 hours (they are valid for 24).
 fresh() { [ -s "$1" ] && [ -n "$(find "$1" -mmin -1200)" ]; }
 
@@ -155,10 +166,10 @@ pg_ticks() {
 	echo "$sum"
 }
 
-# load NAME CONNS MODE URL: one wrk run against the process PID; appends its
+# load NAME CONNS MODE URL [FILE]: one wrk run against the process PID; appends its
 # result to RESULTS and prints it.
 load() {
-	local name=$1 conns=$2 mode=$3 url=$4 file=$LOAD_DIR/cold.txt
+	local name=$1 conns=$2 mode=$3 url=$4 file=${5:-$LOAD_DIR/cold.txt}
 	[ "$mode" = same ] && file=$LOAD_DIR/people.txt
 	local t0 t1 g0 g1 out hwm
 	t0=$(cpu_ticks "$PID")
@@ -194,8 +205,13 @@ for round in $(seq "$ROUNDS"); do
 			for b in "${BINS[@]}"; do
 				mode=same
 				[ "$run" = cold ] && mode=distinct
+				file=
+				case $run in
+				cached-dpop) mint_dpop "$LOAD_DIR/dpop.txt" "${DPOP_REQUESTS:-100000}" 1; file=$LOAD_DIR/dpop.txt mode=distinct ;;
+				cold-dpop) mint_dpop "$LOAD_DIR/dpop.txt" "${DPOP_COLD_REQUESTS:-30000}" 0; file=$LOAD_DIR/dpop.txt mode=distinct ;;
+				esac
 				start "${b#*=}" "${b%%=*}"
-				load "${b%%=*}-$run" "$conns" "$mode" "http://$ADDR"
+				load "${b%%=*}-$run" "$conns" "$mode" "http://$ADDR" "$file"
 				stop
 			done
 		done
