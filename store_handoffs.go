@@ -16,9 +16,9 @@ const handoffPruneEvery = 100
 
 // storedHandoff is a handoff as sealed in the database.
 type storedHandoff struct {
-	Tokens    *tokenResponse `json:"tokens"`
-	Challenge string         `json:"challenge,omitempty"`
-	IssuedMS  int64          `json:"issued_ms"`
+	Tokens    *storedTokens `json:"tokens"`
+	Challenge string        `json:"challenge,omitempty"`
+	IssuedMS  int64         `json:"issued_ms"`
 }
 
 func handoffAD(tenantID string, key onceKey) []byte {
@@ -30,7 +30,7 @@ func handoffAD(tenantID string, key onceKey) []byte {
 // redemption on another. At most maxHandoffs per tenant: past that the
 // oldest go, as in memory.
 func (s *store) putHandoff(ctx context.Context, tenantID string, key onceKey, h handoff) error {
-	plain, err := json.Marshal(storedHandoff{Tokens: h.tokens, Challenge: h.challenge, IssuedMS: h.issued.UnixMilli()})
+	plain, err := json.Marshal(storedHandoff{Tokens: storeTokens(h.tokens), Challenge: h.challenge, IssuedMS: h.issued.UnixMilli()})
 	if err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func (s *store) takeHandoff(ctx context.Context, tenantID string, key onceKey, n
 	if err := json.Unmarshal(plain, &sh); err != nil || sh.Tokens == nil {
 		return handoff{}, false, fmt.Errorf("take handoff: unreadable")
 	}
-	return handoff{tokens: sh.Tokens, challenge: sh.Challenge, issued: time.UnixMilli(sh.IssuedMS)}, true, nil
+	return handoff{tokens: sh.Tokens.answer(), challenge: sh.Challenge, issued: time.UnixMilli(sh.IssuedMS)}, true, nil
 }
 
 // pruneHandoffs drops expired handoffs, and a tenant's oldest past max.

@@ -15,7 +15,7 @@ func TestStoreHandoffs(t *testing.T) {
 		a, other := openBackendStore(t, db), openBackendStore(t, db)
 		ctx := context.Background()
 		now := time.Now()
-		tr := &tokenResponse{AccessToken: "at-1", TokenType: "Bearer", ExpiresIn: 300}
+		tr := &tokenResponse{AccessToken: "at-1", TokenType: "Bearer", ExpiresIn: 300, sid: "idp-session", dpopNonce: "n-1"}
 		key := onceKeyOf("handoff-1")
 		if err := a.putHandoff(ctx, "acme", key, handoff{tokens: tr, challenge: "ch", issued: now}); err != nil {
 			t.Fatal(err)
@@ -26,6 +26,11 @@ func TestStoreHandoffs(t *testing.T) {
 		got, ok, err := other.takeHandoff(ctx, "acme", key, now)
 		if err != nil || !ok || got.tokens.AccessToken != "at-1" || got.challenge != "ch" || got.issued.UnixMilli() != now.UnixMilli() {
 			t.Fatalf("take on the other store = %+v, %v, %v", got, ok, err)
+		}
+		// What the replica relaying the tokens needs beside the IdP's JSON:
+		// the sid, for a back-channel logout by sid to find the session.
+		if got.tokens.sid != "idp-session" || got.tokens.dpopNonce != "n-1" {
+			t.Errorf("the handoff's tokens lost sid %q or DPoP nonce %q on the way: %+v", tr.sid, tr.dpopNonce, got.tokens)
 		}
 		if _, ok, _ := a.takeHandoff(ctx, "acme", key, now); ok {
 			t.Error("a handoff taken twice")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
@@ -28,7 +29,7 @@ func (s *store) sharedRefresh(ctx context.Context, key refreshFlightKey, lease t
 	if !s.fl.shared {
 		return fn(ctx)
 	}
-	th, sh := hex.EncodeToString(key.token[:]), hex.EncodeToString(key.scope[:])
+	th, sh := key.rowHashes()
 	ad := []byte(th + "/" + sh)
 	for {
 		claimed, sealed, err := s.claimRefresh(ctx, th, sh, lease)
@@ -40,11 +41,11 @@ func (s *store) sharedRefresh(ctx context.Context, key refreshFlightKey, lease t
 			if err != nil {
 				return nil, fmt.Errorf("refresh answer: %w", err)
 			}
-			var tr tokenResponse
-			if err := json.Unmarshal(plain, &tr); err != nil {
+			var st storedTokens
+			if err := json.Unmarshal(plain, &st); err != nil {
 				return nil, fmt.Errorf("refresh answer: %w", err)
 			}
-			return &tr, nil
+			return st.answer(), nil
 		}
 		if claimed {
 			return s.refreshAsWinner(ctx, th, sh, ad, fn)
@@ -55,6 +56,22 @@ func (s *store) sharedRefresh(ctx context.Context, key refreshFlightKey, lease t
 		case <-time.After(refreshPollInterval):
 		}
 	}
+}
+
+// rowHashes are the key's refresh_flights columns: the token's hash, and
+// the hash of the scope with the thumbprint of the caller's DPoP key, so
+// that replicas share an answer only between callers whose proofs are from
+// one key, as the process's own single flight does (refreshKey).
+func (key refreshFlightKey) rowHashes() (token, scopeAndKey string) {
+	token = hex.EncodeToString(key.token[:])
+	if key.jkt == "" {
+		return token, hex.EncodeToString(key.scope[:])
+	}
+	h := sha256.New()
+	h.Write(key.scope[:])
+	h.Write([]byte{0})
+	h.Write([]byte(key.jkt))
+	return token, hex.EncodeToString(h.Sum(nil))
 }
 
 // refreshAsWinner calls fn and stores its sealed answer, or releases the
@@ -70,7 +87,7 @@ func (s *store) refreshAsWinner(ctx context.Context, th, sh string, ad []byte, f
 	}
 	// The caller gets its tokens even if they cannot be kept: the other
 	// replicas then call the IdP once the claim lapses.
-	if plain, err := json.Marshal(tr); err == nil {
+	if plain, err := json.Marshal(storeTokens(tr)); err == nil {
 		if sealed, err := s.seal(bg, plain, ad); err == nil {
 			s.w.ExecContext(bg, s.fl.q(`UPDATE refresh_flights SET answer = $3, expires_at = $4 WHERE token_hash = $1 AND scope_hash = $2`),
 				th, sh, sealed, s.now().Add(refreshReplayWindow).UnixMilli())

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"net/netip"
 	"testing"
@@ -32,14 +31,21 @@ func TestSharedRefreshClaims(t *testing.T) {
 		if _, err := a.sharedRefresh(ctx, key, time.Second, func(context.Context) (*tokenResponse, error) { return nil, boom }); !errors.Is(err, boom) {
 			t.Fatalf("a failing refresh = %v; want its error", err)
 		}
-		tr, err := other.sharedRefresh(ctx, key, time.Second, answer("at-1"))
+		tr, err := other.sharedRefresh(ctx, key, time.Second, func(context.Context) (*tokenResponse, error) {
+			calls++
+			return &tokenResponse{AccessToken: "at-1", TokenType: "Bearer", sid: "idp-session", dpopNonce: "n-1"}, nil
+		})
 		if err != nil || tr.AccessToken != "at-1" || calls != 1 {
 			t.Fatalf("after a failure, the other store = %+v, %v (%d calls); want a new call", tr, err, calls)
 		}
-		// Kept for the replay window: the first store gets it without a call.
+		// Kept for the replay window: the first store gets it without a
+		// call, with the sid the record of relayed tokens needs.
 		tr, err = a.sharedRefresh(ctx, key, time.Second, answer("at-2"))
 		if err != nil || tr.AccessToken != "at-1" || calls != 1 {
 			t.Fatalf("replay on the first store = %+v, %v (%d calls); want at-1 and no call", tr, err, calls)
+		}
+		if tr.sid != "idp-session" || tr.dpopNonce != "n-1" {
+			t.Errorf("the replayed answer lost its sid or DPoP nonce: %+v", tr)
 		}
 		// forget drops it: the next refresh calls the IdP.
 		if err := a.forgetRefresh(ctx, key.token); err != nil {
@@ -51,7 +57,8 @@ func TestSharedRefreshClaims(t *testing.T) {
 
 		// A holder that dies: its claim lapses after the lease.
 		dead := refreshKey("acme", "rt-dead", "", "")
-		if claimed, _, err := a.claimRefresh(ctx, hexKey(dead.token), hexKey(dead.scope), 300*time.Millisecond); err != nil || !claimed {
+		th, sh := dead.rowHashes()
+		if claimed, _, err := a.claimRefresh(ctx, th, sh, 300*time.Millisecond); err != nil || !claimed {
 			t.Fatalf("claim = %v, %v", claimed, err)
 		}
 		start := time.Now()
@@ -65,7 +72,41 @@ func TestSharedRefreshClaims(t *testing.T) {
 	})
 }
 
-func hexKey(k [32]byte) string { return hex.EncodeToString(k[:]) }
+// Callers with proofs from different DPoP keys (or none) never share an
+// answer across replicas: the tokens are bound to the key of the proof that
+// got them. Callers with one key do.
+func TestSharedRefreshByDPoPKey(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storeBackend) {
+		db := b.newDB(t)
+		a, other := openBackendStore(t, db), openBackendStore(t, db)
+		if !a.fl.shared {
+			t.Skip("SQLite: sharedRefresh is the call itself (one process per database)")
+		}
+		ctx := context.Background()
+		calls := 0
+		answer := func(tok string) func(context.Context) (*tokenResponse, error) {
+			return func(context.Context) (*tokenResponse, error) {
+				calls++
+				return &tokenResponse{AccessToken: tok, TokenType: "DPoP"}, nil
+			}
+		}
+		for i, tc := range []struct {
+			store     *store
+			jkt, want string
+			calls     int
+		}{
+			{a, "key-1", "bound-1", 1},
+			{other, "key-2", "bound-2", 2},
+			{other, "", "unbound", 3},
+			{other, "key-1", "bound-1", 3}, // the one key: the kept answer
+		} {
+			tr, err := tc.store.sharedRefresh(ctx, refreshKey("acme", "rt", "", tc.jkt), time.Second, answer(tc.want))
+			if err != nil || tr.AccessToken != tc.want || calls != tc.calls {
+				t.Errorf("refresh %d (jkt %q) = %+v, %v after %d IdP calls; want %s after %d", i, tc.jkt, tr, err, calls, tc.want, tc.calls)
+			}
+		}
+	})
+}
 
 // pruneShortLived empties the short-lived tables of what expired, and
 // keeps what is live.

@@ -25,6 +25,27 @@ const storeSealPrefix = "scaiwave-auth store v1\x00"
 // other additional data, or under a key no longer kept.
 var errSealedBroken = errors.New("sealed value does not open")
 
+// storedTokens is an IdP's answer as the store seals it (a refresh answer,
+// a handoff's tokens): its JSON, and beside it what the service learned of
+// it and keeps out of that JSON, which another replica relaying it needs:
+// the ID token's sid for the record of relayed tokens, and the IdP's DPoP
+// nonce for the client.
+type storedTokens struct {
+	tokenResponse
+	SID       string `json:"sw_sid,omitempty"`
+	DPoPNonce string `json:"sw_dpop_nonce,omitempty"`
+}
+
+func storeTokens(tr *tokenResponse) *storedTokens {
+	return &storedTokens{tokenResponse: *tr, SID: tr.sid, DPoPNonce: tr.dpopNonce}
+}
+
+func (st *storedTokens) answer() *tokenResponse {
+	tr := st.tokenResponse
+	tr.sid, tr.dpopNonce = st.SID, st.DPoPNonce
+	return &tr
+}
+
 func storeSealAD(keyID, ad []byte) []byte {
 	return append(append(append([]byte(storeSealPrefix), keyID...), 0), ad...)
 }
