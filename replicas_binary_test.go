@@ -9,6 +9,7 @@ package main
 
 import (
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -30,8 +31,10 @@ func TestReplicasBinaries(t *testing.T) {
 	}
 	f := newFakeIDP(t)
 	// The URL holds the password: from a file, as an operator would.
+	tenant := fakeTenantJSON(f, "acme")
+	tenant["post_login_redirect_uris"] = []string{testReturnTo}
 	cfg := writeConfigFile(t, dir, map[string]any{
-		"tenants":           []any{fakeTenantJSON(f, "acme")},
+		"tenants":           []any{tenant},
 		"database_url_file": writeTestFile(t, dir, "db-url", db+"\n"),
 	})
 	start := func() *binProc { return startBinary(t, bin, "-config", cfg) }
@@ -78,6 +81,52 @@ func TestReplicasBinaries(t *testing.T) {
 		raw.QueryRow(`SELECT count(*) FROM participants WHERE subject = 'one-person'`).Scan(&n)
 		if n != 1 {
 			t.Errorf("%d participants for one person; want 1", n)
+		}
+	})
+
+	t.Run("a browser sign-in: /authorize on one replica, the callback on another, the handoff on the third", func(t *testing.T) {
+		browser := &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		verifier := randomValue()
+		q := url.Values{"return_to": {testReturnTo}, "code_challenge": {s256(verifier)}, "code_challenge_method": {"S256"}}
+		resp, err := browser.Get("http://" + procs[0].addr + "/v1/auth/authorize?" + q.Encode())
+		if err != nil || resp.StatusCode != http.StatusFound {
+			t.Fatalf("GET /v1/auth/authorize on replica 0 = %v, %v; want 302", resp, err)
+		}
+		resp.Body.Close()
+		cookies := resp.Cookies()
+		authURL, err := url.Parse(resp.Header.Get("Location"))
+		if err != nil || len(cookies) != 1 {
+			t.Fatalf("/authorize: Location %q (%v), %d cookies; want the IdP and one sign-in cookie", resp.Header.Get("Location"), err, len(cookies))
+		}
+		code := f.authorize(authURL.String())
+		cb := url.Values{"code": {code}, "state": {authURL.Query().Get("state")}, "iss": {f.issuer}}
+		req, _ := http.NewRequest("GET", "http://"+procs[1].addr+"/v1/auth/login?"+cb.Encode(), nil)
+		req.AddCookie(cookies[0])
+		resp, err = browser.Do(req)
+		if err != nil || resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("the callback on replica 1 = %v, %v; want 303", resp, err)
+		}
+		resp.Body.Close()
+		back, err := url.Parse(resp.Header.Get("Location"))
+		h := back.Query().Get("handoff")
+		if err != nil || !strings.HasPrefix(back.String(), testReturnTo) || h == "" {
+			t.Fatalf("the callback sent the browser to %q; want %s with a handoff", back, testReturnTo)
+		}
+		redeem := func(p *binProc, verifier string) int {
+			resp, err := client.PostForm("http://"+p.addr+"/v1/auth/login", url.Values{"handoff": {h}, "code_verifier": {verifier}})
+			if err != nil {
+				t.Fatalf("POST /v1/auth/login: %v", err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if status := redeem(procs[2], verifier); status != 200 {
+			t.Fatalf("the handoff on replica 2 = %d; want 200", status)
+		}
+		for i, p := range procs {
+			if status := redeem(p, verifier); status != 401 {
+				t.Errorf("the handoff again on replica %d = %d; want 401", i, status)
+			}
 		}
 	})
 
@@ -215,5 +264,38 @@ func TestReplicasBinaries(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 		}
+	})
+
+	// Last: the IdP answers from here on as relayingIDP makes it.
+	t.Run("an ID token relayed by one replica is refused as a bearer by all three within 2 s", func(t *testing.T) {
+		relayingIDP(t, f)
+		resp, err := client.PostForm("http://"+procs[0].addr+"/v1/auth/token", url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"alice-pw"}})
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("password sign-in on replica 0 = %v, %v", resp, err)
+		}
+		var out struct {
+			Data map[string]any `json:"data"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		idt := tokenOf(out.Data, "id_token")
+		if err != nil || idt == "" {
+			t.Fatalf("password sign-in: no id_token (%v)", err)
+		}
+		sent := time.Now()
+		for i, p := range procs {
+			for {
+				status, _, err := postRegister(client, p.addr, idt, "relayed")
+				if err == nil && status == 401 {
+					break
+				}
+				if time.Since(sent) > 2*time.Second {
+					t.Errorf("replica %d still answers %d, %v to the relayed ID token 2 s after", i, status, err)
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		t.Logf("refused on all three %v after the sign-in", time.Since(sent).Round(10*time.Millisecond))
 	})
 }

@@ -126,10 +126,11 @@ func TestReplicasShareRefresh(t *testing.T) {
 	})
 }
 
-// A browser sign-in's handoff made on one replica is redeemed on another,
-// once: a third refuses it. The tokens wait sealed in the database. (The
-// sign-in's start and callback stay on one replica here: the pending
-// sign-in moves into a sealed cookie in the attack-review work.)
+// A browser sign-in goes through three replicas: /authorize on one, the
+// IdP's callback on another (the pending sign-in is in the browser's
+// cookie, sealed with the keys in the database), the handoff redeemed on a
+// third, once: every replica refuses it after. The tokens wait sealed in
+// the database.
 func TestReplicasShareHandoffs(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b storeBackend) {
 		f := newFakeIDP(t)
@@ -137,7 +138,7 @@ func TestReplicasShareHandoffs(t *testing.T) {
 		if !apps[0].store.fl.shared {
 			t.Skip("SQLite: one process per database; handoffs stay in its memory (TestHandoffRedeemedOnce)")
 		}
-		h := siSignIn(t, apps[0], f, "")
+		h := siHandoff(t, siCallback(t, apps[1], f, siBegin(t, apps[0], "/v1/auth/authorize")), testReturnTo)
 		var sealed []byte
 		if err := apps[0].store.r.QueryRow(`SELECT sealed FROM handoffs`).Scan(&sealed); err != nil {
 			t.Fatal(err)
@@ -145,9 +146,9 @@ func TestReplicasShareHandoffs(t *testing.T) {
 		if bytes.Contains(sealed, []byte("access_token")) || bytes.Contains(sealed, []byte("eyJ")) {
 			t.Error("the handoff kept in the database is in clear")
 		}
-		w := apps[1].do("POST", "/v1/auth/login", "handoff="+h)
-		if tokCheck(t, "/v1/auth/login", "handoff on another replica", w, 200, "") {
-			tokCheckTokens(t, "/v1/auth/login", "handoff on another replica", w)
+		w := apps[2].do("POST", "/v1/auth/login", "handoff="+h)
+		if tokCheck(t, "/v1/auth/login", "handoff on a third replica", w, 200, "") {
+			tokCheckTokens(t, "/v1/auth/login", "handoff on a third replica", w)
 		}
 		for i, a := range apps {
 			tokCheck(t, "/v1/auth/login", "handoff again on replica "+strconv.Itoa(i), a.do("POST", "/v1/auth/login", "handoff="+h), 401, "SW_AUTH_OIDC_FAILED")
