@@ -90,8 +90,9 @@ func (c *confirmation) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// dpopVerifier checks a tenant's DPoP proofs. Its replay cache and nonce
-// key live in this process only (see docs/dpop.md for several replicas).
+// dpopVerifier checks a tenant's DPoP proofs. Its replay cache is this
+// process's, and with replicas also the database's (shared); its nonce key
+// is this process's (see docs/dpop.md for several replicas).
 type dpopVerifier struct {
 	mode    string
 	algs    []jose.SignatureAlgorithm
@@ -100,7 +101,10 @@ type dpopVerifier struct {
 	// challenge is the DPoP challenge's algs parameter, made once.
 	challenge string
 	replay    *jtiCache
-	nonceKey  [32]byte
+	// shared, when set, is the database every replica remembers accepted
+	// proofs in, so that a proof replayed to another replica is refused.
+	shared   *store
+	nonceKey [32]byte
 }
 
 func newDPoPVerifier(a *accessTokensConfig) *dpopVerifier {
@@ -173,6 +177,15 @@ func (p *provider) checkBinding(r *http.Request, raw string, c *claims) error {
 	case jtiFull:
 		p.log.Warn("dpop replay cache full: refusing proofs until entries expire", "entries", dpopReplayEntries)
 		return errDPoPReplayFull
+	}
+	if v.shared != nil {
+		fresh, err := v.shared.rememberProof(r.Context(), p.tenant.ID, pr.replayKey, pr.until, p.now())
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			return refuse(reasonDPoPProof, "jti already used (at another replica)")
+		}
 	}
 	return nil
 }

@@ -8,9 +8,12 @@ package main
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 )
 
 // startReplicas starts n in-process services on one database.
@@ -174,6 +177,33 @@ func TestReplicasSharePasswordLimits(t *testing.T) {
 		for i, a := range apps {
 			w := a.doFrom(t.Context(), from, "POST", "/v1/auth/token", tokWrongPassword)
 			tokCheck(t, "/v1/auth/token", "one more wrong password, replica "+strconv.Itoa(i), w, 429, "SW_RATE_LIMITED")
+		}
+	})
+}
+
+// A DPoP proof accepted by one replica is refused when replayed to
+// another: the replay cache is shared through the database.
+func TestReplicasShareDPoPReplays(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storeBackend) {
+		f := newFakeIDP(t)
+		apps := startReplicas(t, f, b.newDB(t), 3)
+		if !apps[0].store.fl.shared {
+			t.Skip("SQLite: one process per database; its replay cache is in memory (TestDPoPReplayedProofRefused)")
+		}
+		key := newDPoPKey(t, jose.ES256)
+		tok := f.boundToken(key)
+		proof := key.proof(t, "POST", dpopTestURL, tok)
+		if w := apps[0].dpopRegister(tok, proof); w.Code != 200 {
+			t.Fatalf("first use on replica 0 = %d %s; want 200", w.Code, w.Body)
+		}
+		for i, a := range apps[1:] {
+			w := a.dpopRegister(tok, proof)
+			if w.Code != 401 || !strings.Contains(challenges(w), `error="invalid_dpop_proof"`) {
+				t.Errorf("the proof replayed to replica %d = %d %q; want 401 invalid_dpop_proof", i+1, w.Code, challenges(w))
+			}
+		}
+		if w := apps[2].dpopRegister(tok, key.proof(t, "POST", dpopTestURL, tok)); w.Code != 200 {
+			t.Errorf("a fresh proof on replica 2 = %d %s; want 200", w.Code, w.Body)
 		}
 	})
 }

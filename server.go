@@ -70,6 +70,9 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		t.prov.relayed.st = st
 		t.prov.relayed.shared = st != nil && st.fl.shared
 		t.prov.dpop.trusted = s.trusted
+		if st != nil && st.fl.shared {
+			t.prov.dpop.shared = st
+		}
 		for _, o := range tc.CORSOrigins {
 			t.cors[o] = true
 		}

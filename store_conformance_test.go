@@ -453,3 +453,40 @@ func TestConformanceRelayedSinceMissesNone(t *testing.T) {
 		}
 	})
 }
+
+// The shared DPoP replay cache: a proof's key remembered by one store is a
+// replay at the other until it expires, then taken over; pruning drops the
+// expired.
+func TestConformanceDPoPProofs(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storeBackend) {
+		ctx := context.Background()
+		db := b.newDB(t)
+		a, other := openBackendStore(t, db), openBackendStore(t, db)
+		now := time.Now()
+		until := now.Add(time.Minute)
+		key := uint64(1) << 63 // keys are any 64 bits
+		for i, tc := range []struct {
+			s      *store
+			tenant string
+			at     time.Time
+			want   bool
+		}{
+			{a, "acme", now, true},
+			{other, "acme", now, false},                      // a replay at another replica
+			{other, "other-tenant", now, true},               // another tenant's proof
+			{a, "acme", until.Add(-time.Millisecond), false}, // still in its window
+			{other, "acme", until, true},                     // expired: taken over
+		} {
+			got, err := tc.s.rememberProof(ctx, tc.tenant, key, tc.at.Add(time.Minute), tc.at)
+			if err != nil || got != tc.want {
+				t.Errorf("step %d: rememberProof = %v, %v; want %v", i, got, err, tc.want)
+			}
+		}
+		if err := a.pruneShortLived(ctx, now.Add(3*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(t, a, `SELECT count(*) FROM dpop_proofs`); a.fl.shared && n != 0 {
+			t.Errorf("%d proofs left after all expired and a prune; want 0", n)
+		}
+	})
+}

@@ -115,6 +115,7 @@ var migrations = []string{
 	) STRICT;
 	CREATE INDEX handoffs_tenant ON handoffs (tenant_id, expires_at);`,
 	migrationRelayedSeq, // version 9, store_relayed.go
+	migrationDPoPProofs, // version 10, store_dpop.go
 }
 
 // migrate runs the migrations the database has not seen yet, each in its own

@@ -107,6 +107,13 @@ var pgMigrations = []string{
 	`ALTER TABLE relayed_tokens ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
 	CREATE INDEX relayed_tokens_seq ON relayed_tokens (seq);
 	INSERT INTO meta (key, value) VALUES ('relayed_seq', 0);`,
+	`CREATE TABLE dpop_proofs (
+		tenant_id  TEXT NOT NULL,
+		proof_key  BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL,
+		PRIMARY KEY (tenant_id, proof_key)
+	);
+	CREATE INDEX dpop_proofs_expiry ON dpop_proofs (expires_at);`,
 }
 
 // pgMigrationLock is the key of the advisory lock under which one replica

@@ -151,6 +151,7 @@ func (s *store) pruneShortLived(ctx context.Context, now time.Time) error {
 	for _, q := range []string{
 		`DELETE FROM refresh_flights WHERE expires_at < $1 AND claimed_until < $1`,
 		`DELETE FROM handoffs WHERE expires_at <= $1`,
+		`DELETE FROM dpop_proofs WHERE expires_at <= $1`,
 	} {
 		if _, err := s.w.ExecContext(ctx, s.fl.q(q), ms); err != nil {
 			return s.fl.classify(err)
