@@ -112,10 +112,19 @@ func newIDPReplay(t *testing.T, f *fakeIDP, file string) *idpReplay {
 	r := &idpReplay{t: t, f: f, cap: loadCapture(t, file), answers: map[string]capturedAnswer{}, userinfo: map[string]capturedAnswer{}}
 	var at capturedToken
 	decodeUseNumber(t, r.cap.Tokens["access_token"], &at)
+	var idt capturedToken
+	if raw, ok := r.cap.Tokens["id_token"]; ok && raw[0] == '{' {
+		decodeUseNumber(t, raw, &idt)
+	}
 	if n, ok := at.Payload["iat"].(json.Number); ok {
 		r.base, _ = n.Int64()
+	} else if n, ok := idt.Payload["iat"].(json.Number); ok {
+		// Opaque: the sign-in's ID token was issued with it. An
+		// introspection answer with exp and no iat (LemonLDAP::NG 2.16.1's)
+		// is shifted by that, not left to expire at its captured time.
+		r.base, _ = n.Int64()
 	} else {
-		r.base = time.Now().Unix() // opaque: the introspection answers carry their own iat
+		r.base = time.Now().Unix() // the introspection answers carry their own iat
 	}
 	f.set(func(f *fakeIDP) {
 		f.introspect = true
