@@ -207,3 +207,44 @@ func TestReplicasShareDPoPReplays(t *testing.T) {
 		}
 	})
 }
+
+// With server nonces required, a nonce one replica gives is accepted by
+// another: the client is not sent from nonce to nonce by a load balancer.
+// A nonce made up, or another tenant's, is not.
+func TestReplicasShareDPoPNonces(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storeBackend) {
+		f := newFakeIDP(t)
+		tc := f.tenantConfig()
+		tc.AccessTokens.DPoPNonce = true
+		db := b.newDB(t)
+		apps := make([]*testApp, 2)
+		for i := range apps {
+			apps[i] = startTestApp(t, &config{Tenants: []tenantConfig{tc}}, db, true)
+		}
+		if !apps[0].store.fl.shared {
+			t.Skip("SQLite: one process per database; its nonces are its own (TestDPoPServerNonce)")
+		}
+		key := newDPoPKey(t, jose.ES256)
+		tok := f.boundToken(key, map[string]any{"exp": time.Now().Add(time.Hour).Unix()})
+		w := apps[0].dpopRegister(tok, key.proof(t, "POST", dpopTestURL, tok))
+		nonce := w.Header().Get("DPoP-Nonce")
+		if w.Code != 401 || nonce == "" {
+			t.Fatalf("proof without nonce on replica 0 = %d, nonce %q; want 401 with a DPoP-Nonce", w.Code, nonce)
+		}
+		if w := apps[1].dpopRegister(tok, key.proof(t, "POST", dpopTestURL, tok, map[string]any{"nonce": nonce})); w.Code != 200 {
+			t.Errorf("replica 0's nonce on replica 1 = %d %q; want 200", w.Code, challenges(w))
+		}
+		forged := []byte(nonce)
+		forged[len(forged)-2] ^= 1
+		if w := apps[1].dpopRegister(tok, key.proof(t, "POST", dpopTestURL, tok, map[string]any{"nonce": string(forged)})); w.Code != 401 {
+			t.Errorf("a changed nonce on replica 1 = %d; want 401", w.Code)
+		}
+		other := apps[1].srv.tenants[0].prov.dpop
+		saved := other.tenantID
+		other.tenantID = "another-tenant"
+		defer func() { other.tenantID = saved }()
+		if other.validNonce(t.Context(), nonce, time.Now()) {
+			t.Error("a nonce of tenant acme passed for another tenant")
+		}
+	})
+}

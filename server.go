@@ -72,6 +72,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		t.prov.dpop.trusted = s.trusted
 		if st != nil && st.fl.shared {
 			t.prov.dpop.shared = st
+			t.prov.dpop.keys, t.prov.dpop.tenantID = st.keys, tc.ID
 		}
 		for _, o := range tc.CORSOrigins {
 			t.cors[o] = true
