@@ -81,11 +81,15 @@ stop() {
 }
 trap stop EXIT
 
-# start BIN: the service in -dev on ADDR with the load database; the dev IdP
-# keeps its key beside it, so tokens minted once stay valid across runs.
+# start BIN [LABEL]: the service in -dev on ADDR with the load database of
+# LABEL (default: service); the dev IdP keeps its key beside it, in LOAD_DIR,
+# so tokens minted once stay valid across runs and binaries. Each binary has
+# a database of its own: an older binary refuses a newer one's schema.
 start() {
+	local db=$LOAD_DIR/dev.db
+	[ "${2:-service}" = service ] || db=$LOAD_DIR/$2.db
 	# shellcheck disable=SC2086 # SERVICE_ENV is a list of NAME=value words
-	env ${SERVICE_ENV:-} "$1" -dev -addr "$ADDR" -db "$LOAD_DIR/dev.db" >/dev/null 2>>"$LOAD_DIR/service.log" &
+	env ${SERVICE_ENV:-} "$1" -dev -addr "$ADDR" -db "$db" >/dev/null 2>>"$LOAD_DIR/service.log" &
 	PID=$!
 	wait_up "http://$ADDR/healthz"
 }
@@ -134,9 +138,16 @@ if ! fresh "$LOAD_DIR/cold.txt" || [ "$(wc -l <"$LOAD_DIR/cold.txt")" -lt "$TOKE
 	echo "minting $TOKENS tokens (RSA signing: a minute or two)"
 	mint "$LOAD_DIR/cold.txt" "$TOKENS" "$SUBJECTS"
 fi
-# Register every person once (a new participant per token, fsync-bound).
+# Register every person once (a new participant per token, fsync-bound), in
+# every binary's database.
 wrk -t1 -c8 -d3s -s testdata/load/register.lua "http://$ADDR" -- "$LOAD_DIR/people.txt" distinct 1 >/dev/null
 stop
+for b in "${BINS[@]:1}"; do
+	rm -f "$LOAD_DIR/${b%%=*}.db"*
+	start "${b#*=}" "${b%%=*}"
+	wrk -t1 -c8 -d3s -s testdata/load/register.lua "http://$ADDR" -- "$LOAD_DIR/people.txt" distinct 1 >/dev/null
+	stop
+done
 
 # cpu_ticks PID: user and system time of the process so far, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -183,7 +194,7 @@ for round in $(seq "$ROUNDS"); do
 				cached-dpop) mint_dpop "$LOAD_DIR/dpop.txt" "${DPOP_REQUESTS:-100000}" 1; file=$LOAD_DIR/dpop.txt mode=distinct ;;
 				cold-dpop) mint_dpop "$LOAD_DIR/dpop.txt" "${DPOP_COLD_REQUESTS:-30000}" 0; file=$LOAD_DIR/dpop.txt mode=distinct ;;
 				esac
-				start "${b#*=}"
+				start "${b#*=}" "${b%%=*}"
 				load "${b%%=*}-$run" "$conns" "$mode" "http://$ADDR" "$file"
 				stop
 			done
