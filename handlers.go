@@ -310,6 +310,7 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 // replicas too when they share a PostgreSQL database (store.sharedRefresh).
 func handleRefresh(st *store) http.Handler {
 	rejected := &apiError{http.StatusUnauthorized, "SW_AUTH_REFRESH_FAILED", "the identity provider rejected the refresh token"}
+	signedOut := &apiError{http.StatusUnauthorized, "SW_AUTH_REFRESH_FAILED", "the refresh token was signed out: sign in again"}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := tenantOf(r)
 		v, err := readParams(w, r, false)
@@ -332,7 +333,7 @@ func handleRefresh(st *store) http.Handler {
 			// Signed out here (/logout): refused whatever the IdP would
 			// say, since not every IdP can revoke it.
 			t.prov.log.Info("refresh refused: the refresh token was signed out here", "request_id", info(r).id)
-			writeError(w, r, rejected)
+			writeError(w, r, signedOut)
 			return
 		}
 		proof, jkt, err := clientProof(r)

@@ -101,7 +101,7 @@ type idpReplay struct {
 	t    *testing.T
 	f    *fakeIDP
 	cap  *idpCapture
-	base int64 // the capture's access-token iat, for members without one
+	base int64 // the capture's access-token iat (opaque: its ID token's), for members without one
 
 	mu       sync.Mutex
 	answers  map[string]capturedAnswer // introspection, by token
@@ -110,21 +110,21 @@ type idpReplay struct {
 
 func newIDPReplay(t *testing.T, f *fakeIDP, file string) *idpReplay {
 	r := &idpReplay{t: t, f: f, cap: loadCapture(t, file), answers: map[string]capturedAnswer{}, userinfo: map[string]capturedAnswer{}}
-	var at capturedToken
+	var at, id capturedToken
 	decodeUseNumber(t, r.cap.Tokens["access_token"], &at)
-	var idt capturedToken
-	if raw, ok := r.cap.Tokens["id_token"]; ok && raw[0] == '{' {
-		decodeUseNumber(t, raw, &idt)
+	if raw, ok := r.cap.Tokens["id_token"]; ok {
+		decodeUseNumber(t, raw, &id)
 	}
+	// An opaque access token has no iat; the ID token of the same sign-in
+	// has. Without a captured base, an answer with exp and no iat
+	// (LemonLDAP::NG's introspection) kept its captured exp and expired an
+	// hour after the capture.
 	if n, ok := at.Payload["iat"].(json.Number); ok {
 		r.base, _ = n.Int64()
-	} else if n, ok := idt.Payload["iat"].(json.Number); ok {
-		// Opaque: the sign-in's ID token was issued with it. An
-		// introspection answer with exp and no iat (LemonLDAP::NG 2.16.1's)
-		// is shifted by that, not left to expire at its captured time.
+	} else if n, ok := id.Payload["iat"].(json.Number); ok {
 		r.base, _ = n.Int64()
 	} else {
-		r.base = time.Now().Unix() // the introspection answers carry their own iat
+		r.base = time.Now().Unix()
 	}
 	f.set(func(f *fakeIDP) {
 		f.introspect = true

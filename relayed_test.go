@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -118,6 +119,10 @@ func TestAttackRelayedTokensAsBearers(t *testing.T) {
 	checkRegister(t, "session 1 access token, after a restart", b.register(at1), 401)
 	w := b.do("POST", "/v1/auth/refresh", url.Values{"refresh_token": {rt2}}.Encode())
 	tokCheck(t, "/v1/auth/refresh", "session 1's refresh token, after a restart", w, 401, "SW_AUTH_REFRESH_FAILED")
+	// The IdP was never asked: the message must not blame it.
+	if msg := decode(t, w).Error.Message; !strings.Contains(msg, "signed out") {
+		t.Errorf("POST /v1/auth/refresh (signed-out refresh token) message %q; want it to say the token was signed out", msg)
+	}
 	checkRegister(t, "another session's access token, after a restart", b.register(atOther), 200)
 }
 

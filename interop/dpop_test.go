@@ -8,10 +8,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -83,40 +81,25 @@ func (k *proofKey) proof(t *testing.T, method, htu, token string, mods, hmods ma
 	return input + "." + b64(append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...))
 }
 
-// callDPoP POSTs a form to the service with the given Authorization and
-// DPoP headers ("" for none).
-func callDPoP(t *testing.T, s *service, path string, form url.Values, auth, proof string) *apiCall {
+// callDPoP POSTs a JSON body (nil for none) to the service with the given
+// Authorization and DPoP headers ("" for none).
+func callDPoP(t *testing.T, s *service, path string, body map[string]string, auth, proof string) *apiCall {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, s.base+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	h := http.Header{}
 	if auth != "" {
-		req.Header.Set("Authorization", auth)
+		h.Set("Authorization", auth)
 	}
 	if proof != "" {
-		req.Header.Set("DPoP", proof)
+		h.Set("DPoP", proof)
 	}
-	resp, err := apiClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	a := &apiCall{status: resp.StatusCode, header: resp.Header, body: b}
-	var env struct {
-		Data  map[string]any `json:"data"`
-		Error *struct{ Code, Message string }
-	}
-	if json.Unmarshal(b, &env) == nil {
-		a.data = env.Data
-		if env.Error != nil {
-			a.code, a.msg = env.Error.Code, env.Error.Message
-		}
-	}
-	return a
+	return postAPI(t, s, path, body, h)
 }
+
+// dpopPeer is the row whose provider and tenant the DPoP tests use:
+// node oidc-provider with its API resource among the tenant's audiences,
+// so that both a JWT access token (resource indicator) and an opaque one
+// (none) can be had; each test names its own authorization parameters.
+const dpopPeer = "node-jwt"
 
 // TestDPoPNodeOIDCProvider runs a DPoP client with one ES256 key through
 // the service against node oidc-provider with DPoP on: sign-in (the code
@@ -125,7 +108,8 @@ func callDPoP(t *testing.T, s *service, path string, form url.Values, auth, proo
 // token (RFC 9068, resource indicator) and an opaque one (introspection
 // answers with cnf); then every attack on a bound token is refused.
 func TestDPoPNodeOIDCProvider(t *testing.T) {
-	e := setup(t, nodeCase, startNodeOP)
+	t.Parallel()
+	e := setup(t, peerNamed(t, dpopPeer))
 	key := newProofKey(t)
 	st, body, err := get(e.svc.base + "/v1/auth/config")
 	var cfg struct {
@@ -160,7 +144,7 @@ func TestDPoPNodeOIDCProvider(t *testing.T) {
 					t.Fatalf("the JWT access token's cnf %v; want jkt %s", claims["cnf"], key.jkt)
 				}
 			} else {
-				st, body := e.providerPost(t, e.disc.IntrospectionEndpoint, s.access)
+				st, body := e.providerPost(t, e.idp.introspection, s.access)
 				t.Logf("the provider's introspection of the bound opaque token: %d %s", st, body)
 				if !strings.Contains(string(body), key.jkt) {
 					t.Fatalf("the introspection answer names no cnf.jkt of our key")
@@ -204,7 +188,7 @@ func TestDPoPNodeOIDCProvider(t *testing.T) {
 				}
 			}
 
-			a := callDPoP(t, e.svc, "/v1/auth/refresh", url.Values{"refresh_token": {s.refresh}}, "", key.proof(t, "POST", tokenURL, "", nil, nil))
+			a := callDPoP(t, e.svc, "/v1/auth/refresh", map[string]string{"refresh_token": s.refresh}, "", key.proof(t, "POST", tokenURL, "", nil, nil))
 			if a.status != 200 || a.data["token_type"] != "DPoP" {
 				t.Fatalf("refresh with a proof: want 200 token_type DPoP, got %s", a.describe())
 			}
@@ -223,7 +207,7 @@ func TestDPoPNodeOIDCProvider(t *testing.T) {
 			if a.status != 401 {
 				t.Errorf("logout with the bound token as Bearer: want 401, got %s", a.describe())
 			}
-			a = callDPoP(t, e.svc, "/v1/auth/logout", url.Values{"refresh_token": {refresh}}, "DPoP "+next, key.proof(t, "POST", logoutURL, next, nil, nil))
+			a = callDPoP(t, e.svc, "/v1/auth/logout", map[string]string{"refresh_token": refresh}, "DPoP "+next, key.proof(t, "POST", logoutURL, next, nil, nil))
 			if a.status != 200 {
 				t.Fatalf("logout with a proof: want 200, got %s", a.describe())
 			}
@@ -239,30 +223,8 @@ func TestDPoPNodeOIDCProvider(t *testing.T) {
 // which the service passes on: the tokens come back bound to key.
 func (e *env) loginDPoP(t *testing.T, extra url.Values, key *proofKey, tokenURL string) *session {
 	t.Helper()
-	state, nonce, pk := randomString(16), randomString(16), newPKCE()
-	q := url.Values{
-		"response_type":         {"code"},
-		"client_id":             {e.c.clientID},
-		"redirect_uri":          {e.redirectURI},
-		"scope":                 {strings.Join(e.c.scopes, " ")},
-		"state":                 {state},
-		"nonce":                 {nonce},
-		"code_challenge":        {pk.challenge},
-		"code_challenge_method": {"S256"},
-	}
-	for k, v := range extra {
-		q[k] = v
-	}
-	b := newBrowser(t, e.redirectURI, e.c.username, e.c.password)
-	cb, err := b.signIn(e.disc.AuthorizationEndpoint + "?" + q.Encode())
-	if err != nil {
-		t.Fatalf("sign-in at the provider: %v", err)
-	}
-	if cb.Get("state") != state || cb.Get("code") == "" {
-		t.Fatalf("the provider's redirect: error=%s state ours %v", cb.Get("error"), cb.Get("state") == state)
-	}
-	form := url.Values{"code": {cb.Get("code")}, "code_verifier": {pk.verifier}, "nonce": {nonce}, "redirect_uri": {e.redirectURI}}
-	a := callDPoP(t, e.svc, "/v1/auth/login", form, "", key.proof(t, "POST", tokenURL, "", nil, nil))
+	az := e.authorize(t, extra)
+	a := callDPoP(t, e.svc, "/v1/auth/login", az.form, "", key.proof(t, "POST", tokenURL, "", nil, nil))
 	if a.status != http.StatusOK {
 		t.Fatalf("/v1/auth/login with a proof: want 200, got %s", a.describe())
 	}
@@ -270,7 +232,7 @@ func (e *env) loginDPoP(t *testing.T, extra url.Values, key *proofKey, tokenURL 
 		t.Fatalf("/v1/auth/login with a proof: token_type %v, want DPoP", a.data["token_type"])
 	}
 	str := func(k string) string { s, _ := a.data[k].(string); return s }
-	s := &session{access: str("access_token"), refresh: str("refresh_token"), idToken: str("id_token")}
+	s := &session{access: str("access_token"), refresh: str("refresh_token"), idToken: str("id_token"), browser: az.browser}
 	if s.access == "" || s.refresh == "" {
 		t.Fatalf("/v1/auth/login: %s", a.describe())
 	}
@@ -282,13 +244,12 @@ func (e *env) loginDPoP(t *testing.T, extra url.Values, key *proofKey, tokenURL 
 // the service passes its use_dpop_nonce and DPoP-Nonce on, and the client's
 // retry with the nonce signs in and refreshes.
 func TestDPoPNodeOIDCProviderNonce(t *testing.T) {
-	e := setup(t, nodeCase, func(t *testing.T, c providerCase, redirectURI string) string {
-		p := startProc(t, "node-oidc-provider-nonce", filepath.Join(interopDir, "node"), []string{
-			"CLIENT_ID=" + c.clientID, "CLIENT_SECRET=" + c.clientSecret, "REDIRECT_URI=" + redirectURI,
-			"API_RESOURCE=" + nodeAPIResource, "API_AUDIENCE=" + nodeAPIAudience, "NODE_ENV=development", "DPOP_NONCE=1",
-		}, "node", "provider.mjs")
-		return readIssuer(t, p)
-	})
+	t.Parallel()
+	p := *peerNamed(t, dpopPeer)
+	p.start = func(t *testing.T, p *peer, svcBase, redirectURI string) *idp {
+		return startNodeOPWith(t, p, svcBase, redirectURI, "DPOP_NONCE=1")
+	}
+	e := setup(t, &p)
 	key := newProofKey(t)
 	tokenURL := e.disc.TokenEndpoint
 	// The sign-in at the provider, then the code exchange twice: without
@@ -298,7 +259,7 @@ func TestDPoPNodeOIDCProviderNonce(t *testing.T) {
 	if a := callDPoP(t, e.svc, "/v1/auth/register", nil, "DPoP "+s.access, key.proof(t, "POST", registerURL, s.access, nil, nil)); a.status != 200 {
 		t.Fatalf("register with the bound token: %s", a.describe())
 	}
-	form := url.Values{"refresh_token": {s.refresh}}
+	form := map[string]string{"refresh_token": s.refresh}
 	a := callDPoP(t, e.svc, "/v1/auth/refresh", form, "", key.proof(t, "POST", tokenURL, "", nil, nil))
 	nonce := a.header.Get("DPoP-Nonce")
 	if a.status == 400 && nonce != "" {
@@ -315,18 +276,8 @@ func TestDPoPNodeOIDCProviderNonce(t *testing.T) {
 // the retry with a proof carrying it must succeed with the same code.
 func (e *env) loginDPoPNonce(t *testing.T, key *proofKey, tokenURL string) *session {
 	t.Helper()
-	state, nonce, pk := randomString(16), randomString(16), newPKCE()
-	q := url.Values{
-		"response_type": {"code"}, "client_id": {e.c.clientID}, "redirect_uri": {e.redirectURI},
-		"scope": {strings.Join(e.c.scopes, " ")}, "state": {state}, "nonce": {nonce},
-		"code_challenge": {pk.challenge}, "code_challenge_method": {"S256"}, "prompt": {"consent"},
-	}
-	b := newBrowser(t, e.redirectURI, e.c.username, e.c.password)
-	cb, err := b.signIn(e.disc.AuthorizationEndpoint + "?" + q.Encode())
-	if err != nil || cb.Get("code") == "" {
-		t.Fatalf("sign-in at the provider: %v (error=%s)", err, cb.Get("error"))
-	}
-	form := url.Values{"code": {cb.Get("code")}, "code_verifier": {pk.verifier}, "nonce": {nonce}, "redirect_uri": {e.redirectURI}}
+	az := e.authorize(t, url.Values{"prompt": {"consent"}})
+	form := az.form
 	a := callDPoP(t, e.svc, "/v1/auth/login", form, "", key.proof(t, "POST", tokenURL, "", nil, nil))
 	dpopNonce := a.header.Get("DPoP-Nonce")
 	if a.status != 400 || a.code != "SW_BAD_REQUEST" || !strings.Contains(a.msg, "use_dpop_nonce") || dpopNonce == "" {
@@ -338,5 +289,5 @@ func (e *env) loginDPoPNonce(t *testing.T, key *proofKey, tokenURL string) *sess
 		t.Fatalf("/v1/auth/login with the nonce: want 200 token_type DPoP, got %s", a.describe())
 	}
 	str := func(k string) string { s, _ := a.data[k].(string); return s }
-	return &session{access: str("access_token"), refresh: str("refresh_token"), idToken: str("id_token")}
+	return &session{access: str("access_token"), refresh: str("refresh_token"), idToken: str("id_token"), browser: az.browser}
 }

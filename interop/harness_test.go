@@ -336,8 +336,15 @@ func startZitadel(t *testing.T, p *peer, _, redirectURI string) *idp {
 // service's client registered.
 func startNodeOP(t *testing.T, p *peer, svcBase, redirectURI string) *idp {
 	t.Helper()
+	return startNodeOPWith(t, p, svcBase, redirectURI)
+}
+
+// startNodeOPWith is startNodeOP with extra environment for provider.mjs
+// (DPOP_NONCE=1: the DPoP nonce test).
+func startNodeOPWith(t *testing.T, p *peer, svcBase, redirectURI string, extraEnv ...string) *idp {
+	t.Helper()
 	relay := newLogoutRelay(t, svcBase+"/v1/auth/backchannel-logout")
-	pr := startProc(t, "node-oidc-provider", filepath.Join(interopDir, "node"), []string{
+	pr := startProc(t, "node-oidc-provider", filepath.Join(interopDir, "node"), append([]string{
 		"BACKCHANNEL_LOGOUT_URI=" + relay.url(),
 		"POST_LOGOUT_REDIRECT_URI=" + svcBase + "/signed-out",
 		"CLIENT_ID=" + p.clientID,
@@ -346,7 +353,7 @@ func startNodeOP(t *testing.T, p *peer, svcBase, redirectURI string) *idp {
 		"API_RESOURCE=" + nodeAPIResource,
 		"API_AUDIENCE=" + nodeAPIAudience,
 		"NODE_ENV=development",
-	}, "node", "provider.mjs")
+	}, extraEnv...), "node", "provider.mjs")
 	return &idp{issuer: readIssuer(t, pr), logoutTokens: relay.delivered}
 }
 
@@ -522,6 +529,17 @@ func redacted(m map[string]any) string {
 // service.
 func callAPI(t *testing.T, s *service, path string, body map[string]string, bearer string) *apiCall {
 	t.Helper()
+	h := http.Header{}
+	if bearer != "" {
+		h.Set("Authorization", "Bearer "+bearer)
+	}
+	return postAPI(t, s, path, body, h)
+}
+
+// postAPI POSTs a JSON body (nil for none) with the given request headers
+// (Authorization, DPoP) to the service.
+func postAPI(t *testing.T, s *service, path string, body map[string]string, header http.Header) *apiCall {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -531,11 +549,11 @@ func callAPI(t *testing.T, s *service, path string, body map[string]string, bear
 	if err != nil {
 		t.Fatal(err)
 	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
 	resp, err := apiClient.Do(req)
 	if err != nil {

@@ -103,7 +103,34 @@ func setup(t *testing.T, p *peer) *env {
 // service's /v1/auth/login, as a native app or SPA would.
 func (e *env) login(t *testing.T) *session {
 	t.Helper()
-	extra := e.p.authParams
+	az := e.authorize(t, e.p.authParams)
+	a := callAPI(t, e.svc, "/v1/auth/login", az.form, "")
+	if a.status != http.StatusOK {
+		t.Fatalf("/v1/auth/login: want 200, got %s", a.describe())
+	}
+	s := checkTokenData(t, "/v1/auth/login", a)
+	describeAccessToken(t, "ID token", s.idToken)
+	describeAccessToken(t, "access token", s.access)
+	s.browser = az.browser
+	if s.refresh == "" {
+		t.Errorf("/v1/auth/login: no refresh_token although offline_access was granted")
+	}
+	return s
+}
+
+// authorization is what a sign-in at the provider gave: the body for the
+// service's /v1/auth/login (code, code_verifier, nonce, redirect_uri) and
+// the browser (cookie jar) that signed in.
+type authorization struct {
+	form    map[string]string
+	browser *browser
+}
+
+// authorize signs in at the provider's own pages with PKCE S256 and the
+// extra authorization request parameters, and checks the redirect: no
+// error, our state, a code.
+func (e *env) authorize(t *testing.T, extra url.Values) authorization {
+	t.Helper()
 	state, nonce, pk := randomString(16), randomString(16), newPKCE()
 	q := url.Values{
 		"response_type":         {"code"},
@@ -137,24 +164,15 @@ func (e *env) login(t *testing.T) *session {
 		t.Logf("the redirect carries iss (RFC 9207), equal to the issuer: %v", iss == e.disc.Issuer)
 	}
 	t.Logf("got an authorization code (%d chars)", len(code))
-
-	a := callAPI(t, e.svc, "/v1/auth/login", map[string]string{
-		"code":          code,
-		"code_verifier": pk.verifier,
-		"nonce":         nonce,
-		"redirect_uri":  e.redirectURI,
-	}, "")
-	if a.status != http.StatusOK {
-		t.Fatalf("/v1/auth/login: want 200, got %s", a.describe())
+	return authorization{
+		form: map[string]string{
+			"code":          code,
+			"code_verifier": pk.verifier,
+			"nonce":         nonce,
+			"redirect_uri":  e.redirectURI,
+		},
+		browser: b,
 	}
-	s := checkTokenData(t, "/v1/auth/login", a)
-	describeAccessToken(t, "ID token", s.idToken)
-	describeAccessToken(t, "access token", s.access)
-	s.browser = b
-	if s.refresh == "" {
-		t.Errorf("/v1/auth/login: no refresh_token although offline_access was granted")
-	}
-	return s
 }
 
 // checkTokenData checks the token data shape of /login and /refresh.

@@ -180,3 +180,16 @@ var peers = []*peer{
 // backchannel_logout_supported false, and it sent no logout token when the
 // user signed out at the portal (shared/idp-tokens).
 const llngNoBackchannel = "LemonLDAP::NG 2.16.1 says backchannel_logout_supported: false and sends no logout token"
+
+// peerNamed is the row of the table with that name, for the tests outside
+// the scenario (DPoP) that run against one provider set up as a row is.
+func peerNamed(t *testing.T, name string) *peer {
+	t.Helper()
+	for _, p := range peers {
+		if p.name == name {
+			return p
+		}
+	}
+	t.Fatalf("no row %q in peers", name)
+	return nil
+}

@@ -15,9 +15,10 @@
 // line per request (method, path without query, status) goes to stderr.
 //
 // Without a resource indicator an access token is opaque (introspectable);
-// with resource=API_RESOURCE it is a JWT for API_AUDIENCE. Refresh tokens
-// are issued for offline_access and rotated on every use; introspection and
-// revocation are on; devInteractions provides the login and consent forms.
+// with resource=API_RESOURCE it is a JWT for API_AUDIENCE, carrying the
+// account's name and email (extraTokenClaims). Refresh tokens are issued
+// for offline_access and rotated on every use; introspection and revocation
+// are on; devInteractions provides the login and consent forms.
 import crypto from 'node:crypto';
 import http from 'node:http';
 
@@ -117,6 +118,18 @@ const configuration = {
         };
       },
     },
+  },
+  // An RFC 9068 access token carries no names by default, and a resource
+  // server that reads only the token (the service with a JWT access token)
+  // then has no display name or email to show. Operators add them with
+  // extraTokenClaims so that their resource servers get names: here the
+  // account's name and email, as findAccount's claims give them, in access
+  // tokens for the API resource only (the opaque ones stay as they were).
+  extraTokenClaims: async (ctx, token) => {
+    if (token.kind !== 'AccessToken' || token.resourceServer?.audience !== apiAudience || !token.accountId) return undefined;
+    const account = await findAccount(ctx, token.accountId);
+    const { name, email } = await account.claims('access_token', token.scope, {}, []);
+    return { name, email };
   },
   issueRefreshToken: async (_ctx, client, code) => client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
   rotateRefreshToken: true,

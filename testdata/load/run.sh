@@ -89,15 +89,22 @@ stop() {
 }
 trap stop EXIT
 
-# start BIN: the service in -dev on ADDR with the load database; the dev IdP
-# keeps its key beside it, so tokens minted once stay valid across runs.
+# start BIN [LABEL]: the service in -dev on ADDR with the load database of
+# LABEL (default: service); the dev IdP keeps its key beside it, in LOAD_DIR,
+# so tokens minted once stay valid across runs and binaries. Each binary has
+# a database of its own: an older binary refuses a newer one's schema.
 start() {
 	local db=$LOAD_DIR/dev.db
-	# The pg build on PG_URL; -dev keeps its IdP's key in the working
-	# directory then, so it runs in LOAD_DIR.
-	[ "${2:-}" = pg ] && db=$PG_URL
-	# shellcheck disable=SC2086 # SERVICE_ENV is a list of NAME=value words
-	(cd "$LOAD_DIR" && exec env ${SERVICE_ENV:-} "$1" -dev -addr "$ADDR" -db "$db" >/dev/null 2>>"$LOAD_DIR/service.log") &
+	[ "${2:-service}" = service ] || db=$LOAD_DIR/$2.db
+	if [ "${2:-}" = pg ]; then
+		# The pg build on PG_URL; -dev keeps its IdP's key in the working
+		# directory then, so it runs in LOAD_DIR.
+		# shellcheck disable=SC2086 # SERVICE_ENV is a list of NAME=value words
+		(cd "$LOAD_DIR" && exec env ${SERVICE_ENV:-} "$1" -dev -addr "$ADDR" -db "$PG_URL" >/dev/null 2>>"$LOAD_DIR/service.log") &
+	else
+		# shellcheck disable=SC2086 # SERVICE_ENV is a list of NAME=value words
+		env ${SERVICE_ENV:-} "$1" -dev -addr "$ADDR" -db "$db" >/dev/null 2>>"$LOAD_DIR/service.log" &
+	fi
 	PID=$!
 	wait_up "http://$ADDR/healthz"
 }
@@ -146,14 +153,16 @@ if ! fresh "$LOAD_DIR/cold.txt" || [ "$(wc -l <"$LOAD_DIR/cold.txt")" -lt "$TOKE
 	echo "minting $TOKENS tokens (RSA signing: a minute or two)"
 	mint "$LOAD_DIR/cold.txt" "$TOKENS" "$SUBJECTS"
 fi
-# Register every person once (a new participant per token, fsync-bound).
+# Register every person once (a new participant per token, fsync-bound), in
+# every binary's database.
 wrk -t1 -c8 -d3s -s testdata/load/register.lua "http://$ADDR" -- "$LOAD_DIR/people.txt" distinct 1 >/dev/null
 stop
-if [ -n "${PG_URL:-}" ]; then
-	start "$LOAD_DIR/scaiwave-auth-pg" pg
+for b in "${BINS[@]:1}"; do
+	rm -f "$LOAD_DIR/${b%%=*}.db"*
+	start "${b#*=}" "${b%%=*}"
 	wrk -t1 -c8 -d3s -s testdata/load/register.lua "http://$ADDR" -- "$LOAD_DIR/people.txt" distinct 1 >/dev/null
 	stop
-fi
+done
 
 # cpu_ticks PID: user and system time of the process so far, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
