@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"time"
 )
 
 // migrations are applied in order; PRAGMA user_version holds how many have
@@ -118,14 +120,35 @@ var migrations = []string{
 	migrationDPoPProofs, // version 10, store_dpop.go
 }
 
+// isSQLiteBusy reports whether err is SQLite's SQLITE_BUSY (5), extended
+// codes included.
+func isSQLiteBusy(err error) bool {
+	var se interface{ Code() int }
+	return errors.As(err, &se) && se.Code()&0xff == 5
+}
+
 // migrate runs the migrations the database has not seen yet, each in its own
 // transaction with the user_version bump. The version is read again inside
 // each write transaction: another process may be migrating the same file at
 // the same moment, and must not make this one apply a migration twice.
 func migrate(ctx context.Context, db *sql.DB) error {
 	var version int
-	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
+	for attempt := 1; ; attempt++ {
+		err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version)
+		if err == nil {
+			break
+		}
+		// A file that other processes are creating at this moment (its WAL
+		// being set up) answers SQLITE_BUSY at once, without waiting for
+		// busy_timeout: ask again a little later, for up to 5 s.
+		if !isSQLiteBusy(err) || attempt == 100 {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("read schema version: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	for version != len(migrations) {
 		if version > len(migrations) {
