@@ -92,3 +92,45 @@ func TestReplicasShareRelayedTokens(t *testing.T) {
 		refusedWithin(t, "the first access token of a session refreshed on another replica", apps, at2, 2*time.Second)
 	})
 }
+
+// A browser sign-in over three replicas whose ID token names the IdP's
+// session (sid): the handoff carries the sid from the callback's replica to
+// the redeeming one, every replica learns the session, and a back-channel
+// logout naming only that sid, sent to yet another replica, ends it on all:
+// the access token (which names no sid, as Hydra's) and the refresh token.
+func TestReplicasBackchannelLogoutBySID(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storeBackend) {
+		f := newFakeIDP(t)
+		apps := startReplicas(t, f, b.newDB(t), 3)
+		if !apps[0].store.fl.shared {
+			t.Skip("SQLite: one process per database; handoffs stay in its memory")
+		}
+		f.set(func(f *fakeIDP) { f.codeIDMods = map[string]any{"sid": "browser-sid"} })
+		h := siHandoff(t, siCallback(t, apps[1], f, siBegin(t, apps[1], "/v1/auth/authorize")), testReturnTo)
+		w := apps[2].do("POST", "/v1/auth/login", "handoff="+h)
+		if !tokCheck(t, "/v1/auth/login", "handoff on replica 2", w, 200, "") {
+			return
+		}
+		d := decode(t, w).Data
+		at, rt := tokenOf(d, "access_token"), tokenOf(d, "refresh_token")
+		for i, a := range apps {
+			checkRegister(t, "the sign-in's access token, replica "+strconv.Itoa(i), a.register(at), 200)
+		}
+		// Replica 0 knows the session once it has polled the record.
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			if _, ok := apps[0].srv.tenants[0].prov.relayed.lookup(tokenKey(at)); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("replica 0 did not learn the session relayed on replica 2 within 2 s")
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		bcCheck(t, "Hydra's logout token for the sign-in's sid, on replica 0", apps[0].backchannel(hydraLogoutToken(t, f, "browser-sid")), 200, "")
+		refusedWithin(t, "back-channel logout by sid on replica 0", apps, at, 2*time.Second)
+		if rt != "" {
+			refreshRefusedWithin(t, "back-channel logout by sid on replica 0", apps, f, rt, 2*time.Second)
+		}
+	})
+}
