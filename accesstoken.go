@@ -146,6 +146,9 @@ func (p *provider) validateRemote(ctx context.Context, raw string, call func(con
 			if c == nil {
 				return nil, refuse(reasonInactive, "the IdP refused this token within the last %v", inactiveCacheTTL)
 			}
+			if err := p.refusedAsRelayed(raw); err != nil {
+				return nil, err
+			}
 			return p.notRevoked(raw, c)
 		}
 		p.met.tokenCache(false)

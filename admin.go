@@ -66,8 +66,11 @@ func runAdmin(ctx context.Context, name string, before, args []string, getenv fu
 		}
 		return usageErrorf("participants %s: want %d argument(s), got %d", sub, n, len(pos))
 	}
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("database %s: %w", path, errors.Unwrap(err))
+	if !isPostgresURL(path) {
+		// A SQLite file must exist: the admin commands never create one.
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("database %s: %w", path, errors.Unwrap(err))
+		}
 	}
 	st, err := openStore(ctx, path)
 	if err != nil {

@@ -63,16 +63,27 @@ type browserSignIn struct {
 // means nothing at another's.
 type tenantSignIns struct {
 	handoffs *onceStore[handoff]
+	// shared, when set, keeps the handoffs in the database instead, for
+	// replicas sharing PostgreSQL (store_handoffs.go).
+	shared   *store
 	lastWarn atomic.Int64 // Unix seconds of the last log line about a full store
 }
 
 // newBrowserSignIn makes the handoff store of each tenant, and warns about a
 // tenant whose browser sign-in cannot work as configured.
 func newBrowserSignIn(ts []*tenant, trusted []netip.Prefix, st *store, log *slog.Logger) *browserSignIn {
-	b := &browserSignIn{trusted: trusted, sealer: newSignInSealer(st), tenants: make(map[*tenant]*tenantSignIns, len(ts))}
+	b := &browserSignIn{trusted: trusted, tenants: make(map[*tenant]*tenantSignIns, len(ts))}
+	if st != nil {
+		b.sealer = st.keys // the store's: one set of keys for all it seals
+	} else {
+		b.sealer = newSignInSealer(nil) // a server without a store (tests) seals nothing
+	}
 	for _, t := range ts {
 		b.tenants[t] = &tenantSignIns{
 			handoffs: newOnceStore[handoff](handoffTTL, maxHandoffs, maxHandoffBytes),
+		}
+		if st != nil && st.fl.shared {
+			b.tenants[t].shared = st
 		}
 		if len(t.cfg.PostLoginRedirectURIs) > 0 && !strings.HasSuffix(t.cfg.RedirectURI, "/v1/auth/login") {
 			// A proxy may map the path, so this is no error; but usually the

@@ -90,8 +90,17 @@ func (b *browserSignIn) finishSignIn(w http.ResponseWriter, r *http.Request, t *
 		return
 	}
 	h := randomValue()
-	evicted := ts.handoffs.put(onceKeyOf(h), handoff{tokens: tr, challenge: ps.Challenge, issued: ts.handoffs.now()}, handoffSize(tr))
-	ts.warnEvicted(t, "handoffs", evicted)
+	ho := handoff{tokens: tr, challenge: ps.Challenge, issued: ts.handoffs.now()}
+	if ts.shared != nil {
+		if err := ts.shared.putHandoff(r.Context(), t.cfg.ID, onceKeyOf(h), ho); err != nil {
+			t.prov.log.Warn("browser sign-in: the handoff could not be stored", "err", err, "request_id", info(r).id)
+			redirectBack(w, ps.ReturnTo, "error", "temporarily_unavailable")
+			return
+		}
+	} else {
+		evicted := ts.handoffs.put(onceKeyOf(h), ho, handoffSize(tr))
+		ts.warnEvicted(t, "handoffs", evicted)
+	}
 	redirectBack(w, ps.ReturnTo, "handoff", h)
 }
 

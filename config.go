@@ -23,11 +23,16 @@ import (
 // config is the JSON configuration file. Field names follow SPEC.md; unknown
 // fields are rejected so that a typo cannot silently disable a check.
 type config struct {
-	Addr           string         `json:"addr"`
-	Database       string         `json:"database"`
-	MetricsAddr    string         `json:"metrics_addr"`
-	TrustedProxies []string       `json:"trusted_proxies"`
-	Tenants        []tenantConfig `json:"tenants"`
+	Addr     string `json:"addr"`
+	Database string `json:"database"`
+	// DatabaseURLFile and DatabaseURLEnv hold the database setting (a
+	// PostgreSQL URL with its password) outside the file; at most one of
+	// the three is set.
+	DatabaseURLFile string         `json:"database_url_file"`
+	DatabaseURLEnv  string         `json:"database_url_env"`
+	MetricsAddr     string         `json:"metrics_addr"`
+	TrustedProxies  []string       `json:"trusted_proxies"`
+	Tenants         []tenantConfig `json:"tenants"`
 	// MaxConnections and MaxBodyBytesInFlight are the caps of
 	// config_limits.go.
 	MaxConnections       int   `json:"max_connections"`
@@ -232,6 +237,9 @@ func (c *config) validate(getenv func(string) string) error {
 			return configErrorf("metrics_addr: %v", err)
 		}
 	}
+	if err := c.resolveDatabase(getenv); err != nil {
+		return err
+	}
 	for i, s := range c.TrustedProxies {
 		p, err := parsePrefix(s)
 		if err != nil {
@@ -348,6 +356,37 @@ func (t *tenantConfig) validate(getenv func(string) string) error {
 			return configErrorf("ca_file: %s holds no PEM certificate", printable(t.CAFile))
 		}
 		t.roots = pool
+	}
+	return nil
+}
+
+// resolveDatabase reads the database setting from the one source that is
+// set. The value is never quoted in a message: it may hold a password.
+func (c *config) resolveDatabase(getenv func(string) string) error {
+	set := 0
+	for _, s := range []string{c.Database, c.DatabaseURLFile, c.DatabaseURLEnv} {
+		if s != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		return configErrorf("database: set only one of database, database_url_file and database_url_env")
+	}
+	switch {
+	case c.DatabaseURLFile != "":
+		b, err := os.ReadFile(c.DatabaseURLFile)
+		if err != nil {
+			return configErrorf("database_url_file: %v", errors.Unwrap(err))
+		}
+		c.Database = strings.TrimRight(string(b), "\r\n")
+		if c.Database == "" {
+			return configErrorf("database_url_file: %s is empty", printable(c.DatabaseURLFile))
+		}
+	case c.DatabaseURLEnv != "":
+		c.Database = getenv(c.DatabaseURLEnv)
+		if c.Database == "" {
+			return configErrorf("database_url_env: environment variable %s is unset or empty", printable(c.DatabaseURLEnv))
+		}
 	}
 	return nil
 }

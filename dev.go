@@ -42,7 +42,13 @@ func runDev(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	}
 	base := "http://" + ln.Addr().String()
 	issuer := base + devIDPPath
-	idp, err := newDevIDP(issuer, filepath.Dir(db))
+	// The IdP's key lives beside a SQLite file; with a PostgreSQL URL (a
+	// load run against it) in the working directory.
+	keyDir := filepath.Dir(db)
+	if isPostgresURL(db) {
+		keyDir = "."
+	}
+	idp, err := newDevIDP(issuer, keyDir)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("start the development IdP: %w", err)

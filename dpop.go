@@ -6,6 +6,7 @@ package main
 // tokens", is the contract.
 
 import (
+	"context"
 	"crypto"
 	"crypto/hmac"
 	"crypto/rand"
@@ -90,8 +91,9 @@ func (c *confirmation) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// dpopVerifier checks a tenant's DPoP proofs. Its replay cache and nonce
-// key live in this process only (see docs/dpop.md for several replicas).
+// dpopVerifier checks a tenant's DPoP proofs. Its replay cache is this
+// process's, and with replicas also the database's (shared); so is its
+// nonce key (keys; see docs/dpop.md for several replicas).
 type dpopVerifier struct {
 	mode    string
 	algs    []jose.SignatureAlgorithm
@@ -100,7 +102,14 @@ type dpopVerifier struct {
 	// challenge is the DPoP challenge's algs parameter, made once.
 	challenge string
 	replay    *jtiCache
-	nonceKey  [32]byte
+	// shared, when set, is the database every replica remembers accepted
+	// proofs in, so that a proof replayed to another replica is refused.
+	shared   *store
+	nonceKey [32]byte
+	// keys, when set (replicas), are the sealing keys nonces are made under
+	// (dpop_nonce_shared.go), for tenantID.
+	keys     *signInSealer
+	tenantID string
 }
 
 func newDPoPVerifier(a *accessTokensConfig) *dpopVerifier {
@@ -173,6 +182,15 @@ func (p *provider) checkBinding(r *http.Request, raw string, c *claims) error {
 	case jtiFull:
 		p.log.Warn("dpop replay cache full: refusing proofs until entries expire", "entries", dpopReplayEntries)
 		return errDPoPReplayFull
+	}
+	if v.shared != nil {
+		fresh, err := v.shared.rememberProof(r.Context(), p.tenant.ID, pr.replayKey, pr.until, p.now())
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			return refuse(reasonDPoPProof, "jti already used (at another replica)")
+		}
 	}
 	return nil
 }
@@ -265,7 +283,7 @@ func (v *dpopVerifier) checkProof(r *http.Request, raw string, now time.Time) (*
 	if subtle.ConstantTimeCompare([]byte(pc.ATH), []byte(base64.RawURLEncoding.EncodeToString(ath[:]))) != 1 {
 		return nil, refuse(reasonDPoPProof, "ath is not the hash of the access token")
 	}
-	if v.nonces && !v.validNonce(pc.Nonce, now) {
+	if v.nonces && !v.validNonce(r.Context(), pc.Nonce, now) {
 		return nil, refuse(reasonDPoPNonce, "nonce missing, unknown or expired")
 	}
 	tp, err := jwk.Thumbprint(crypto.SHA256)
@@ -389,9 +407,16 @@ func isUnreserved(c byte) bool {
 }
 
 // nonce returns the server nonce of now's window: the window's number and
-// an HMAC of it under the process's key, so that nothing is stored.
-func (v *dpopVerifier) nonce(now time.Time) string {
-	return v.nonceFor(uint64(now.Unix()) / uint64(dpopNonceStep/time.Second))
+// an HMAC of it under the process's key, so that nothing is stored; with
+// replicas, under a key they share (sharedNonce).
+func (v *dpopVerifier) nonce(ctx context.Context, now time.Time) string {
+	w := uint64(now.Unix()) / uint64(dpopNonceStep/time.Second)
+	if v.keys != nil {
+		if n, ok := v.sharedNonce(ctx, w); ok {
+			return n
+		}
+	}
+	return v.nonceFor(w)
 }
 
 func (v *dpopVerifier) nonceFor(window uint64) string {
@@ -404,17 +429,21 @@ func (v *dpopVerifier) nonceFor(window uint64) string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// validNonce reports whether n is a nonce this process made in now's window
-// or one of the dpopNonceWindows-1 before it.
-func (v *dpopVerifier) validNonce(n string, now time.Time) bool {
+// validNonce reports whether n is a nonce this process (or, with
+// replicas, any of them) made in now's window or one of the
+// dpopNonceWindows-1 before it.
+func (v *dpopVerifier) validNonce(ctx context.Context, n string, now time.Time) bool {
 	b, err := strictB64.DecodeString(n)
-	if err != nil || len(b) != 24 {
+	if err != nil || (len(b) != 24 && (len(b) != sharedNonceLen || v.keys == nil)) {
 		return false
 	}
 	w := binary.BigEndian.Uint64(b[:8])
 	cur := uint64(now.Unix()) / uint64(dpopNonceStep/time.Second)
 	if w > cur || cur-w >= dpopNonceWindows {
 		return false
+	}
+	if len(b) == sharedNonceLen {
+		return v.validSharedNonce(ctx, b)
 	}
 	return hmac.Equal([]byte(v.nonceFor(w)), []byte(n))
 }
@@ -444,7 +473,7 @@ func setChallenges(w http.ResponseWriter, r *http.Request, p *provider, ve *veri
 	h.Add("WWW-Authenticate", bearer)
 	h.Add("WWW-Authenticate", dpop)
 	if v.nonces && ve != nil && isDPoPScheme(r) {
-		h.Set("DPoP-Nonce", v.nonce(p.now()))
+		h.Set("DPoP-Nonce", v.nonce(r.Context(), p.now()))
 	}
 }
 

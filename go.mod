@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/go-jose/go-jose/v4 v4.1.9
+	github.com/lib/pq v1.12.3
 	modernc.org/sqlite v1.62.0
 )
 

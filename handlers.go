@@ -29,12 +29,12 @@ func (s *server) routes() []route {
 		{"GET", "/v1/auth/login", handleCallback(s.browser), true},
 		{"POST", "/v1/auth/login", handleLogin(s.browser), true},
 		{"POST", "/v1/auth/token", handleToken(s.limiter, s.trusted), true},
-		{"POST", "/v1/auth/refresh", handleRefresh(), true},
+		{"POST", "/v1/auth/refresh", handleRefresh(s.store), true},
 		{"POST", "/v1/auth/register", handleRegister(s.store), true},
 		{"POST", "/v1/auth/logout", handleLogout(s.store), true},
 		{"POST", "/v1/auth/backchannel-logout", handleBackchannelLogout(s.store), true},
 		{"GET", "/healthz", handleHealth(s.store), false},
-		{"GET", "/readyz", handleReady(s.tenants, s.tenantFor), false},
+		{"GET", "/readyz", handleReady(s.tenants, s.tenantFor, s.store.reachable), false},
 		{"GET", "/v1/openapi.json", handleOpenAPI(), false},
 	}
 	if s.cfg.MetricsAddr == "" {
@@ -306,8 +306,9 @@ func handleToken(lim *loginLimiter, trusted []netip.Prefix) http.Handler {
 }
 
 // handleRefresh exchanges a refresh token. Concurrent and repeated calls with
-// one token share one IdP call and one answer (see refreshFlights).
-func handleRefresh() http.Handler {
+// one token share one IdP call and one answer (see refreshFlights), across
+// replicas too when they share a PostgreSQL database (store.sharedRefresh).
+func handleRefresh(st *store) http.Handler {
 	rejected := &apiError{http.StatusUnauthorized, "SW_AUTH_REFRESH_FAILED", "the identity provider rejected the refresh token"}
 	signedOut := &apiError{http.StatusUnauthorized, "SW_AUTH_REFRESH_FAILED", "the refresh token was signed out: sign in again"}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -344,20 +345,9 @@ func handleRefresh() http.Handler {
 		// the tokens are bound to the key of the proof that got them.
 		key := refreshKey(t.cfg.ID, rt, scope, jkt)
 		tr, err := t.prov.refresh.do(r.Context(), key, func(ctx context.Context) (*tokenResponse, error) {
-			form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
-			if scope != "" {
-				form.Set("scope", scope)
-			}
-			tr, err := t.prov.tokenWithProof(ctx, form, proof)
-			if err != nil {
-				return nil, idpError(t, err, rejected)
-			}
-			if tr.IDToken != "" {
-				if _, err := t.prov.verifyAnswerIDToken(ctx, tr, ""); err != nil {
-					return nil, verifyFailed(t, err, "SW_AUTH_REFRESH_FAILED")
-				}
-			}
-			return tr, nil
+			return st.sharedRefresh(ctx, key, refreshFlightTimeout, func(ctx context.Context) (*tokenResponse, error) {
+				return refreshAtIdP(ctx, t, rt, scope, proof, rejected)
+			})
 		})
 		if err != nil {
 			writeError(w, r, err)
@@ -458,9 +448,20 @@ func handleHealth(st *store) http.Handler {
 // balancer's probe by address, or a stranger) about all of them together,
 // with no tenant named: the ids would tell it which customers are served
 // here.
-func handleReady(ts []*tenant, tenantFor func(*http.Request) *tenant) http.Handler {
+//
+// A database that did not answer the store's last poll (reachable) makes
+// it 503 SW_STORE_UNAVAILABLE, so that a load balancer sends nobody to a
+// replica cut off from it; it is 200 again once a poll succeeds.
+func handleReady(ts []*tenant, tenantFor func(*http.Request) *tenant, reachable func() bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
+		if !reachable() {
+			w.Header().Set("Retry-After", "5")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{
+				"code": "SW_STORE_UNAVAILABLE", "message": "not ready: the database does not answer", "tenants": []string{},
+			}})
+			return
+		}
 		scope, named := ts, false
 		if t := tenantFor(r); t != nil {
 			scope, named = []*tenant{t}, true
@@ -491,4 +492,23 @@ func handleReady(ts []*tenant, tenantFor func(*http.Request) *tenant) http.Handl
 		slices.Sort(ids)
 		writeData(w, map[string]any{"status": "ready", "tenants": ids})
 	})
+}
+
+// refreshAtIdP asks t's IdP to refresh rt for scope, with the client's DPoP
+// proof when it sent one, and verifies the ID token of its answer.
+func refreshAtIdP(ctx context.Context, t *tenant, rt, scope, proof string, rejected *apiError) (*tokenResponse, error) {
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+	if scope != "" {
+		form.Set("scope", scope)
+	}
+	tr, err := t.prov.tokenWithProof(ctx, form, proof)
+	if err != nil {
+		return nil, idpError(t, err, rejected)
+	}
+	if tr.IDToken != "" {
+		if _, err := t.prov.verifyAnswerIDToken(ctx, tr, ""); err != nil {
+			return nil, verifyFailed(t, err, "SW_AUTH_REFRESH_FAILED")
+		}
+	}
+	return tr, nil
 }

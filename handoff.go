@@ -3,9 +3,11 @@ package main
 // The browser sign-in, last step: the app redeems the handoff reference the
 // callback put in return_to, once, within handoffTTL, with POST
 // /v1/auth/login handoff=H, and gets the tokens in the body. The tokens
-// wait for it in memory only.
+// wait for it in memory, or, for replicas sharing PostgreSQL, sealed in
+// the database (store_handoffs.go).
 
 import (
+	"context"
 	"crypto/subtle"
 	"net/http"
 	"net/url"
@@ -56,7 +58,11 @@ func (b *browserSignIn) redeemHandoff(w http.ResponseWriter, r *http.Request, t 
 		return
 	}
 	ts := b.of(t)
-	ho, ok := ts.handoffs.take(onceKeyOf(h))
+	ho, ok, err := ts.take(r.Context(), t, onceKeyOf(h))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	if !ok {
 		t.prov.log.Info("handoff refused: unknown, expired or already used", "request_id", info(r).id)
 		writeError(w, r, errHandoffRejected)
@@ -83,4 +89,13 @@ func (b *browserSignIn) redeemHandoff(w http.ResponseWriter, r *http.Request, t 
 		out.ExpiresIn = max(out.ExpiresIn-elapsed, 1)
 	}
 	relayTokens(w, r, t, &out, "")
+}
+
+// take takes the handoff under key from wherever this tenant keeps them.
+func (ts *tenantSignIns) take(ctx context.Context, t *tenant, key onceKey) (handoff, bool, error) {
+	if ts.shared != nil {
+		return ts.shared.takeHandoff(ctx, t.cfg.ID, key, ts.handoffs.now())
+	}
+	ho, ok := ts.handoffs.take(key)
+	return ho, ok, nil
 }

@@ -88,7 +88,13 @@ func handleLogout(st *store) http.Handler {
 			return
 		}
 		if refresh != "" {
-			t.prov.refresh.forget(refreshTokenHash(t.cfg.ID, refresh))
+			h := refreshTokenHash(t.cfg.ID, refresh)
+			t.prov.refresh.forget(h)
+			// Other replicas' replay of it too; if the database does not
+			// answer, the kept answer lapses within refreshReplayWindow.
+			if err := st.forgetRefresh(r.Context(), h); err != nil {
+				info(r).log.Warn("forgetting a refresh answer kept for other replicas failed", "request_id", info(r).id, "err", err)
+			}
 		}
 		writeData(w, logoutData{
 			Revoked:       t.prov.revokeAtIdP(r.Context(), refresh, access),

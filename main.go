@@ -95,7 +95,7 @@ func parseFlags(name string, args []string, getenv func(string) string, stderr i
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.configPath, "config", "", "configuration file (JSON); env SCAIWAVE_CONFIG")
 	fs.StringVar(&o.addr, "addr", defaultAddr, "listen address; env SCAIWAVE_ADDR")
-	fs.StringVar(&o.db, "db", defaultDatabase, "SQLite database file; env SCAIWAVE_DB")
+	fs.StringVar(&o.db, "db", defaultDatabase, "SQLite database file, or a postgres:// URL (built with -tags postgres); env SCAIWAVE_DB")
 	fs.BoolVar(&o.dev, "dev", false, "run on embedded defaults with a development IdP on loopback")
 	fs.BoolVar(&o.check, "check", false, "validate the configuration, fetch each tenant's discovery and JWKS, and exit")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
@@ -295,7 +295,7 @@ func serve(ctx context.Context, cfg *config, ln net.Listener, log *slog.Logger, 
 	for i, srv := range servers {
 		go func() { errc <- srv.Serve(listeners[i]) }()
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "database", cfg.Database, "tenants", len(cfg.Tenants), "version", version(),
+	log.Info("listening", "addr", ln.Addr().String(), "database", databaseForLog(cfg.Database), "tenants", len(cfg.Tenants), "version", version(),
 		"memory_limit", memLimit)
 
 	var serveErr error

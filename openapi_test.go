@@ -35,6 +35,7 @@ var contractCodes = map[string]int{
 	"SW_RATE_LIMITED":                 429,
 	"SW_INTERNAL":                     500,
 	"SW_AUTH_IDP_UNAVAILABLE":         503,
+	"SW_STORE_UNAVAILABLE":            503,
 }
 
 // statusExceptions are documented answers whose code comes with another

@@ -45,6 +45,17 @@ type loginLimiter struct {
 	now   func() time.Time
 	// sleep waits d or until ctx ends, whichever is first.
 	sleep func(ctx context.Context, d time.Duration) error
+	// shared, when set, keeps the counters in the database instead, so
+	// that replicas sharing it do not multiply the limits (shareWith).
+	shared *store
+}
+
+// shareWith has the limiter count in st's database when other replicas may
+// share it (PostgreSQL); on SQLite, one process, the tables in memory stay.
+func (l *loginLimiter) shareWith(st *store) {
+	if st != nil && st.fl.shared {
+		l.shared = st
+	}
 }
 
 func newLoginLimiter() *loginLimiter {
@@ -150,6 +161,19 @@ func (l *loginLimiter) attempt(k loginKey) verdict {
 	pairN, pairEnd := l.pairs.count(k.pair, now)
 	addrN, addrEnd := l.addrs.count(k.addr, now)
 	userN, userEnd := l.users.count(k.user, now)
+	v := decide(now, pairN, addrN, userN, pairEnd, addrEnd, userEnd)
+	if v.refuse > 0 {
+		return v
+	}
+	l.pairs.add(k.pair, now)
+	l.addrs.add(k.addr, now)
+	l.users.add(k.user, now)
+	return v
+}
+
+// decide is attempt's verdict from the three counts before this attempt and
+// when their windows end.
+func decide(now time.Time, pairN, addrN, userN int, pairEnd, addrEnd, userEnd time.Time) verdict {
 	var v verdict
 	if pairN >= pairFailLimit {
 		v.refuse = pairEnd.Sub(now)
@@ -166,12 +190,6 @@ func (l *loginLimiter) attempt(k loginKey) verdict {
 			v.delay = min(maxSlowDelay, slowStep*time.Duration(1+(userN-userSlowLimit)/pairFailLimit))
 		}
 	}
-	if v.refuse > 0 {
-		return v
-	}
-	l.pairs.add(k.pair, now)
-	l.addrs.add(k.addr, now)
-	l.users.add(k.user, now)
 	return v
 }
 
@@ -180,7 +198,15 @@ func (l *loginLimiter) attempt(k loginKey) verdict {
 // attempt whose client leaves while it waits is released and returns the
 // context's error.
 func (l *loginLimiter) admit(ctx context.Context, w http.ResponseWriter, k loginKey) error {
-	v := l.attempt(k)
+	var v verdict
+	if l.shared != nil {
+		var err error
+		if v, err = l.shared.loginAttempt(ctx, k, l.now()); err != nil {
+			return err
+		}
+	} else {
+		v = l.attempt(k)
+	}
 	if v.refuse > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((v.refuse+time.Second-1)/time.Second)))
 		return &apiError{http.StatusTooManyRequests, "SW_RATE_LIMITED", "too many failed sign-in attempts; try again later"}
@@ -197,6 +223,13 @@ func (l *loginLimiter) admit(ctx context.Context, w http.ResponseWriter, k login
 // release takes back an attempt that did not fail for the user's sake (the
 // IdP could not be asked, or refused our own client credentials).
 func (l *loginLimiter) release(k loginKey) {
+	if l.shared != nil {
+		// A release lost to a database error leaves one failure counted.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l.shared.loginRelease(ctx, k)
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pairs.undo(k.pair)
@@ -209,6 +242,12 @@ func (l *loginLimiter) release(k loginKey) {
 // password must not reset an attacker's budget for other accounts, nor the
 // count of guesses others made at this one.
 func (l *loginLimiter) succeed(k loginKey) {
+	if l.shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l.shared.loginSucceed(ctx, k)
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pairs.reset(k.pair)

@@ -16,10 +16,13 @@ type refreshFlights struct {
 const (
 	refreshReplayWindow = 10 * time.Second
 	maxRefreshFlights   = 10_000
+	// refreshFlightTimeout bounds one refresh at the IdP, and so how long
+	// a replica's claim on it lasts (store.sharedRefresh).
+	refreshFlightTimeout = idpRequestTimeout + time.Second
 )
 
 func newRefreshFlights(now func() time.Time) *refreshFlights {
-	return &refreshFlights{newFlightGroup[refreshFlightKey, *tokenResponse](now, idpRequestTimeout+time.Second, refreshReplayWindow, maxRefreshFlights)}
+	return &refreshFlights{newFlightGroup[refreshFlightKey, *tokenResponse](now, refreshFlightTimeout, refreshReplayWindow, maxRefreshFlights)}
 }
 
 // forget drops what is kept for a refresh token, whatever the scope asked:

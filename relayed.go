@@ -84,6 +84,10 @@ type relayedSet struct {
 	n atomic.Int64
 	// st persists the record; nil keeps it in memory only (tests).
 	st *store
+	// shared: other processes (replicas) record into st too, and what they
+	// record reaches this set by polling (applyRelayed), up to
+	// revocationWatchInterval late.
+	shared bool
 	// addMu serialises additions, so the table and the map agree.
 	addMu sync.Mutex
 }
@@ -105,6 +109,17 @@ func (rs *relayedSet) classOf(key [32]byte) tokenClass {
 		return classUnnamed
 	}
 	return e.class
+}
+
+// find returns the entry of key; with replicas, one this set does not know
+// yet is looked up in the store (another replica may have recorded it less
+// than a poll ago), so that a refresh on one replica of a token relayed on
+// another joins its session. Errors come from the store.
+func (rs *relayedSet) find(ctx context.Context, tenantID string, key [32]byte) (relayedEntry, bool, error) {
+	if e, ok := rs.lookup(key); ok || !rs.shared {
+		return e, ok, nil
+	}
+	return rs.st.relayedByKey(ctx, tenantID, key)
 }
 
 // lookup returns the entry of key.
@@ -179,6 +194,46 @@ func (rs *relayedSet) load(toks []relayedToken, now time.Time) {
 	rs.mu.Unlock()
 }
 
+// apply adds rows another process recorded or ended (read by polling the
+// store) to memory: the store's row is the truth, so it replaces what this
+// set knew of the key. The bound holds as in record, but the rows go from
+// memory only: every replica's memory follows one table, and the replica
+// that records evicts in the table.
+func (rs *relayedSet) apply(toks []relayedToken, now time.Time) {
+	rs.mu.Lock()
+	rs.addLocked(toks, now.Unix())
+	rs.mu.Unlock()
+}
+
+// applyRelayed adds rows of this tenant's record that a poll of the store
+// read, and drops each refresh and ID token among them from the
+// verified-token cache, as relay does for its own: one this replica
+// accepted as a bearer before it learned the kind is refused from now on.
+// (An opaque one cached under its remoteKey is caught by
+// refusedAsRelayed.)
+func (p *provider) applyRelayed(toks []relayedToken) {
+	p.relayed.apply(toks, p.now())
+	for _, t := range toks {
+		if t.class != classAccess {
+			p.tokens.remove(t.key)
+		}
+	}
+}
+
+// refusedAsRelayed is the refusal of a token, already verified and cached,
+// that the record now names a refresh or ID token; nil otherwise. Only
+// replicas need it: a process alone drops such a token from its cache when
+// it records it.
+func (p *provider) refusedAsRelayed(raw string) error {
+	if !p.relayed.shared || p.relayed.n.Load() == 0 {
+		return nil
+	}
+	if why := bearerRefusal(decideKind(kindSignals{relayed: p.relayed.classOf(tokenKey(raw))})); why != "" {
+		return refuse(reasonTokenType, "%s", why)
+	}
+	return nil
+}
+
 // relay records what the answer tr passes on, before it is written: its
 // access token, refresh token and ID token, in one session; given is the
 // refresh token a /refresh call was made with ("" otherwise), whose session
@@ -191,7 +246,11 @@ func (p *provider) relay(ctx context.Context, tr *tokenResponse, given string) e
 	now := p.now()
 	session, givenKnown, sid := uint64(0), false, uint64(0)
 	if given != "" {
-		if e, ok := p.relayed.lookup(tokenKey(given)); ok {
+		e, ok, err := p.relayed.find(ctx, p.tenant.ID, tokenKey(given))
+		if err != nil {
+			return err
+		}
+		if ok {
 			session, givenKnown, sid = e.session, true, e.sid
 		}
 	}
@@ -393,6 +452,13 @@ func jwtExpiry(raw string) int64 {
 // loadRelayed reads the record in force from the store into each tenant's
 // set, at start.
 func (s *server) loadRelayed(ctx context.Context) error {
+	// The number first: a row changed between the two reads is read now
+	// and again by the next poll, never missed.
+	seq, err := s.store.relayedSeq(ctx)
+	if err != nil {
+		return err
+	}
+	s.relSeq.Store(seq)
 	now := time.Now()
 	for _, t := range s.tenants {
 		toks, err := s.store.liveRelayed(ctx, t.cfg.ID, now.Unix(), maxRelayed)
@@ -401,6 +467,24 @@ func (s *server) loadRelayed(ctx context.Context) error {
 		}
 		t.prov.relayed.load(toks, now)
 	}
+	return nil
+}
+
+// pollRelayed applies the changes to the record stored since s.relSeq, by
+// this process or any other on the same database.
+func (s *server) pollRelayed(ctx context.Context) error {
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	byTenant, next, err := s.store.relayedSince(qctx, s.relSeq.Load())
+	if err != nil {
+		return err
+	}
+	for _, t := range s.tenants {
+		if toks := byTenant[t.cfg.ID]; len(toks) > 0 {
+			t.prov.applyRelayed(toks)
+		}
+	}
+	s.relSeq.Store(next)
 	return nil
 }
 

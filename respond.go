@@ -33,7 +33,8 @@ func badRequest(format string, args ...any) *apiError {
 
 // writeError is the one place an error becomes a response. An *apiError is
 // sent as it is; errIdPUnavailable becomes 503 with Retry-After (IdP
-// timeouts are wrapped in it; a storage timeout is not and is a 500); anything
+// timeouts are wrapped in it), and so does errStoreUnavailable (a database
+// the store could not reach; a local SQLite failure is not and is a 500); anything
 // else is logged with the request id and answered SW_INTERNAL, so no driver
 // or upstream text reaches a client.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -60,6 +61,10 @@ func errorAnswer(w http.ResponseWriter, r *http.Request, err error) *apiError {
 		info(r).log.Warn("identity provider unavailable", "request_id", info(r).id, "err", err)
 		w.Header().Set("Retry-After", "5")
 		ae = &apiError{http.StatusServiceUnavailable, "SW_AUTH_IDP_UNAVAILABLE", "the identity provider is unavailable; try again shortly"}
+	case errors.Is(err, errStoreUnavailable):
+		info(r).log.Warn("database unavailable", "request_id", info(r).id, "err", err)
+		w.Header().Set("Retry-After", "5")
+		ae = &apiError{http.StatusServiceUnavailable, "SW_STORE_UNAVAILABLE", "the database is unavailable; try again shortly"}
 	default:
 		info(r).log.Error("internal error", "request_id", info(r).id, "err", err)
 		ae = &apiError{http.StatusInternalServerError, "SW_INTERNAL", "internal error; the server log has details under request id " + info(r).id}

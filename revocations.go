@@ -296,6 +296,23 @@ func (p *provider) revoke(ctx context.Context, st *store, jti *logoutJTI, revs [
 	if err := st.addRevocations(ctx, p.tenant.ID, jti, maxLogoutTokens, now, revs); err != nil {
 		return 0, err
 	}
+	return p.applyRevocationsLocked(revs), nil
+}
+
+// applyRevocations adds revocations another process stored (a replica
+// sharing the database) to memory and drops the tokens they match from the
+// verified-token cache, as revoke does for its own.
+func (p *provider) applyRevocations(revs []revocation) {
+	p.revoked.addMu.Lock()
+	defer p.revoked.addMu.Unlock()
+	p.applyRevocationsLocked(revs)
+}
+
+// applyRevocationsLocked is the in-memory half of revoke, called with addMu
+// held. It returns how many cache entries it purged besides those of
+// tokens revoked by their hash.
+func (p *provider) applyRevocationsLocked(revs []revocation) int {
+	rv := p.revoked
 	rv.mu.Lock()
 	rv.applyLocked(revs)
 	rv.mu.Unlock()
@@ -310,16 +327,17 @@ func (p *provider) revoke(ctx context.Context, st *store, jti *logoutJTI, revs [
 	rv.mu.RLock()
 	purged := p.tokens.removeFunc(rv.matchesLocked)
 	rv.mu.RUnlock()
-	return purged, nil
+	return purged
 }
 
 // loadRevocations reads the revocations in force from the store into each
 // tenant's set, at start.
 func (s *server) loadRevocations(ctx context.Context) error {
-	revs, err := s.store.liveRevocations(ctx, time.Now().Unix())
+	revs, seq, err := s.store.liveRevocations(ctx, time.Now().Unix())
 	if err != nil {
 		return err
 	}
+	s.revSeq.Store(seq)
 	byTenant := map[string][]revocation{}
 	for _, r := range revs {
 		byTenant[r.TenantID] = append(byTenant[r.TenantID], r)
@@ -342,6 +360,70 @@ func (s *server) pruneRevocations(ctx context.Context, now time.Time) error {
 	if _, err := s.store.pruneRevocations(ctx, now.Unix()); err != nil {
 		return fmt.Errorf("prune revocations: %w", err)
 	}
+	return nil
+}
+
+// revocationWatchInterval is how often each process asks the database for
+// revocations that others sharing it stored: a logout on one replica is
+// refused on all of them within about this long (the contract says 2 s).
+const revocationWatchInterval = 500 * time.Millisecond
+
+// runRevocationWatcher applies, every revocationWatchInterval until ctx
+// ends, the revocations and the changes to the record of relayed tokens
+// (relayed.go) stored since the last look, by this process or any other on
+// the same database. Polling a sequence number rather than
+// LISTEN/NOTIFY: it works the same on SQLite and PostgreSQL, needs no
+// connection held open per replica, and a replica that lost the database
+// for a while catches up by the same query, where a listener must reload
+// everything to learn what it missed. It costs one indexed query per
+// replica per interval.
+//
+// Every shortLivedPruneEvery polls it also drops the short-lived rows that
+// expired (refresh answers, handoffs, password-failure windows).
+func (s *server) runRevocationWatcher(ctx context.Context) {
+	t := time.NewTicker(revocationWatchInterval)
+	defer t.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.pollRevocations(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("reading new revocations failed; retrying", "err", err)
+			}
+			if err := s.pollRelayed(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("reading what other replicas relayed failed; retrying", "err", err)
+			}
+			if n%shortLivedPruneEvery == 0 {
+				if err := s.store.pruneShortLived(ctx, time.Now()); err != nil && ctx.Err() == nil {
+					s.log.Warn("pruning expired refresh answers and handoffs failed; retrying later", "err", err)
+				}
+			}
+		}
+	}
+}
+
+// shortLivedPruneEvery: once a minute.
+const shortLivedPruneEvery = int(time.Minute / revocationWatchInterval)
+
+// pollRevocations applies the revocations stored since s.revSeq.
+func (s *server) pollRevocations(ctx context.Context) error {
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	revs, next, err := s.store.revocationsSince(qctx, s.revSeq.Load())
+	if err != nil {
+		return err
+	}
+	byTenant := map[string][]revocation{}
+	for _, r := range revs {
+		byTenant[r.TenantID] = append(byTenant[r.TenantID], r)
+	}
+	for _, t := range s.tenants {
+		if rs := byTenant[t.cfg.ID]; len(rs) > 0 {
+			t.prov.applyRevocations(rs)
+		}
+	}
+	s.revSeq.Store(next)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,12 @@ type server struct {
 	routeTable []route
 	// loopbackHosts (-dev) refuses requests whose Host is not loopback.
 	loopbackHosts bool
+	// revSeq is the revocation sequence number this process is current to
+	// (runRevocationWatcher).
+	revSeq atomic.Int64
+	// relSeq is the change number of the record of relayed tokens this
+	// process is current to (pollRelayed).
+	relSeq atomic.Int64
 }
 
 // tenant is a configured tenant at run time.
@@ -61,7 +68,12 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		tc := &cfg.Tenants[i]
 		t := &tenant{cfg: tc, prov: newProvider(tc, log, met), cors: make(map[string]bool)}
 		t.prov.relayed.st = st
+		t.prov.relayed.shared = st != nil && st.fl.shared
 		t.prov.dpop.trusted = s.trusted
+		if st != nil && st.fl.shared {
+			t.prov.dpop.shared = st
+			t.prov.dpop.keys, t.prov.dpop.tenantID = st.keys, tc.ID
+		}
 		for _, o := range tc.CORSOrigins {
 			t.cors[o] = true
 		}
@@ -78,6 +90,7 @@ func newServer(cfg *config, st *store, log *slog.Logger, met *metrics, devIDP ht
 		warnIssuerRules(log, tc)
 		logAccessTokenWarnings(log, tc)
 	}
+	s.limiter.shareWith(st)
 	s.browser = newBrowserSignIn(s.tenants, s.trusted, st, log)
 	s.handler = s.newMux(devIDP)
 	return s
@@ -101,6 +114,7 @@ func (s *server) startProviders(ctx context.Context) {
 	}
 	go s.runRevocationPruner(ctx)
 	go s.runRelayedPruner(ctx)
+	go s.runRevocationWatcher(ctx)
 }
 
 // tenantFor routes a request to its tenant by Host (port ignored,

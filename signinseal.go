@@ -50,7 +50,8 @@ type sealedSignIn struct {
 }
 
 // signInSealer seals and opens sign-in cookies with the keys in the store,
-// making a new key every signInKeyRotation.
+// making a new key every signInKeyRotation. The store holds one (store.keys)
+// and seals with it too (store_sealing.go): one set of keys, one rotation.
 type signInSealer struct {
 	st  *store
 	now func() time.Time
@@ -134,6 +135,28 @@ func (s *signInSealer) sealingKey(ctx context.Context) (signInKey, cipher.AEAD, 
 func (s *signInSealer) openingKey(ctx context.Context, id int64) (cipher.AEAD, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, err := s.openingLocked(ctx, id); err != nil {
+		return nil, err
+	}
+	return s.aeads[id], nil
+}
+
+// openingSecret is openingKey's key as bytes, for a key derived from it
+// (the DPoP nonces of replicas, dpop.go).
+func (s *signInSealer) openingSecret(ctx context.Context, id int64) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, err := s.openingLocked(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.keys[i].Key, nil
+}
+
+// openingLocked returns the index of key id when it may still open,
+// reading the keys again (at most every signInKeyReloadEvery) when it is
+// not known. Errors: errSealedCookie, or the store's.
+func (s *signInSealer) openingLocked(ctx context.Context, id int64) (int, error) {
 	find := func() int {
 		for i, k := range s.keys {
 			if k.ID == id {
@@ -145,17 +168,17 @@ func (s *signInSealer) openingKey(ctx context.Context, id int64) (cipher.AEAD, e
 	i := find()
 	if i < 0 && s.now().Sub(s.loadedAt) >= signInKeyReloadEvery {
 		if err := s.reloadLocked(ctx); err != nil {
-			return nil, err
+			return -1, err
 		}
 		i = find()
 	}
 	if i < 0 {
-		return nil, errSealedCookie
+		return -1, errSealedCookie
 	}
 	if i > 0 && s.now().Sub(time.Unix(s.keys[i-1].CreatedAt, 0)) >= signInKeyGrace {
-		return nil, errSealedCookie
+		return -1, errSealedCookie
 	}
-	return s.aeads[id], nil
+	return i, nil
 }
 
 // signInAAD binds a sealed cookie to its tenant and its name (which carries

@@ -9,83 +9,11 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite"
 )
-
-// migrations are applied in order; PRAGMA user_version holds how many have
-// run. Append only: an applied migration is never edited.
-//
-// Times are Unix seconds (UTC). Participant and workspace ids are random
-// UUIDs (v4); workspace ids carry a "ws-" prefix.
-var migrations = []string{
-	`CREATE TABLE participants (
-		id                    TEXT PRIMARY KEY,
-		tenant_id             TEXT NOT NULL,
-		issuer                TEXT NOT NULL,
-		subject               TEXT NOT NULL,
-		display_name          TEXT NOT NULL,
-		email                 TEXT NOT NULL DEFAULT '',
-		personal_workspace_id TEXT NOT NULL UNIQUE,
-		created_at            INTEGER NOT NULL,
-		updated_at            INTEGER NOT NULL,
-		UNIQUE (tenant_id, issuer, subject)
-	) STRICT;
-	CREATE TABLE workspaces (
-		id                   TEXT PRIMARY KEY,
-		tenant_id            TEXT NOT NULL,
-		owner_participant_id TEXT NOT NULL REFERENCES participants(id) ON DELETE CASCADE,
-		kind                 TEXT NOT NULL CHECK (kind IN ('personal')),
-		name                 TEXT NOT NULL,
-		created_at           INTEGER NOT NULL
-	) STRICT;
-	CREATE UNIQUE INDEX workspaces_one_personal ON workspaces (owner_participant_id) WHERE kind = 'personal';
-	CREATE INDEX participants_tenant ON participants (tenant_id, created_at);
-	-- meta.generation changes whenever rows are deleted, so that a running
-	-- service drops what it holds in memory.
-	CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
-	INSERT INTO meta (key, value) VALUES ('generation', 0);`,
-	// Version 2: sign-out. revocations are access tokens refused before
-	// their exp; logout_tokens the jti of each back-channel logout token
-	// accepted, so none is accepted twice. Times are Unix seconds (UTC). A
-	// row goes once expires_at has passed: no token it matches is valid by
-	// then. No token is stored: kind 'token' keeps the hex SHA-256 of one
-	// access token; 'sub' refuses a subject's tokens, 'sid' a session's, and
-	// 'sub_nosid' the subject's tokens that name no session, each for tokens
-	// issued (iat) at or before issued_before.
-	`CREATE TABLE revocations (
-		tenant_id     TEXT NOT NULL,
-		kind          TEXT NOT NULL CHECK (kind IN ('token', 'sub', 'sid', 'sub_nosid')),
-		value         TEXT NOT NULL,
-		issued_before INTEGER NOT NULL,
-		expires_at    INTEGER NOT NULL,
-		PRIMARY KEY (tenant_id, kind, value)
-	) STRICT;
-	CREATE INDEX revocations_expiry ON revocations (expires_at);
-	CREATE TABLE logout_tokens (
-		tenant_id  TEXT NOT NULL,
-		jti        TEXT NOT NULL,
-		expires_at INTEGER NOT NULL,
-		PRIMARY KEY (tenant_id, jti)
-	) STRICT;
-	CREATE INDEX logout_tokens_expiry ON logout_tokens (tenant_id, expires_at);`,
-	// Version 3: the keys that seal pending browser sign-ins into their
-	// cookies (store_keys.go), shared by every process on this database.
-	`CREATE TABLE signin_keys (
-		id         INTEGER PRIMARY KEY,
-		key        BLOB NOT NULL,
-		created_at INTEGER NOT NULL
-	) STRICT;`,
-	// Version 4: the subject of a revoked access token (kind 'token'), so
-	// that one subject's tokens can be counted and collapsed into one 'sub'
-	// revocation ('' for rows stored before). From this version a 'token'
-	// row's issued_before is its token's iat (0 for none).
-	`ALTER TABLE revocations ADD COLUMN subject TEXT NOT NULL DEFAULT '';
-	CREATE INDEX revocations_subject ON revocations (tenant_id, subject) WHERE kind = 'token';`,
-	migrationRelayed,    // version 5, store_relayed.go
-	migrationRelayedSID, // version 6, store_relayed.go
-}
 
 // errNotFound is returned by lookups that find no row.
 var errNotFound = errors.New("not found")
@@ -108,13 +36,17 @@ type participant struct {
 	UpdatedAt           time.Time
 }
 
-// store is the SQLite database. All writes go through one connection (w),
-// fed by a single goroutine that commits queued requests together; reads use
-// a pool (r). On this machine a single writer has a worst-case wait of a few
-// milliseconds, where a pool of writers contending on busy_timeout starves
-// some of them for over a second.
+// store is the database: SQLite by default, PostgreSQL (built with -tags
+// postgres) for several replicas; fl holds what differs. With SQLite all
+// writes go through one connection (w), fed by a single goroutine that
+// commits queued requests together; reads use a pool (r). On this machine a
+// single writer has a worst-case wait of a few milliseconds, where a pool of
+// writers contending on busy_timeout starves some of them for over a second.
+// With PostgreSQL w and r are one pool and each caller writes in its own
+// transaction.
 type store struct {
 	w, r *sql.DB
+	fl   *flavor
 	now  func() time.Time
 
 	queue chan *ensureRequest
@@ -127,6 +59,18 @@ type store struct {
 	closed bool
 
 	cache *participantCache
+	// loginRows counts the password-failure counters this process created
+	// (store_loginfail.go), to check their bound now and then.
+	loginRows atomic.Int64
+	// handoffPuts counts the handoffs this process stored
+	// (store_handoffs.go), to check their bound now and then.
+	handoffPuts atomic.Int64
+	// keys seals and opens with the keys in signin_keys: the browser
+	// sign-in's cookies and what the store seals (store_sealing.go).
+	keys *signInSealer
+	// down is set while the database does not answer the watcher's polls
+	// (for /readyz).
+	down atomic.Bool
 	// onCreate, when set, is called once per participant created
 	// (onParticipantCreated).
 	onCreate func()
@@ -155,8 +99,11 @@ type ensureResult struct {
 }
 
 const (
-	maxBatch           = 128
-	generationInterval = time.Second
+	maxBatch = 128
+	// watchInterval is how often the store polls the database for what
+	// other processes changed (deleted participants) and whether it
+	// answers.
+	watchInterval = 500 * time.Millisecond
 )
 
 // sqliteDSN builds a DSN whose pragmas apply to every pooled connection.
@@ -171,9 +118,18 @@ func sqliteDSN(path string, extra ...string) string {
 	return "file:" + esc + "?" + strings.Join(append(params, extra...), "&")
 }
 
-// openStore opens (creating if needed) and migrates the database at path,
-// applies opts and starts the writer. Close releases it.
-func openStore(ctx context.Context, path string, opts ...storeOption) (*store, error) {
+// openStore opens (creating if needed) and migrates the database, a SQLite
+// file path or a PostgreSQL URL, applies opts and starts the writer. Close
+// releases it.
+func openStore(ctx context.Context, database string, opts ...storeOption) (*store, error) {
+	if isPostgresURL(database) {
+		return openPostgres(ctx, database, opts...)
+	}
+	return openSQLite(ctx, database, opts...)
+}
+
+// openSQLite opens the SQLite database at path.
+func openSQLite(ctx context.Context, path string, opts ...storeOption) (*store, error) {
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
 		return nil, errors.New("database: a file path is required (an in-memory database is not shared between connections)")
 	}
@@ -207,74 +163,41 @@ func openStore(ctx context.Context, path string, opts ...storeOption) (*store, e
 	}
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
+	s, err := startStore(ctx, w, r, sqliteFlavor(), opts)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// startStore makes the store on migrated databases and starts its
+// goroutines; on error it closes w and r.
+func startStore(ctx context.Context, w, r *sql.DB, fl *flavor, opts []storeOption) (*store, error) {
 	s := &store{
 		w:     w,
 		r:     r,
+		fl:    fl,
 		now:   time.Now,
 		queue: make(chan *ensureRequest, 1024),
 		stop:  make(chan struct{}),
 		cache: newParticipantCache(participantCacheBytes),
 	}
+	s.keys = newSignInSealer(s)
 	for _, o := range opts {
 		o(s)
 	}
 	gen, err := s.generation(ctx)
 	if err != nil {
 		s.closeDBs()
-		return nil, fmt.Errorf("open database %s: %w", path, err)
+		return nil, err
 	}
-	s.wg.Add(2)
-	go s.writer()
+	s.wg.Add(1)
 	go s.watchGeneration(gen)
+	if fl.batchWriter {
+		s.wg.Add(1)
+		go s.writer()
+	}
 	return s, nil
-}
-
-// migrate runs the migrations the database has not seen yet, each in its own
-// transaction with the user_version bump. The version is read again inside
-// each write transaction: another process may be migrating the same file at
-// the same moment, and must not make this one apply a migration twice.
-func migrate(ctx context.Context, db *sql.DB) error {
-	var version int
-	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	for version != len(migrations) {
-		if version > len(migrations) {
-			return fmt.Errorf("schema version %d is newer than this binary knows (%d): refusing to run an older binary on it", version, len(migrations))
-		}
-		var err error
-		if version, err = applyMigration(ctx, db); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// applyMigration applies the next migration, if any, and returns the schema
-// version it leaves.
-func applyMigration(ctx context.Context, db *sql.DB) (int, error) {
-	tx, err := db.BeginTx(ctx, nil) // immediate: holds the write lock from here
-	if err != nil {
-		return 0, fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	var v int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		return 0, fmt.Errorf("read schema version: %w", err)
-	}
-	if v >= len(migrations) {
-		return v, nil
-	}
-	if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-		return 0, fmt.Errorf("migrate to schema version %d: %w", v+1, err)
-	}
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
-		return 0, fmt.Errorf("migrate to schema version %d: %w", v+1, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("migrate to schema version %d: %w", v+1, err)
-	}
-	return v + 1, nil
 }
 
 // Close stops the writer after the requests already queued and closes the
@@ -289,14 +212,20 @@ func (s *store) Close() error {
 }
 
 func (s *store) closeDBs() error {
+	if s.r == s.w {
+		return s.w.Close()
+	}
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
 // ping checks that the database answers, for /healthz.
 func (s *store) ping(ctx context.Context) error {
 	var one int
-	return s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+	return s.fl.classify(s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one))
 }
+
+// reachable reports whether the database answered the watcher's last poll.
+func (s *store) reachable() bool { return s == nil || !s.down.Load() }
 
 // ensureParticipant returns the participant for p, creating it and its
 // personal workspace on the first call and updating the display name and
@@ -324,6 +253,16 @@ func (s *store) ensureParticipant(ctx context.Context, p principal, name, email 
 		return participant{}, err
 	}
 	req := &ensureRequest{p: p, name: name, email: email, reply: make(chan ensureResult, 1)}
+	if !s.fl.batchWriter {
+		// Each caller writes in its own transaction; the database serialises
+		// callers for one principal, on any replica, on its unique index.
+		res, err := s.upsertAll(ctx, []*ensureRequest{req})
+		if err != nil {
+			return participant{}, s.fl.classify(err)
+		}
+		s.cache.put(res[0].part, epoch)
+		return res[0].part, nil
+	}
 	if err := s.enqueue(ctx, req); err != nil {
 		return participant{}, err
 	}
@@ -390,10 +329,14 @@ func (s *store) takeBatch(batch []*ensureRequest) []*ensureRequest {
 // commitBatch upserts a batch in one transaction. If the transaction fails,
 // each request is retried alone so that one bad row cannot fail the others.
 func (s *store) commitBatch(batch []*ensureRequest) {
-	results, err := s.upsertAll(batch)
+	// The writer never waits for anything but SQLite while it holds the
+	// transaction: no IdP call, no other store method.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	results, err := s.upsertAll(ctx, batch)
 	if err != nil && len(batch) > 1 {
 		for _, req := range batch {
-			res, err := s.upsertAll([]*ensureRequest{req})
+			res, err := s.upsertAll(ctx, []*ensureRequest{req})
 			if err != nil {
 				req.reply <- ensureResult{err: err}
 				continue
@@ -411,11 +354,8 @@ func (s *store) commitBatch(batch []*ensureRequest) {
 	}
 }
 
-func (s *store) upsertAll(batch []*ensureRequest) ([]ensureResult, error) {
-	// The writer never waits for anything but SQLite while it holds the
-	// transaction: no IdP call, no other store method.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// upsertAll upserts batch in one transaction and commits it.
+func (s *store) upsertAll(ctx context.Context, batch []*ensureRequest) ([]ensureResult, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
@@ -424,7 +364,7 @@ func (s *store) upsertAll(batch []*ensureRequest) ([]ensureResult, error) {
 	now := s.now().Unix()
 	out := make([]ensureResult, len(batch))
 	for i, req := range batch {
-		part, created, err := upsertParticipant(ctx, tx, req, now)
+		part, created, err := s.upsertParticipant(ctx, tx, req, now)
 		if err != nil {
 			return nil, err
 		}
@@ -441,7 +381,12 @@ func (s *store) upsertAll(batch []*ensureRequest) ([]ensureResult, error) {
 	return out, nil
 }
 
-func upsertParticipant(ctx context.Context, tx *sql.Tx, req *ensureRequest, now int64) (participant, bool, error) {
+// upsertParticipant inserts req's participant, or updates its name and
+// email when they changed, then reads the row back. Concurrent callers for
+// one principal (in this process or another) meet on the unique index: one
+// inserts, the others wait for its commit and take the update path, which
+// changes nothing; each then reads the one row.
+func (s *store) upsertParticipant(ctx context.Context, tx *sql.Tx, req *ensureRequest, now int64) (participant, bool, error) {
 	id, wsID := newUUID(), "ws-"+newUUID()
 	// An empty name is a token that named nobody: it names a new
 	// participant by its subject and leaves a stored one's names alone.
@@ -449,26 +394,26 @@ func upsertParticipant(ctx context.Context, tx *sql.Tx, req *ensureRequest, now 
 	if name == "" {
 		name = req.p.Subject
 	}
-	_, err := tx.ExecContext(ctx, `
+	_, err := tx.ExecContext(ctx, s.fl.q(`
 		INSERT INTO participants (id, tenant_id, issuer, subject, display_name, email, personal_workspace_id, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (tenant_id, issuer, subject) DO UPDATE
 		SET display_name = excluded.display_name, email = excluded.email, updated_at = excluded.updated_at
-		WHERE ? AND (display_name IS NOT excluded.display_name OR email IS NOT excluded.email)`,
+		WHERE $10 AND (participants.display_name IS DISTINCT FROM excluded.display_name OR participants.email IS DISTINCT FROM excluded.email)`),
 		id, req.p.TenantID, req.p.Issuer, req.p.Subject, name, req.email, wsID, now, now, req.name != "")
 	if err != nil {
 		return participant{}, false, fmt.Errorf("upsert participant: %w", err)
 	}
-	part, err := scanParticipant(tx.QueryRowContext(ctx, selectParticipant+` WHERE tenant_id = ? AND issuer = ? AND subject = ?`,
+	part, err := scanParticipant(tx.QueryRowContext(ctx, s.fl.q(selectParticipant+` WHERE tenant_id = $1 AND issuer = $2 AND subject = $3`),
 		req.p.TenantID, req.p.Issuer, req.p.Subject))
 	if err != nil {
 		return participant{}, false, fmt.Errorf("read participant back: %w", err)
 	}
 	created := part.ID == id
 	if created {
-		_, err = tx.ExecContext(ctx, `
+		_, err = tx.ExecContext(ctx, s.fl.q(`
 			INSERT INTO workspaces (id, tenant_id, owner_participant_id, kind, name, created_at)
-			VALUES (?, ?, ?, 'personal', 'Personal workspace', ?)`,
+			VALUES ($1, $2, $3, 'personal', 'Personal workspace', $4)`),
 			wsID, req.p.TenantID, id, now)
 		if err != nil {
 			return participant{}, false, fmt.Errorf("create personal workspace: %w", err)
@@ -497,19 +442,19 @@ func scanParticipant(row rowScanner) (participant, error) {
 
 // participantByPrincipal returns the participant for p, or errNotFound.
 func (s *store) participantByPrincipal(ctx context.Context, p principal) (participant, error) {
-	part, err := scanParticipant(s.r.QueryRowContext(ctx, selectParticipant+` WHERE tenant_id = ? AND issuer = ? AND subject = ?`,
+	part, err := scanParticipant(s.r.QueryRowContext(ctx, s.fl.q(selectParticipant+` WHERE tenant_id = $1 AND issuer = $2 AND subject = $3`),
 		p.TenantID, p.Issuer, p.Subject))
 	if err != nil && !errors.Is(err, errNotFound) {
-		return participant{}, fmt.Errorf("read participant: %w", err)
+		return participant{}, s.fl.classify(fmt.Errorf("read participant: %w", err))
 	}
 	return part, err
 }
 
 // participantByID returns one participant, or errNotFound.
 func (s *store) participantByID(ctx context.Context, id string) (participant, error) {
-	part, err := scanParticipant(s.r.QueryRowContext(ctx, selectParticipant+` WHERE id = ?`, id))
+	part, err := scanParticipant(s.r.QueryRowContext(ctx, s.fl.q(selectParticipant+` WHERE id = $1`), id))
 	if err != nil && !errors.Is(err, errNotFound) {
-		return participant{}, fmt.Errorf("read participant %s: %w", id, err)
+		return participant{}, s.fl.classify(fmt.Errorf("read participant %s: %w", id, err))
 	}
 	return part, err
 }
@@ -520,7 +465,7 @@ func (s *store) listParticipants(ctx context.Context, tenantID string) ([]partic
 	q := selectParticipant + ` ORDER BY created_at, id`
 	args := []any{}
 	if tenantID != "" {
-		q = selectParticipant + ` WHERE tenant_id = ? ORDER BY created_at, id`
+		q = s.fl.q(selectParticipant + ` WHERE tenant_id = $1 ORDER BY created_at, id`)
 		args = append(args, tenantID)
 	}
 	rows, err := s.r.QueryContext(ctx, q, args...)
@@ -551,7 +496,7 @@ func (s *store) deleteParticipant(ctx context.Context, id string) error {
 		return fmt.Errorf("delete participant: %w", err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `DELETE FROM participants WHERE id = ?`, id)
+	res, err := tx.ExecContext(ctx, s.fl.q(`DELETE FROM participants WHERE id = $1`), id)
 	if err != nil {
 		return fmt.Errorf("delete participant: %w", err)
 	}
@@ -571,6 +516,9 @@ func (s *store) deleteParticipant(ctx context.Context, id string) error {
 // backup writes a consistent copy of the database to path, mode 0600,
 // while others keep reading and writing. The file must not exist.
 func (s *store) backup(ctx context.Context, path string) error {
+	if s.fl.shared {
+		return errors.New("backup: this command copies a SQLite database; back up PostgreSQL with pg_dump")
+	}
 	// VACUUM INTO fills an empty file as it finds it, so the copy is
 	// created here with its mode; O_EXCL also keeps an existing file safe.
 	if err := createPrivateFile(path); err != nil {
@@ -593,10 +541,11 @@ func (s *store) generation(ctx context.Context) (int64, error) {
 }
 
 // watchGeneration polls meta.generation and clears the participant cache
-// when another process (the admin command) deleted rows.
+// when another process (the admin command, another replica) deleted rows.
+// A failed poll marks the database down until one succeeds.
 func (s *store) watchGeneration(last int64) {
 	defer s.wg.Done()
-	t := time.NewTicker(generationInterval)
+	t := time.NewTicker(watchInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -606,6 +555,7 @@ func (s *store) watchGeneration(last int64) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			g, err := s.generation(ctx)
 			cancel()
+			s.down.Store(err != nil)
 			if err == nil && g != last {
 				s.cache.clear()
 				last = g

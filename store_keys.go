@@ -20,9 +20,9 @@ const maxSignInKeys = 3
 
 // signInKeys returns the newest maxSignInKeys keys, newest first.
 func (s *store) signInKeys(ctx context.Context) ([]signInKey, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, key, created_at FROM signin_keys ORDER BY created_at DESC, id DESC LIMIT ?`, maxSignInKeys)
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT id, key, created_at FROM signin_keys ORDER BY created_at DESC, id DESC LIMIT $1`), maxSignInKeys)
 	if err != nil {
-		return nil, fmt.Errorf("load sign-in keys: %w", err)
+		return nil, s.fl.classify(fmt.Errorf("load sign-in keys: %w", err))
 	}
 	defer rows.Close()
 	var out []signInKey
@@ -46,13 +46,13 @@ func (s *store) signInKeys(ctx context.Context) ([]signInKey, error) {
 func (s *store) addSignInKey(ctx context.Context, key []byte, now, keepFrom int64) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("add sign-in key: %w", err)
+		return s.fl.classify(fmt.Errorf("add sign-in key: %w", err))
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO signin_keys (key, created_at) VALUES (?, ?)`, key, now); err != nil {
+	if _, err := tx.ExecContext(ctx, s.fl.q(`INSERT INTO signin_keys (key, created_at) VALUES ($1, $2)`), key, now); err != nil {
 		return fmt.Errorf("add sign-in key: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM signin_keys WHERE created_at < ?`, keepFrom); err != nil {
+	if _, err := tx.ExecContext(ctx, s.fl.q(`DELETE FROM signin_keys WHERE created_at < $1`), keepFrom); err != nil {
 		return fmt.Errorf("add sign-in key: %w", err)
 	}
 	if err := tx.Commit(); err != nil {

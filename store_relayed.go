@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 )
@@ -11,7 +12,7 @@ import (
 // its kind, the sign-in session it was relayed in, and whether /logout
 // ended that session. A row goes once expires_at (Unix seconds) has passed,
 // when its token cannot be valid any more. Rows are inserted in the order
-// relayed, which rowid keeps.
+// relayed, which rowid keeps (on PostgreSQL, a column of that name).
 const migrationRelayed = `CREATE TABLE relayed_tokens (
 		tenant_id  TEXT NOT NULL,
 		key_hash   BLOB NOT NULL,
@@ -29,6 +30,34 @@ const migrationRelayed = `CREATE TABLE relayed_tokens (
 // carried (a 64-bit hash with the tenant, not the sid), 0 for none, so that
 // a back-channel logout naming that sid ends the session here.
 const migrationRelayedSID = `ALTER TABLE relayed_tokens ADD COLUMN sid_hash INTEGER NOT NULL DEFAULT 0;`
+
+// boolInt is b as the 0 or 1 an INTEGER column holds on both databases.
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// migrationRelayedSeq (schema version 9) numbers the changes to the record
+// of relayed tokens, as version 7 does revocations: each row carries the
+// number of the transaction that last added, extended or ended it, from
+// meta.relayed_seq, so that every process sharing the database can read
+// what the others relayed or signed out since it last looked.
+const migrationRelayedSeq = `ALTER TABLE relayed_tokens ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX relayed_tokens_seq ON relayed_tokens (seq);
+	INSERT INTO meta (key, value) VALUES ('relayed_seq', 0);`
+
+// nextRelayedSeq takes the next change number in tx. It goes first in the
+// transaction: the row lock it takes holds every other writer of the
+// record (on any replica) until this one commits, so numbers become
+// visible in the order they were given and a reader of "seq > last"
+// misses none (relayedSince).
+func nextRelayedSeq(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var seq int64
+	err := tx.QueryRowContext(ctx, `UPDATE meta SET value = value + 1 WHERE key = 'relayed_seq' RETURNING value`).Scan(&seq)
+	return seq, err
+}
 
 func relayedKindName(c tokenClass) string {
 	switch c {
@@ -59,21 +88,27 @@ func (s *store) addRelayed(ctx context.Context, tenantID string, toks []relayedT
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store relayed tokens: %w", err)
+		return s.fl.classify(fmt.Errorf("store relayed tokens: %w", err))
 	}
 	defer tx.Rollback()
+	seq, err := nextRelayedSeq(ctx, tx)
+	if err != nil {
+		return s.fl.classify(fmt.Errorf("store relayed tokens: %w", err))
+	}
 	for _, t := range toks {
-		_, err := tx.ExecContext(ctx, `INSERT INTO relayed_tokens (tenant_id, key_hash, kind, session_id, ended, expires_at, sid_hash)
-			VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (tenant_id, key_hash) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at),
-				sid_hash = CASE excluded.sid_hash WHEN 0 THEN sid_hash ELSE excluded.sid_hash END`,
-			tenantID, t.key[:], relayedKindName(t.class), int64(t.session), t.ended, t.expires, int64(t.sid))
+		_, err := tx.ExecContext(ctx, s.fl.q(`INSERT INTO relayed_tokens (tenant_id, key_hash, kind, session_id, ended, expires_at, sid_hash, seq)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (tenant_id, key_hash) DO UPDATE
+			SET expires_at = greatest(relayed_tokens.expires_at, excluded.expires_at),
+				sid_hash = CASE excluded.sid_hash WHEN 0 THEN relayed_tokens.sid_hash ELSE excluded.sid_hash END,
+				seq = excluded.seq`),
+			tenantID, t.key[:], relayedKindName(t.class), int64(t.session), boolInt(t.ended), t.expires, int64(t.sid), seq)
 		if err != nil {
-			return fmt.Errorf("store relayed tokens: %w", err)
+			return s.fl.classify(fmt.Errorf("store relayed tokens: %w", err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store relayed tokens: %w", err)
+		return s.fl.classify(fmt.Errorf("store relayed tokens: %w", err))
 	}
 	return nil
 }
@@ -83,16 +118,20 @@ func (s *store) addRelayed(ctx context.Context, tenantID string, toks []relayedT
 func (s *store) endRelayedSessions(ctx context.Context, tenantID string, sessions []uint64) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("end relayed sessions: %w", err)
+		return s.fl.classify(fmt.Errorf("end relayed sessions: %w", err))
 	}
 	defer tx.Rollback()
+	seq, err := nextRelayedSeq(ctx, tx)
+	if err != nil {
+		return s.fl.classify(fmt.Errorf("end relayed sessions: %w", err))
+	}
 	for _, id := range sessions {
-		if _, err := tx.ExecContext(ctx, `UPDATE relayed_tokens SET ended = 1 WHERE tenant_id = ? AND session_id = ?`, tenantID, int64(id)); err != nil {
-			return fmt.Errorf("end relayed sessions: %w", err)
+		if _, err := tx.ExecContext(ctx, s.fl.q(`UPDATE relayed_tokens SET ended = 1, seq = $3 WHERE tenant_id = $1 AND session_id = $2`), tenantID, int64(id), seq); err != nil {
+			return s.fl.classify(fmt.Errorf("end relayed sessions: %w", err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("end relayed sessions: %w", err)
+		return s.fl.classify(fmt.Errorf("end relayed sessions: %w", err))
 	}
 	return nil
 }
@@ -105,7 +144,14 @@ func (s *store) deleteRelayed(ctx context.Context, tenantID string, keys [][32]b
 		for _, k := range keys[:n] {
 			args = append(args, k[:])
 		}
-		q := `DELETE FROM relayed_tokens WHERE tenant_id = ? AND key_hash IN (?` + strings.Repeat(", ?", n-1) + `)`
+		var in strings.Builder
+		for i := range n {
+			if i > 0 {
+				in.WriteString(", ")
+			}
+			fmt.Fprintf(&in, "$%d", i+2)
+		}
+		q := s.fl.q(`DELETE FROM relayed_tokens WHERE tenant_id = $1 AND key_hash IN (` + in.String() + `)`)
 		if _, err := s.w.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("delete relayed tokens: %w", err)
 		}
@@ -114,46 +160,95 @@ func (s *store) deleteRelayed(ctx context.Context, tenantID string, keys [][32]b
 	return nil
 }
 
+// relayedByKey returns the row of key, if the record holds one.
+func (s *store) relayedByKey(ctx context.Context, tenantID string, key [32]byte) (relayedEntry, bool, error) {
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT '', key_hash, kind, session_id, ended, expires_at, sid_hash, seq
+		FROM relayed_tokens WHERE tenant_id = $1 AND key_hash = $2`), tenantID, key[:])
+	if err != nil {
+		return relayedEntry{}, false, s.fl.classify(fmt.Errorf("load relayed token: %w", err))
+	}
+	byTenant, _, err := s.scanRelayed(rows)
+	if err != nil || len(byTenant[""]) == 0 {
+		return relayedEntry{}, false, err
+	}
+	return byTenant[""][0].relayedEntry, true, nil
+}
+
+// relayedSeq is the change number the record is current to: read it
+// before liveRelayed, and pass it to relayedSince to learn what came after.
+func (s *store) relayedSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	if err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'relayed_seq'`).Scan(&seq); err != nil {
+		return 0, s.fl.classify(fmt.Errorf("load relayed tokens: %w", err))
+	}
+	return seq, nil
+}
+
 // liveRelayed returns the newest max rows of tenantID that have not expired
 // at now (Unix seconds), oldest first.
 func (s *store) liveRelayed(ctx context.Context, tenantID string, now int64, max int) ([]relayedToken, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT key_hash, kind, session_id, ended, expires_at, sid_hash FROM (
-			SELECT rowid, key_hash, kind, session_id, ended, expires_at, sid_hash FROM relayed_tokens
-			WHERE tenant_id = ? AND expires_at > ? ORDER BY rowid DESC LIMIT ?)
-		ORDER BY rowid`, tenantID, now, max)
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT '', key_hash, kind, session_id, ended, expires_at, sid_hash, seq FROM (
+			SELECT rowid, key_hash, kind, session_id, ended, expires_at, sid_hash, seq FROM relayed_tokens
+			WHERE tenant_id = $1 AND expires_at > $2 ORDER BY rowid DESC LIMIT $3) AS newest
+		ORDER BY rowid`), tenantID, now, max)
 	if err != nil {
-		return nil, fmt.Errorf("load relayed tokens: %w", err)
+		return nil, s.fl.classify(fmt.Errorf("load relayed tokens: %w", err))
 	}
+	byTenant, _, err := s.scanRelayed(rows)
+	return byTenant[""], err
+}
+
+// relayedSince returns, by tenant, the rows of the record added, extended or
+// ended after change number seq, by this process or another sharing the
+// database, in the order of their changes; and the number to pass next
+// time.
+func (s *store) relayedSince(ctx context.Context, seq int64) (map[string][]relayedToken, int64, error) {
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT tenant_id, key_hash, kind, session_id, ended, expires_at, sid_hash, seq
+		FROM relayed_tokens WHERE seq > $1 ORDER BY seq, rowid`), seq)
+	if err != nil {
+		return nil, seq, s.fl.classify(fmt.Errorf("load relayed tokens: %w", err))
+	}
+	byTenant, last, err := s.scanRelayed(rows)
+	return byTenant, max(seq, last), err
+}
+
+// scanRelayed reads rows of (tenant, key_hash, kind, session_id, ended,
+// expires_at, sid_hash, seq) by tenant, and the largest seq among them.
+func (s *store) scanRelayed(rows *sql.Rows) (map[string][]relayedToken, int64, error) {
 	defer rows.Close()
-	var out []relayedToken
+	out := map[string][]relayedToken{}
+	var last int64
 	for rows.Next() {
 		var (
+			tenant  string
 			key     []byte
 			kind    string
 			session int64
 			sid     int64
 			ended   bool
+			seq     int64
 			t       relayedToken
 		)
-		if err := rows.Scan(&key, &kind, &session, &ended, &t.expires, &sid); err != nil {
-			return nil, fmt.Errorf("load relayed tokens: %w", err)
+		if err := rows.Scan(&tenant, &key, &kind, &session, &ended, &t.expires, &sid, &seq); err != nil {
+			return nil, 0, s.fl.classify(fmt.Errorf("load relayed tokens: %w", err))
 		}
+		last = max(last, seq)
 		if len(key) != len(t.key) {
 			continue
 		}
 		copy(t.key[:], key)
 		t.class, t.session, t.ended, t.sid = relayedKindClass(kind), uint64(session), ended, uint64(sid)
-		out = append(out, t)
+		out[tenant] = append(out[tenant], t)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load relayed tokens: %w", err)
+		return nil, 0, s.fl.classify(fmt.Errorf("load relayed tokens: %w", err))
 	}
-	return out, nil
+	return out, last, nil
 }
 
 // pruneRelayed deletes the rows that expired at or before now.
 func (s *store) pruneRelayed(ctx context.Context, now int64) error {
-	if _, err := s.w.ExecContext(ctx, `DELETE FROM relayed_tokens WHERE expires_at <= ?`, now); err != nil {
+	if _, err := s.w.ExecContext(ctx, s.fl.q(`DELETE FROM relayed_tokens WHERE expires_at <= $1`), now); err != nil {
 		return fmt.Errorf("prune relayed tokens: %w", err)
 	}
 	return nil

@@ -53,14 +53,26 @@ var (
 // before, errTooManyLogoutTokens when the tenant has maxLive unexpired jtis
 // (now is Unix seconds), nothing stored in either case.
 func (s *store) addRevocations(ctx context.Context, tenantID string, jti *logoutJTI, maxLive int, now int64, revs []revocation) error {
+	return s.fl.classify(s.addRevocationsTx(ctx, tenantID, jti, maxLive, now, revs))
+}
+
+func (s *store) addRevocationsTx(ctx context.Context, tenantID string, jti *logoutJTI, maxLive int, now int64, revs []revocation) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store revocation: %w", err)
 	}
 	defer tx.Rollback()
+	// The sequence number goes first: the row lock it takes holds every
+	// other writer of revocations (on any replica) until this one commits,
+	// so numbers become visible in the order they were given and a watcher
+	// reading "seq > last" misses none (revocationsSince).
+	var seq int64
+	if err := tx.QueryRowContext(ctx, `UPDATE meta SET value = value + 1 WHERE key = 'revocation_seq' RETURNING value`).Scan(&seq); err != nil {
+		return fmt.Errorf("store revocation: %w", err)
+	}
 	if jti != nil {
-		res, err := tx.ExecContext(ctx, `INSERT INTO logout_tokens (tenant_id, jti, expires_at) VALUES (?, ?, ?)
-			ON CONFLICT (tenant_id, jti) DO NOTHING`, tenantID, jti.ID, jti.ExpiresAt)
+		res, err := tx.ExecContext(ctx, s.fl.q(`INSERT INTO logout_tokens (tenant_id, jti, expires_at) VALUES ($1, $2, $3)
+			ON CONFLICT (tenant_id, jti) DO NOTHING`), tenantID, jti.ID, jti.ExpiresAt)
 		if err != nil {
 			return fmt.Errorf("store logout token: %w", err)
 		}
@@ -68,7 +80,7 @@ func (s *store) addRevocations(ctx context.Context, tenantID string, jti *logout
 			return errReplayed
 		}
 		var live int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM logout_tokens WHERE tenant_id = ? AND expires_at > ?`,
+		if err := tx.QueryRowContext(ctx, s.fl.q(`SELECT count(*) FROM logout_tokens WHERE tenant_id = $1 AND expires_at > $2`),
 			tenantID, now).Scan(&live); err != nil {
 			return fmt.Errorf("count logout tokens: %w", err)
 		}
@@ -77,16 +89,17 @@ func (s *store) addRevocations(ctx context.Context, tenantID string, jti *logout
 		}
 	}
 	for _, r := range revs {
-		_, err := tx.ExecContext(ctx, `INSERT INTO revocations (tenant_id, kind, value, issued_before, expires_at, subject)
-			VALUES (?, ?, ?, ?, ?, ?)
+		_, err := tx.ExecContext(ctx, s.fl.q(`INSERT INTO revocations (tenant_id, kind, value, issued_before, expires_at, subject, seq)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
 			ON CONFLICT (tenant_id, kind, value) DO UPDATE
-			SET issued_before = max(issued_before, excluded.issued_before), expires_at = max(expires_at, excluded.expires_at)`,
-			tenantID, r.Kind, r.Value, r.IssuedBefore, r.ExpiresAt, r.Subject)
+			SET issued_before = greatest(revocations.issued_before, excluded.issued_before),
+				expires_at = greatest(revocations.expires_at, excluded.expires_at), seq = excluded.seq`),
+			tenantID, r.Kind, r.Value, r.IssuedBefore, r.ExpiresAt, r.Subject, seq)
 		if err != nil {
 			return fmt.Errorf("store revocation: %w", err)
 		}
 		if r.Kind == revokeSub {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM revocations WHERE tenant_id = ? AND kind = 'token' AND subject = ? AND issued_before <= ? AND expires_at <= ?`,
+			if _, err := tx.ExecContext(ctx, s.fl.q(`DELETE FROM revocations WHERE tenant_id = $1 AND kind = 'token' AND subject = $2 AND issued_before <= $3 AND expires_at <= $4`),
 				tenantID, r.Value, r.IssuedBefore, r.ExpiresAt); err != nil {
 				return fmt.Errorf("store revocation: %w", err)
 			}
@@ -99,25 +112,48 @@ func (s *store) addRevocations(ctx context.Context, tenantID string, jti *logout
 }
 
 // liveRevocations returns every revocation that has not expired at now
-// (Unix seconds), of all tenants.
-func (s *store) liveRevocations(ctx context.Context, now int64) ([]revocation, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT tenant_id, kind, value, issued_before, expires_at, subject FROM revocations WHERE expires_at > ?`, now)
+// (Unix seconds), of all tenants, and the sequence number they are current
+// to: pass it to revocationsSince to learn what comes after.
+func (s *store) liveRevocations(ctx context.Context, now int64) ([]revocation, int64, error) {
+	// The number first: a revocation committed between the two reads is
+	// read now and again by the next revocationsSince, never missed.
+	var seq int64
+	if err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'revocation_seq'`).Scan(&seq); err != nil {
+		return nil, 0, s.fl.classify(fmt.Errorf("load revocations: %w", err))
+	}
+	revs, _, err := s.queryRevocations(ctx, `WHERE expires_at > $1`, now)
+	return revs, seq, err
+}
+
+// revocationsSince returns the revocations added or widened after sequence
+// number seq, by this process or another sharing the database, and the
+// number to pass next time.
+func (s *store) revocationsSince(ctx context.Context, seq int64) ([]revocation, int64, error) {
+	revs, last, err := s.queryRevocations(ctx, `WHERE seq > $1`, seq)
+	return revs, max(seq, last), err
+}
+
+func (s *store) queryRevocations(ctx context.Context, where string, arg int64) ([]revocation, int64, error) {
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT tenant_id, kind, value, issued_before, expires_at, subject, seq FROM revocations `+where), arg)
 	if err != nil {
-		return nil, fmt.Errorf("load revocations: %w", err)
+		return nil, 0, s.fl.classify(fmt.Errorf("load revocations: %w", err))
 	}
 	defer rows.Close()
 	var out []revocation
+	var last int64
 	for rows.Next() {
 		var r revocation
-		if err := rows.Scan(&r.TenantID, &r.Kind, &r.Value, &r.IssuedBefore, &r.ExpiresAt, &r.Subject); err != nil {
-			return nil, fmt.Errorf("load revocations: %w", err)
+		var seq int64
+		if err := rows.Scan(&r.TenantID, &r.Kind, &r.Value, &r.IssuedBefore, &r.ExpiresAt, &r.Subject, &seq); err != nil {
+			return nil, 0, s.fl.classify(fmt.Errorf("load revocations: %w", err))
 		}
 		out = append(out, r)
+		last = max(last, seq)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load revocations: %w", err)
+		return nil, 0, s.fl.classify(fmt.Errorf("load revocations: %w", err))
 	}
-	return out, nil
+	return out, last, nil
 }
 
 // pruneRevocations deletes the revocations and logout token ids that expired
@@ -129,8 +165,8 @@ func (s *store) pruneRevocations(ctx context.Context, now int64) (int64, error) 
 	}
 	defer tx.Rollback()
 	var n int64
-	for _, q := range []string{`DELETE FROM revocations WHERE expires_at <= ?`, `DELETE FROM logout_tokens WHERE expires_at <= ?`} {
-		res, err := tx.ExecContext(ctx, q, now)
+	for _, q := range []string{`DELETE FROM revocations WHERE expires_at <= $1`, `DELETE FROM logout_tokens WHERE expires_at <= $1`} {
+		res, err := tx.ExecContext(ctx, s.fl.q(q), now)
 		if err != nil {
 			return 0, fmt.Errorf("prune revocations: %w", err)
 		}

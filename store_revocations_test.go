@@ -46,7 +46,7 @@ func TestStoreRevocations(t *testing.T) {
 
 	s = openTestStore(t, path)
 	t.Cleanup(func() { s.Close() })
-	live, err := s.liveRevocations(ctx, now)
+	live, _, err := s.liveRevocations(ctx, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestStoreRevocations(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Errorf("pruneRevocations(now+60) = %d, %v; want 3 rows", n, err)
 	}
-	if live, _ := s.liveRevocations(ctx, 0); len(live) != 1 || live[0].Kind != revokeSub {
+	if live, _, _ := s.liveRevocations(ctx, 0); len(live) != 1 || live[0].Kind != revokeSub {
 		t.Errorf("after pruning: %+v; want the subject's row alone", live)
 	}
 	// A pruned jti is no longer remembered (its token is refused by its iat).
@@ -89,7 +89,7 @@ func TestStoreLogoutTokensBounded(t *testing.T) {
 	if err := s.addRevocations(ctx, "acme", &logoutJTI{"d", now + 60}, max, now, r); !errors.Is(err, errTooManyLogoutTokens) {
 		t.Errorf("logout token over the bound: err = %v; want errTooManyLogoutTokens", err)
 	}
-	if live, _ := s.liveRevocations(ctx, 0); len(live) != 0 {
+	if live, _, _ := s.liveRevocations(ctx, 0); len(live) != 0 {
 		t.Errorf("a refused logout token stored %+v", live)
 	}
 	if got := queryInt(t, s.r, `SELECT count(*) FROM logout_tokens`); got != max {

@@ -9,6 +9,7 @@
 #   OUT      where the binaries go (default: dist)
 #   TARGETS  GOARCH values to build, space-separated (default: "amd64 arm64 arm");
 #            arm is built for GOARM=7 unless GOARM is set
+#   TAGS     build tags (default: none; "postgres" builds in PostgreSQL support)
 #
 # Output: OUT/scaiwave-auth-linux-ARCH for each target, and OUT/SHA256SUMS
 # (check a copy with: cd OUT && sha256sum -c SHA256SUMS). The first build on
@@ -35,7 +36,7 @@ for arch in $targets; do
   bin="scaiwave-auth-linux-$arch"
   echo "building $out/$bin ($version)" >&2
   CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOARM=${GOARM:-7} \
-    go build -trimpath -ldflags "-s -w -X main.releaseVersion=$version" -o "$out/$bin" .
+    go build -trimpath -tags "${TAGS:-}" -ldflags "-s -w -X main.releaseVersion=$version" -o "$out/$bin" .
   built+=("$bin")
 done
 

@@ -32,6 +32,10 @@
 #   COMPARE=path                  also measure this binary (label "compare"),
 #                                 e.g. a build of main, in the same rounds
 #   NOCACHE=1                     also measure a -tags tokencacheoff build
+#   PG_URL=postgres://…           also measure a -tags postgres build on this
+#                                 database (label "pg"); its CPU per request
+#                                 counts the server's postgres processes too
+#                                 (same machine), in column pg_cpu_us/req
 #   SERVICE_ENV="GOGC=100 GOMEMLIMIT=64MiB"   environment of the service runs only
 #   RUNS="trivial cached cold"    which runs to make
 # The machine may be shared: compare the ratios within a round, and read the
@@ -66,6 +70,10 @@ fi
 go build -o "$LOAD_DIR/trivial" ./testdata/load/trivial
 BINS=("service=$BIN")
 if [ -n "${COMPARE:-}" ]; then BINS+=("compare=$COMPARE"); fi
+if [ -n "${PG_URL:-}" ]; then
+	CGO_ENABLED=0 go build -tags postgres -o "$LOAD_DIR/scaiwave-auth-pg" .
+	BINS+=("pg=$LOAD_DIR/scaiwave-auth-pg")
+fi
 if [ "${NOCACHE:-}" = 1 ]; then
 	CGO_ENABLED=0 go build -tags tokencacheoff -o "$LOAD_DIR/scaiwave-auth-nocache" .
 	BINS+=("nocache=$LOAD_DIR/scaiwave-auth-nocache")
@@ -88,8 +96,15 @@ trap stop EXIT
 start() {
 	local db=$LOAD_DIR/dev.db
 	[ "${2:-service}" = service ] || db=$LOAD_DIR/$2.db
-	# shellcheck disable=SC2086 # SERVICE_ENV is a list of NAME=value words
-	env ${SERVICE_ENV:-} "$1" -dev -addr "$ADDR" -db "$db" >/dev/null 2>>"$LOAD_DIR/service.log" &
+	if [ "${2:-}" = pg ]; then
+		# The pg build on PG_URL; -dev keeps its IdP's key in the working
+		# directory then, so it runs in LOAD_DIR.
+		# shellcheck disable=SC2086 # SERVICE_ENV is a list of NAME=value words
+		(cd "$LOAD_DIR" && exec env ${SERVICE_ENV:-} "$1" -dev -addr "$ADDR" -db "$PG_URL" >/dev/null 2>>"$LOAD_DIR/service.log") &
+	else
+		# shellcheck disable=SC2086 # SERVICE_ENV is a list of NAME=value words
+		env ${SERVICE_ENV:-} "$1" -dev -addr "$ADDR" -db "$db" >/dev/null 2>>"$LOAD_DIR/service.log" &
+	fi
 	PID=$!
 	wait_up "http://$ADDR/healthz"
 }
@@ -151,32 +166,42 @@ done
 
 # cpu_ticks PID: user and system time of the process so far, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# pg_ticks: the same for every postgres process on this machine (0 if none).
+pg_ticks() {
+	local sum=0 p
+	for p in $(pgrep -x postgres 2>/dev/null || true); do
+		sum=$((sum + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$sum"
+}
 
 # load NAME CONNS MODE URL [FILE]: one wrk run against the process PID; appends its
 # result to RESULTS and prints it.
 load() {
 	local name=$1 conns=$2 mode=$3 url=$4 file=${5:-$LOAD_DIR/cold.txt}
 	[ "$mode" = same ] && file=$LOAD_DIR/people.txt
-	local t0 t1 out hwm
+	local t0 t1 g0 g1 out hwm
 	t0=$(cpu_ticks "$PID")
+	g0=$(pg_ticks)
 	out=$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" -s testdata/load/register.lua "$url" -- "$file" "$mode" "$THREADS" | grep '^RESULT')
 	t1=$(cpu_ticks "$PID")
+	g1=$(pg_ticks)
 	hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$PID/status")
 	echo "$out" | awk -v round="$round" -v name="$name" -v conns="$conns" -v hwm="$hwm" \
-		-v cpu=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '{
+		-v cpu=$((t1 - t0)) -v pgcpu=$((g1 - g0)) -v hz="$(getconf CLK_TCK)" '{
 		for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 		rps = v["requests"] / (v["duration_us"] / 1e6)
-		printf "%s %s %d %.0f %.2f %.2f %d %d %.1f %.1f %d\n", round, name, conns, rps,
+		printf "%s %s %d %.0f %.2f %.2f %d %d %.1f %.1f %d %.1f\n", round, name, conns, rps,
 			v["p50_us"] / 1000, v["p99_us"] / 1000, v["non2xx"], v["socket_errors"],
-			hwm / 1024, cpu / hz * 1e6 / v["requests"], v["tokens_reused"]
-	}' | tee -a "$RESULTS" | awk '{ printf "%-5s %-16s %5s %9s %8s %8s %6s %6s %8s %10s%s\n",
-		$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, ($11 == 1 ? "  (tokens ran out: some were sent twice)" : "") }'
+			hwm / 1024, cpu / hz * 1e6 / v["requests"], v["tokens_reused"], pgcpu / hz * 1e6 / v["requests"]
+	}' | tee -a "$RESULTS" | awk '{ printf "%-5s %-16s %5s %9s %8s %8s %6s %6s %8s %10s %10s%s\n",
+		$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, ($11 == 1 ? "  (tokens ran out: some were sent twice)" : "") }'
 }
 
 RESULTS=$LOAD_DIR/results.txt
 : >"$RESULTS"
 echo "== load: wrk -t$THREADS -d$DURATION, rounds $ROUNDS, connections $CONNS"
-printf '%-5s %-16s %5s %9s %8s %8s %6s %6s %8s %10s\n' round run conns req/s p50_ms p99_ms non2xx sockerr rss_MiB cpu_us/req
+printf '%-5s %-16s %5s %9s %8s %8s %6s %6s %8s %10s %10s\n' round run conns req/s p50_ms p99_ms non2xx sockerr rss_MiB cpu_us/req pg_cpu_us/req
 for round in $(seq "$ROUNDS"); do
 	for conns in $CONNS; do
 		for run in $RUNS; do
@@ -205,7 +230,7 @@ done
 echo
 echo "== summary: median over rounds [min-max]; ratio = req/s over the same round's trivial run"
 awk '
-	{ key = $2 " " $3; rps[key, $1] = $4; rss[key, $1] = $9; cpu[key, $1] = $10; p99[key, $1] = $6
+	{ key = $2 " " $3; rps[key, $1] = $4; rss[key, $1] = $9; cpu[key, $1] = $10; p99[key, $1] = $6; pgc[key, $1] = $12
 	  keys[key] = 1; rounds[$1] = 1; if ($2 == "trivial") floor[$3, $1] = $4 }
 	function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
 		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
@@ -214,11 +239,11 @@ awk '
 		if (n == 0) return "-"
 		return sprintf(fmt " [" fmt "-" fmt "]", med(x, n), lo, hi) }
 	END {
-		printf "%-16s %5s %24s %22s %22s %24s %22s\n", "run", "conns", "req/s", "ratio", "p99_ms", "peak_rss_MiB", "cpu_us/req"
+		printf "%-16s %5s %24s %22s %22s %24s %22s %22s\n", "run", "conns", "req/s", "ratio", "p99_ms", "peak_rss_MiB", "cpu_us/req", "pg_cpu_us/req"
 		for (key in keys) {
 			split(key, k, " ")
 			for (r in rounds) if ((key, r) in rps && (k[2], r) in floor) ratio[key, r] = rps[key, r] / floor[k[2], r]
-			printf "%-16s %5s %24s %22s %22s %24s %22s\n", k[1], k[2], stat(rps, key, "%.0f"), stat(ratio, key, "%.2f"),
-				stat(p99, key, "%.2f"), stat(rss, key, "%.1f"), stat(cpu, key, "%.1f")
+			printf "%-16s %5s %24s %22s %22s %24s %22s %22s\n", k[1], k[2], stat(rps, key, "%.0f"), stat(ratio, key, "%.2f"),
+				stat(p99, key, "%.2f"), stat(rss, key, "%.1f"), stat(cpu, key, "%.1f"), stat(pgc, key, "%.1f")
 		}
 	}' "$RESULTS" | sort -k2,2n -k1,1
