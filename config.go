@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -92,6 +93,23 @@ type authFeatures struct {
 	RefreshTokenRotation *bool `json:"refresh_token_rotation"`
 	RequirePKCE          *bool `json:"require_pkce"`
 	RequireHandoffPKCE   *bool `json:"require_handoff_pkce"`
+	// RefreshReplaySeconds is how long a refresh's answer is given again to
+	// the same refresh token (nil: refreshReplayWindow's 10 s; 0: only to
+	// the callers already waiting for it).
+	RefreshReplaySeconds *int `json:"refresh_replay_seconds"`
+}
+
+// maxRefreshReplaySeconds bounds refresh_replay_seconds: the answer is a
+// stolen token's prize for that long.
+const maxRefreshReplaySeconds = 60
+
+// refreshReplay is how long a refresh's answer is given again to the same
+// refresh token: features.auth.refresh_replay_seconds, 10 s by default.
+func (t *tenantConfig) refreshReplay() time.Duration {
+	if r := t.Features.Auth.RefreshReplaySeconds; r != nil {
+		return time.Duration(*r) * time.Second
+	}
+	return refreshReplayWindow
 }
 
 // requireHandoffPKCE reports whether GET /v1/auth/authorize refuses a
@@ -307,6 +325,9 @@ func (t *tenantConfig) validate(getenv func(string) string) error {
 	}
 	if u, err := url.Parse(t.RedirectURI); err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" {
 		return configErrorf("redirect_uri: must be an absolute URL without a fragment")
+	}
+	if r := t.Features.Auth.RefreshReplaySeconds; r != nil && (*r < 0 || *r > maxRefreshReplaySeconds) {
+		return configErrorf("features.auth.refresh_replay_seconds: must be from 0 to %d, not %d", maxRefreshReplaySeconds, *r)
 	}
 	if len(t.Scopes) == 0 {
 		t.Scopes = []string{"openid", "profile", "email"}

@@ -150,6 +150,10 @@ func TestParseConfigErrors(t *testing.T) {
 			"tenants[0].features.auth.password_grant_enabled: must be true or false, not string"},
 		{"refresh_token_rotation a number", cfgJSON(tenants(cfgTenant("acme", "features", map[string]any{"auth": map[string]any{"refresh_token_rotation": 0}}))),
 			"tenants[0].features.auth.refresh_token_rotation: must be true or false, not number"},
+		{"refresh_replay_seconds negative", cfgJSON(tenants(cfgTenant("acme", "features", map[string]any{"auth": map[string]any{"refresh_replay_seconds": -1}}))),
+			"tenants[0].features.auth.refresh_replay_seconds: must be from 0 to 60, not -1"},
+		{"refresh_replay_seconds over a minute", cfgJSON(tenants(cfgTenant("acme", "features", map[string]any{"auth": map[string]any{"refresh_replay_seconds": 61}}))),
+			"tenants[0].features.auth.refresh_replay_seconds: must be from 0 to 60, not 61"},
 
 		// Top level.
 		{"no tenants key", `{"addr": "127.0.0.1:8080"}`, "tenants: at least one tenant is required"},

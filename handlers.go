@@ -345,7 +345,7 @@ func handleRefresh(st *store) http.Handler {
 		// the tokens are bound to the key of the proof that got them.
 		key := refreshKey(t.cfg.ID, rt, scope, jkt)
 		tr, err := t.prov.refresh.do(r.Context(), key, func(ctx context.Context) (*tokenResponse, error) {
-			return st.sharedRefresh(ctx, key, refreshFlightTimeout, func(ctx context.Context) (*tokenResponse, error) {
+			return st.sharedRefresh(ctx, key, refreshFlightTimeout, t.cfg.refreshReplay(), func(ctx context.Context) (*tokenResponse, error) {
 				return refreshAtIdP(ctx, t, rt, scope, proof, rejected)
 			})
 		})

@@ -119,7 +119,7 @@ func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 		p.tokens = newTokenCache(tokenCacheEntries, budget)
 	}
 	p.keys = &keySource{get: p.get, discovery: p.disc.Load, log: p.log, met: met, now: func() time.Time { return p.now() }}
-	p.refresh = newRefreshFlights(func() time.Time { return p.now() })
+	p.refresh = newRefreshFlights(func() time.Time { return p.now() }, t.refreshReplay())
 	p.revoked = newRevocations(maxRevocations)
 	p.relayed = newRelayedSet(maxRelayed)
 	p.names = newNamesCache(maxNamesCache)

@@ -238,7 +238,7 @@ func TestRefreshAnswersLeaveMemory(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	f := newRefreshFlights(clock)
+	f := newRefreshFlights(clock, refreshReplayWindow)
 	answer := func(context.Context) (*tokenResponse, error) { return &tokenResponse{AccessToken: "a"}, nil }
 	if _, err := f.do(context.Background(), refreshFlightKey{token: [32]byte{1}}, answer); err != nil {
 		t.Fatal(err)

@@ -6,9 +6,10 @@ import (
 )
 
 // refreshFlights makes concurrent refreshes with the same token share one
-// IdP call, and keeps a successful answer for refreshReplayWindow so that a
-// second tab or a retried request gets the same tokens instead of tripping
-// the IdP's reuse detection. Answers live only in memory and only that long.
+// IdP call, and keeps a successful answer for the tenant's replay window
+// (refreshReplayWindow by default) so that a second tab or a retried request
+// gets the same tokens instead of tripping the IdP's reuse detection.
+// Answers live only in memory and only that long.
 type refreshFlights struct {
 	*flightGroup[refreshFlightKey, *tokenResponse]
 }
@@ -21,8 +22,8 @@ const (
 	refreshFlightTimeout = idpRequestTimeout + time.Second
 )
 
-func newRefreshFlights(now func() time.Time) *refreshFlights {
-	return &refreshFlights{newFlightGroup[refreshFlightKey, *tokenResponse](now, refreshFlightTimeout, refreshReplayWindow, maxRefreshFlights)}
+func newRefreshFlights(now func() time.Time, replay time.Duration) *refreshFlights {
+	return &refreshFlights{newFlightGroup[refreshFlightKey, *tokenResponse](now, refreshFlightTimeout, replay, maxRefreshFlights)}
 }
 
 // forget drops what is kept for a refresh token, whatever the scope asked:

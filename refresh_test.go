@@ -275,3 +275,39 @@ func TestRefreshFailuresAreNotReplayed(t *testing.T) {
 		})
 	}
 }
+
+// TestRefreshReplaySeconds: features.auth.refresh_replay_seconds sets how
+// long a refresh's answer is given again (the security model's trade: a
+// thief replaying a just-rotated refresh token gets it too); 0 replays it
+// to nobody after the call, and the IdP judges every later use.
+func TestRefreshReplaySeconds(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		seconds   int
+		wantCalls int64
+		wantCode  string
+	}{
+		{0, 2, "SW_AUTH_REFRESH_FAILED"},
+		{30, 1, ""},
+	} {
+		f := newFakeIDP(t)
+		var calls atomic.Int64
+		f.set(func(f *fakeIDP) { f.tokenFn = f.tokOneTimeRefresh("rt-once", 0, &calls) })
+		cfg := f.tenantConfig()
+		cfg.Features.Auth.RefreshReplaySeconds = &tc.seconds
+		a := newTestApp(t, []tenantConfig{cfg})
+		step := fmt.Sprintf("refresh_replay_seconds %d", tc.seconds)
+		tokCheck(t, "/v1/auth/refresh", step+", first use", a.do("POST", "/v1/auth/refresh", "refresh_token=rt-once"), 200, "")
+		// 20 s later: inside a 30 s window, outside the default 10 s one.
+		a.srv.tenants[0].prov.now = func() time.Time { return time.Now().Add(20 * time.Second) }
+		w := a.do("POST", "/v1/auth/refresh", "refresh_token=rt-once")
+		wantStatus := 200
+		if tc.wantCode != "" {
+			wantStatus = 401
+		}
+		tokCheck(t, "/v1/auth/refresh", step+", second use 20 s later", w, wantStatus, tc.wantCode)
+		if c := calls.Load(); c != tc.wantCalls {
+			t.Errorf("POST /v1/auth/refresh (%s): the IdP was called %d times; want %d", step, c, tc.wantCalls)
+		}
+	}
+}

@@ -17,15 +17,17 @@ const refreshPollInterval = 50 * time.Millisecond
 
 // sharedRefresh runs fn, the IdP call for the refresh key names, once
 // across every replica sharing the database, and keeps its answer for
-// refreshReplayWindow (sealed, never in clear) for the others to replay. On
-// SQLite (one box) it is fn: the process's own single flight covers it.
+// replay (sealed, never in clear) for the others to replay; with no replay
+// window, for refreshPollInterval twice, so that the replicas already
+// waiting for it get it. On SQLite (one box) it is fn: the process's own
+// single flight covers it.
 //
 // A replica claims the key with one conditional upsert; the winner calls
 // the IdP, the others poll for the answer. A claim lasts as long as the
 // call may (lease); a winner that dies leaves it to lapse, and the next
 // caller claims it. A failure is not kept: the winner removes its claim and
 // a waiting replica claims it in turn.
-func (s *store) sharedRefresh(ctx context.Context, key refreshFlightKey, lease time.Duration, fn func(context.Context) (*tokenResponse, error)) (*tokenResponse, error) {
+func (s *store) sharedRefresh(ctx context.Context, key refreshFlightKey, lease, replay time.Duration, fn func(context.Context) (*tokenResponse, error)) (*tokenResponse, error) {
 	if !s.fl.shared {
 		return fn(ctx)
 	}
@@ -48,7 +50,7 @@ func (s *store) sharedRefresh(ctx context.Context, key refreshFlightKey, lease t
 			return st.answer(), nil
 		}
 		if claimed {
-			return s.refreshAsWinner(ctx, th, sh, ad, fn)
+			return s.refreshAsWinner(ctx, th, sh, ad, max(replay, 2*refreshPollInterval), fn)
 		}
 		select {
 		case <-ctx.Done():
@@ -76,7 +78,7 @@ func (key refreshFlightKey) rowHashes() (token, scopeAndKey string) {
 
 // refreshAsWinner calls fn and stores its sealed answer, or releases the
 // claim when it fails.
-func (s *store) refreshAsWinner(ctx context.Context, th, sh string, ad []byte, fn func(context.Context) (*tokenResponse, error)) (*tokenResponse, error) {
+func (s *store) refreshAsWinner(ctx context.Context, th, sh string, ad []byte, keep time.Duration, fn func(context.Context) (*tokenResponse, error)) (*tokenResponse, error) {
 	tr, err := fn(ctx)
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
@@ -90,7 +92,7 @@ func (s *store) refreshAsWinner(ctx context.Context, th, sh string, ad []byte, f
 	if plain, err := json.Marshal(storeTokens(tr)); err == nil {
 		if sealed, err := s.seal(bg, plain, ad); err == nil {
 			s.w.ExecContext(bg, s.fl.q(`UPDATE refresh_flights SET answer = $3, expires_at = $4 WHERE token_hash = $1 AND scope_hash = $2`),
-				th, sh, sealed, s.now().Add(refreshReplayWindow).UnixMilli())
+				th, sh, sealed, s.now().Add(keep).UnixMilli())
 		}
 	}
 	return tr, nil

@@ -28,10 +28,10 @@ func TestSharedRefreshClaims(t *testing.T) {
 			}
 		}
 		boom := errors.New("IdP said no")
-		if _, err := a.sharedRefresh(ctx, key, time.Second, func(context.Context) (*tokenResponse, error) { return nil, boom }); !errors.Is(err, boom) {
+		if _, err := a.sharedRefresh(ctx, key, time.Second, refreshReplayWindow, func(context.Context) (*tokenResponse, error) { return nil, boom }); !errors.Is(err, boom) {
 			t.Fatalf("a failing refresh = %v; want its error", err)
 		}
-		tr, err := other.sharedRefresh(ctx, key, time.Second, func(context.Context) (*tokenResponse, error) {
+		tr, err := other.sharedRefresh(ctx, key, time.Second, refreshReplayWindow, func(context.Context) (*tokenResponse, error) {
 			calls++
 			return &tokenResponse{AccessToken: "at-1", TokenType: "Bearer", sid: "idp-session", dpopNonce: "n-1"}, nil
 		})
@@ -40,7 +40,7 @@ func TestSharedRefreshClaims(t *testing.T) {
 		}
 		// Kept for the replay window: the first store gets it without a
 		// call, with the sid the record of relayed tokens needs.
-		tr, err = a.sharedRefresh(ctx, key, time.Second, answer("at-2"))
+		tr, err = a.sharedRefresh(ctx, key, time.Second, refreshReplayWindow, answer("at-2"))
 		if err != nil || tr.AccessToken != "at-1" || calls != 1 {
 			t.Fatalf("replay on the first store = %+v, %v (%d calls); want at-1 and no call", tr, err, calls)
 		}
@@ -51,7 +51,7 @@ func TestSharedRefreshClaims(t *testing.T) {
 		if err := a.forgetRefresh(ctx, key.token); err != nil {
 			t.Fatal(err)
 		}
-		if tr, err = other.sharedRefresh(ctx, key, time.Second, answer("at-3")); err != nil || tr.AccessToken != "at-3" || calls != 2 {
+		if tr, err = other.sharedRefresh(ctx, key, time.Second, refreshReplayWindow, answer("at-3")); err != nil || tr.AccessToken != "at-3" || calls != 2 {
 			t.Fatalf("after forget = %+v, %v (%d calls); want a new call", tr, err, calls)
 		}
 
@@ -62,7 +62,7 @@ func TestSharedRefreshClaims(t *testing.T) {
 			t.Fatalf("claim = %v, %v", claimed, err)
 		}
 		start := time.Now()
-		tr, err = other.sharedRefresh(ctx, dead, time.Second, answer("at-after-lapse"))
+		tr, err = other.sharedRefresh(ctx, dead, time.Second, refreshReplayWindow, answer("at-after-lapse"))
 		if err != nil || tr.AccessToken != "at-after-lapse" {
 			t.Fatalf("after a lapsed claim = %+v, %v; want a call of its own", tr, err)
 		}
@@ -100,7 +100,7 @@ func TestSharedRefreshByDPoPKey(t *testing.T) {
 			{other, "", "unbound", 3},
 			{other, "key-1", "bound-1", 3}, // the one key: the kept answer
 		} {
-			tr, err := tc.store.sharedRefresh(ctx, refreshKey("acme", "rt", "", tc.jkt), time.Second, answer(tc.want))
+			tr, err := tc.store.sharedRefresh(ctx, refreshKey("acme", "rt", "", tc.jkt), time.Second, refreshReplayWindow, answer(tc.want))
 			if err != nil || tr.AccessToken != tc.want || calls != tc.calls {
 				t.Errorf("refresh %d (jkt %q) = %+v, %v after %d IdP calls; want %s after %d", i, tc.jkt, tr, err, calls, tc.want, tc.calls)
 			}
@@ -119,7 +119,7 @@ func TestPruneShortLived(t *testing.T) {
 		ctx := context.Background()
 		now := time.Now()
 		tr := &tokenResponse{AccessToken: "at", TokenType: "Bearer"}
-		if _, err := s.sharedRefresh(ctx, refreshKey("acme", "rt", "", ""), time.Second, func(context.Context) (*tokenResponse, error) { return tr, nil }); err != nil {
+		if _, err := s.sharedRefresh(ctx, refreshKey("acme", "rt", "", ""), time.Second, refreshReplayWindow, func(context.Context) (*tokenResponse, error) { return tr, nil }); err != nil {
 			t.Fatal(err)
 		}
 		s.putHandoff(ctx, "acme", onceKeyOf("h"), handoff{tokens: tr, issued: now})
