@@ -50,6 +50,14 @@ const (
 	// what keeps /refresh refusing it where the IdP cannot revoke it. Its
 	// bound is maxRelayed, not time.
 	relayedOpaqueRetention = 90 * 24 * time.Hour
+	// relayedReplacedRetention is how long an opaque refresh token is still
+	// remembered once the IdP has rotated it out (a /refresh answered with
+	// a new one): long enough for IdPs that honour a replaced token for a
+	// grace period (Dex v2.45.1: 3 s), while its introspection says
+	// inactive after that. Without it, every hourly refresh of a rotating
+	// IdP kept one more entry for 90 days, and a few dozen people filled
+	// the bound.
+	relayedReplacedRetention = time.Hour
 	// relayedAccessRetention is the retention of an opaque access token
 	// whose answer had no expires_in: as long as a subject revocation is
 	// kept at least.
@@ -292,6 +300,13 @@ func (p *provider) relay(ctx context.Context, tr *tokenResponse, given string) e
 	if err != nil {
 		return err
 	}
+	if given != "" && tr.RefreshToken != "" && tr.RefreshToken != given && jwtExpiry(given) == 0 {
+		// The IdP rotated the opaque refresh token given out: it is dead
+		// there soon, so the record need not hold it for 90 days.
+		if err := p.relayed.shorten(ctx, p.tenant.ID, tokenKey(given), now.Add(relayedReplacedRetention).Unix()); err != nil {
+			return err
+		}
+	}
 	if live > 0 {
 		p.log.Warn("the record of relayed tokens is full: the oldest were forgotten before they expired", "forgotten", live, "bound", maxRelayed)
 	}
@@ -306,6 +321,25 @@ func (p *provider) relay(ctx context.Context, tr *tokenResponse, given string) e
 	if tr.IDToken != "" && tr.IDToken != tr.AccessToken {
 		p.tokens.remove(remoteKey(p.tenant.ID, tr.IDToken))
 	}
+	return nil
+}
+
+// shorten brings the expiry of key's entry forward to expires, when it is
+// later, in the store and in memory; other replicas learn it by polling.
+func (rs *relayedSet) shorten(ctx context.Context, tenantID string, key [32]byte, expires int64) error {
+	rs.addMu.Lock()
+	defer rs.addMu.Unlock()
+	if rs.st != nil {
+		if err := rs.st.shortenRelayed(ctx, tenantID, key, expires); err != nil {
+			return err
+		}
+	}
+	rs.mu.Lock()
+	if e, ok := rs.m[key]; ok && e.expires > expires {
+		e.expires = expires
+		rs.m[key] = e
+	}
+	rs.mu.Unlock()
 	return nil
 }
 

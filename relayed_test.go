@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -284,5 +285,42 @@ func TestRelayedSIDFollowsRefresh(t *testing.T) {
 	}
 	if e, _ := rs.lookup(tokenKey(rt)); e.sid != want {
 		t.Errorf("the sign-in's refresh token is recorded with sid key %x; want %x", e.sid, want)
+	}
+}
+
+// TestRelayedRotatedRefreshForgottenSooner: an opaque refresh token that the
+// IdP rotated out at /refresh is kept in the record for an hour, not the 90
+// days of a live one; otherwise every hourly refresh at a rotating IdP (Dex
+// v2.45.1) kept one more entry for 90 days and a few dozen people filled
+// the bound. The one passed on in its place is kept the full time.
+func TestRelayedRotatedRefreshForgottenSooner(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	var calls atomic.Int64
+	f.set(func(f *fakeIDP) { f.tokenFn = f.tokOneTimeRefresh("rt-once", 0, &calls) })
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	tokCheck(t, "/v1/auth/refresh", "rotating refresh", a.do("POST", "/v1/auth/refresh", "refresh_token=rt-once"), 200, "")
+
+	now := time.Now()
+	rs := a.srv.tenants[0].prov.relayed
+	for _, tc := range []struct {
+		token            string
+		minLeft, maxLeft time.Duration
+	}{
+		{"rt-once", 0, relayedReplacedRetention + leeway + time.Minute},
+		{"rt-rotated-1", relayedOpaqueRetention - time.Hour, relayedOpaqueRetention + leeway + time.Minute},
+	} {
+		e, ok := rs.lookup(tokenKey(tc.token))
+		if !ok || e.class != classRefresh {
+			t.Fatalf("record of %s: %v, class %v; want a refresh token", tc.token, ok, e.class)
+		}
+		left := time.Unix(e.expires, 0).Sub(now)
+		if left < tc.minLeft || left > tc.maxLeft {
+			t.Errorf("record of %s in memory: kept %v more; want between %v and %v", tc.token, left, tc.minLeft, tc.maxLeft)
+		}
+		stored, ok, err := a.srv.store.relayedByKey(t.Context(), "acme", tokenKey(tc.token))
+		if err != nil || !ok || stored.expires != e.expires {
+			t.Errorf("record of %s in the store: %+v, %v, %v; want the expiry in memory, %d", tc.token, stored, ok, err, e.expires)
+		}
 	}
 }

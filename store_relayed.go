@@ -136,6 +136,28 @@ func (s *store) endRelayedSessions(ctx context.Context, tenantID string, session
 	return nil
 }
 
+// shortenRelayed brings the expiry of key's row forward to expires, when it
+// is later, under a new change number.
+func (s *store) shortenRelayed(ctx context.Context, tenantID string, key [32]byte, expires int64) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return s.fl.classify(fmt.Errorf("shorten relayed token: %w", err))
+	}
+	defer tx.Rollback()
+	seq, err := nextRelayedSeq(ctx, tx)
+	if err != nil {
+		return s.fl.classify(fmt.Errorf("shorten relayed token: %w", err))
+	}
+	if _, err := tx.ExecContext(ctx, s.fl.q(`UPDATE relayed_tokens SET expires_at = $3, seq = $4
+		WHERE tenant_id = $1 AND key_hash = $2 AND expires_at > $3`), tenantID, key[:], expires, seq); err != nil {
+		return s.fl.classify(fmt.Errorf("shorten relayed token: %w", err))
+	}
+	if err := tx.Commit(); err != nil {
+		return s.fl.classify(fmt.Errorf("shorten relayed token: %w", err))
+	}
+	return nil
+}
+
 // deleteRelayed deletes the rows of keys, which the in-memory bound evicted.
 func (s *store) deleteRelayed(ctx context.Context, tenantID string, keys [][32]byte) error {
 	for len(keys) > 0 {
