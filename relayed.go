@@ -530,22 +530,6 @@ func (s *server) pruneRelayed(ctx context.Context, now time.Time) error {
 	return s.store.pruneRelayed(ctx, now.Unix())
 }
 
-// runRelayedPruner prunes every revocationPruneInterval until ctx ends.
-func (s *server) runRelayedPruner(ctx context.Context) {
-	t := time.NewTicker(revocationPruneInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.pruneRelayed(ctx, time.Now()); err != nil && ctx.Err() == nil {
-				s.log.Warn("pruning the record of relayed tokens failed; retrying later", "err", err)
-			}
-		}
-	}
-}
-
 // relayTokens records what tr passes on (relay), then writes it as the
 // answer; given is the refresh token of a /refresh call, "" otherwise. When
 // the record cannot be stored, the tokens are not passed on.

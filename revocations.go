@@ -427,22 +427,6 @@ func (s *server) pollRevocations(ctx context.Context) error {
 	return nil
 }
 
-// runRevocationPruner prunes every revocationPruneInterval until ctx ends.
-func (s *server) runRevocationPruner(ctx context.Context) {
-	t := time.NewTicker(revocationPruneInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.pruneRevocations(ctx, time.Now()); err != nil && ctx.Err() == nil {
-				s.log.Warn("pruning revocations failed; retrying later", "err", err)
-			}
-		}
-	}
-}
-
 // tokenKey is the verified-token cache's key for a raw token, and the value
 // a token revocation keeps: its SHA-256. Tokens up to 4 KiB, nearly all of
 // them, are hashed from a copy on the stack: the plain conversion to []byte

@@ -112,9 +112,26 @@ func (s *server) startProviders(ctx context.Context) {
 	for _, t := range s.tenants {
 		go t.prov.run(ctx)
 	}
-	go s.runRevocationPruner(ctx)
-	go s.runRelayedPruner(ctx)
+	go s.every(ctx, revocationPruneInterval, "pruning revocations", s.pruneRevocations)
+	go s.every(ctx, revocationPruneInterval, "pruning the record of relayed tokens", s.pruneRelayed)
 	go s.runRevocationWatcher(ctx)
+}
+
+// every runs fn each interval until ctx ends; a failure is logged as what
+// failed and tried again at the next tick.
+func (s *server) every(ctx context.Context, interval time.Duration, what string, fn func(context.Context, time.Time) error) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := fn(ctx, time.Now()); err != nil && ctx.Err() == nil {
+				s.log.Warn(what+" failed; retrying later", "err", err)
+			}
+		}
+	}
 }
 
 // tenantFor routes a request to its tenant by Host (port ignored,
