@@ -191,10 +191,22 @@ func (rv *revocations) applyLocked(revs []revocation) {
 			if b, err := hex.DecodeString(r.Value); err == nil && len(b) == len(key) {
 				copy(key[:], b)
 				e, ok := rv.tokens[key]
-				if !ok {
-					rv.perSub[r.Subject]++
+				sub := r.Subject
+				switch {
+				case !ok:
+					rv.perSub[sub]++
+				case sub == "":
+					// The same token revoked again by a path that does
+					// not know its subject (a relayed session ended):
+					// it stays counted where it was.
+					sub = e.sub
+				case sub != e.sub:
+					if rv.perSub[e.sub]--; rv.perSub[e.sub] <= 0 {
+						delete(rv.perSub, e.sub)
+					}
+					rv.perSub[sub]++
 				}
-				rv.tokens[key] = revokedToken{expires: max(e.expires, r.ExpiresAt), iat: r.IssuedBefore, sub: r.Subject}
+				rv.tokens[key] = revokedToken{expires: max(e.expires, r.ExpiresAt), iat: max(e.iat, r.IssuedBefore), sub: sub}
 			}
 			continue
 		case revokeSub:

@@ -103,3 +103,38 @@ func TestRevocationsBoundPerSubjectAtScale(t *testing.T) {
 	}
 	bcCheck(t, "back-channel logout of another user", a.backchannel(f.logoutToken(map[string]any{"sub": "victim-2", "sid": nil})), 200, "")
 }
+
+// TestRevocationSubjectKeptWhenRevokedAgain: /logout with a bearer revokes
+// the token under its subject, then ends the relayed session, which revokes
+// the same token again without knowing the subject. The entry must stay
+// counted for its subject: the review found it moved to "", so that once a
+// subject expired its count never came down, and after 100 sign-outs in a
+// process's life every later one became "every token of sub".
+func TestRevocationSubjectKeptWhenRevokedAgain(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	p := a.srv.tenants[0].prov
+	subject := testSubject // the fake IdP's password grant signs user-1 in
+	for i := range 3 {
+		w := a.do("POST", "/v1/auth/token", "grant_type=password&username=alice&password=alice-pw")
+		at := tokenOf(decode(t, w).Data, "access_token")
+		if lw := a.logout("", at); lw.Code != 200 {
+			t.Fatalf("POST /v1/auth/logout %d = %d %s", i, lw.Code, lw.Body)
+		}
+	}
+	p.revoked.mu.Lock()
+	defer p.revoked.mu.Unlock()
+	for k, e := range p.revoked.tokens {
+		if e.sub != subject {
+			t.Errorf("revocation %x is counted for subject %q; want %q", k[:4], e.sub, subject)
+		}
+	}
+	if got, want := p.revoked.perSub[subject], len(p.revoked.tokens); got != want || want == 0 {
+		t.Errorf("perSub[%q] = %d after three sign-outs; want one per revoked token, %d (perSub %v)", subject, got, want, p.revoked.perSub)
+	}
+	p.revoked.pruneLocked(time.Now().Add(48 * time.Hour).Unix())
+	if len(p.revoked.perSub) != 0 {
+		t.Errorf("perSub after every revocation expired = %v; want empty", p.revoked.perSub)
+	}
+}

@@ -93,7 +93,9 @@ func (s *store) addRevocationsTx(ctx context.Context, tenantID string, jti *logo
 			VALUES ($1, $2, $3, $4, $5, $6, $7)
 			ON CONFLICT (tenant_id, kind, value) DO UPDATE
 			SET issued_before = greatest(revocations.issued_before, excluded.issued_before),
-				expires_at = greatest(revocations.expires_at, excluded.expires_at), seq = excluded.seq`),
+				expires_at = greatest(revocations.expires_at, excluded.expires_at),
+				subject = CASE WHEN revocations.subject = '' THEN excluded.subject ELSE revocations.subject END,
+				seq = excluded.seq`),
 			tenantID, r.Kind, r.Value, r.IssuedBefore, r.ExpiresAt, r.Subject, seq)
 		if err != nil {
 			return fmt.Errorf("store revocation: %w", err)
