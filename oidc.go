@@ -94,6 +94,9 @@ type provider struct {
 	relayed *relayedSet
 	// names are userinfo's names for JWTs that carry none (userinfonames.go).
 	names *namesCache
+	// confirmed holds the tokens that name no kind and that userinfo took
+	// as access tokens, by tokenKey, for as long as their names are kept.
+	confirmed *namesCache
 	// revokeWait bounds /logout's wait for the revocation endpoint.
 	revokeWait time.Duration
 	// dpop checks the proofs of DPoP-bound tokens.
@@ -123,6 +126,7 @@ func newProvider(t *tenantConfig, log *slog.Logger, met *metrics) *provider {
 	p.revoked = newRevocations(maxRevocations)
 	p.relayed = newRelayedSet(maxRelayed)
 	p.names = newNamesCache(maxNamesCache)
+	p.confirmed = newNamesCache(maxNamesCache)
 	p.revokeWait = logoutRevokeTimeout
 	p.dpop = newDPoPVerifier(&t.AccessTokens)
 	p.remote = newFlightGroup[[32]byte, *remoteAnswer](func() time.Time { return p.now() }, remoteCallTimeout, 0, maxRemoteFlights)

@@ -89,7 +89,7 @@ func hasNames(c *claims) bool {
 // names unknown (Pocket ID v2.9.0 answers 500 to tokens it does not take),
 // and c is returned as it is.
 func (p *provider) bearerNames(ctx context.Context, raw string, c *claims) (*claims, error) {
-	if hasNames(c) || !p.verifiedLocally(raw) || c.Confirmation.present {
+	if hasNames(c) || c.Confirmation.present || !p.verifiedLocally(raw) {
 		// A DPoP-bound token is good at userinfo only with a proof from its
 		// key, which this service does not hold: its names stay unknown.
 		return c, nil
@@ -99,6 +99,18 @@ func (p *provider) bearerNames(ctx context.Context, raw string, c *claims) (*cla
 	}
 	now := p.now()
 	e, ok := p.names.get(c.Subject, now)
+	var confirmKey string
+	if !c.namedAccess {
+		// Names are kept per person, but whether a token that names no
+		// kind is an access token at all is userinfo's word on that token:
+		// a LemonLDAP::NG 2.16.1 ID token (no marker, no names) must not
+		// pass on the strength of its subject's access token.
+		k := tokenKey(raw)
+		confirmKey = string(k[:])
+		if _, confirmed := p.confirmed.get(confirmKey, now); !confirmed {
+			ok = false
+		}
+	}
 	if !ok {
 		status, info, err := p.userinfo(ctx, raw)
 		switch {
@@ -114,6 +126,9 @@ func (p *provider) bearerNames(ctx context.Context, raw string, c *claims) (*cla
 			emailVerified: info.EmailVerified, until: now.Add(p.tenant.AccessTokens.cacheTTL)}
 		if p.tenant.AccessTokens.cacheTTL > 0 {
 			p.names.put(c.Subject, e, now)
+			if confirmKey != "" {
+				p.confirmed.put(confirmKey, userinfoNames{until: e.until}, now)
+			}
 		}
 	}
 	named := *c // c may be shared with the token cache

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,13 +37,16 @@ func TestRegisterNamesFromUserinfo(t *testing.T) {
 		return decode(t, w).Data
 	}
 
-	d := data("no names: userinfo fills them", f.accessToken(noNames, map[string]any{"jti": "1"}), 200)
+	// Pocket ID v2.9.0's access tokens name their kind (type
+	// oauth-access-token) and carry no names: userinfo once per sub.
+	pocket := map[string]any{"type": "oauth-access-token"}
+	d := data("no names: userinfo fills them", f.accessToken(noNames, pocket, map[string]any{"jti": "1"}), 200)
 	if d["display_name"] != "From Userinfo" || d["email"] != "ui@example.com" {
 		t.Errorf("POST /v1/auth/register (no names) = %v; want userinfo's name and email", d)
 	}
-	data("no names, another token of the same sub", f.accessToken(noNames, map[string]any{"jti": "2"}), 200)
+	data("no names, another token of the same sub", f.accessToken(noNames, pocket, map[string]any{"jti": "2"}), 200)
 	if got := f.userinfoHits.Load(); got != 1 {
-		t.Errorf("userinfo called %d times for two tokens of one sub; want 1 (cached per sub)", got)
+		t.Errorf("userinfo called %d times for two access tokens of one sub; want 1 (cached per sub)", got)
 	}
 
 	// Past cache_seconds, userinfo fails (Pocket ID v2.9.0 answers 500 to
@@ -107,4 +113,50 @@ func TestNamesCacheBound(t *testing.T) {
 	if _, ok := nc.get("s99", now.Add(2*time.Hour)); ok {
 		t.Error("an entry is answered past its end")
 	}
+}
+
+// TestRegisterNamesCacheIsNoKindCheck: the names userinfo gave for one of a
+// person's tokens must not let another token of that person that names no
+// kind skip userinfo's word on it. The review's reproduction: a nameless
+// access token fills the names cache, then a nameless token userinfo
+// refuses (a LemonLDAP::NG 2.16.1 ID token has no marker and no names) got
+// 200 without userinfo being asked.
+func TestRegisterNamesCacheIsNoKindCheck(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	refused := "" // the jti userinfo refuses
+	f.userinfoFn = func(bearer string) (int, any) {
+		if refused != "" && strings.Contains(bearer, ".") && jtiOf(bearer) == refused {
+			return 401, map[string]any{"error": "invalid_token"}
+		}
+		return 200, map[string]any{"sub": "nameless", "name": "From Userinfo"}
+	}
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	noNames := map[string]any{"sub": "nameless", "name": nil, "preferred_username": nil, "email": nil}
+	checkRegister(t, "a nameless access token", a.register(f.accessToken(noNames, map[string]any{"jti": "access"})), 200)
+	checkRegister(t, "the same token again (confirmed, cached)", a.register(f.accessToken(noNames, map[string]any{"jti": "access"})), 200)
+	hits := f.userinfoHits.Load()
+	refused = "not-an-access-token"
+	checkRegister(t, "another nameless token of the same sub that userinfo refuses",
+		a.register(f.accessToken(noNames, map[string]any{"jti": refused})), 401)
+	if f.userinfoHits.Load() == hits {
+		t.Error("userinfo was not asked about a token that names no kind, because its subject's names were cached")
+	}
+}
+
+// jtiOf is the jti of the compact JWT raw, unverified ("" when it has none).
+func jtiOf(raw string) string {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		JTI string `json:"jti"`
+	}
+	json.Unmarshal(b, &c)
+	return c.JTI
 }
