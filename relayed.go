@@ -393,6 +393,13 @@ func (rs *relayedSet) endSessions(ctx context.Context, tenantID string, keys [][
 			}
 		}
 	}
+	if len(sessions) == 0 {
+		// Nothing of this service's: a made-up refresh token costs a map
+		// look-up, not a walk over the whole record under addMu, which
+		// every sign-in's answer waits for.
+		rs.mu.RUnlock()
+		return nil, nil
+	}
 	var access []relayedToken
 	for k, e := range rs.m {
 		if sessions[e.session] && e.class == classAccess && e.expires > now.Unix() {
@@ -403,9 +410,6 @@ func (rs *relayedSet) endSessions(ctx context.Context, tenantID string, keys [][
 	ids := make([]uint64, 0, len(sessions))
 	for s := range sessions {
 		ids = append(ids, s)
-	}
-	if len(ids) == 0 {
-		return nil, nil
 	}
 	if rs.st != nil {
 		if err := rs.st.endRelayedSessions(ctx, tenantID, ids); err != nil {

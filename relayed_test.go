@@ -324,3 +324,22 @@ func TestRelayedRotatedRefreshForgottenSooner(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEndSessionsUnknownToken is what an unauthenticated /logout with
+// a made-up refresh token costs the record at its bound, under the lock
+// every sign-in's answer waits for.
+func BenchmarkEndSessionsUnknownToken(b *testing.B) {
+	f := newFakeIDP(b)
+	a := newTestApp(b, []tenantConfig{f.tenantConfig()})
+	p := a.srv.tenants[0].prov
+	now := time.Now()
+	toks := make([]relayedToken, 0, maxRelayed)
+	for i := range maxRelayed {
+		toks = append(toks, relayedToken{key: tokenKey(fmt.Sprint("t-", i)), relayedEntry: relayedEntry{session: uint64(i/3 + 1), expires: now.Add(time.Hour).Unix(), class: classAccess}})
+	}
+	p.relayed.load(toks, now)
+	b.ResetTimer()
+	for i := range b.N {
+		p.relayed.endSessions(b.Context(), p.tenant.ID, [][32]byte{tokenKey(fmt.Sprint("made-up-", i))}, 0, now)
+	}
+}
