@@ -54,7 +54,7 @@ func (p *provider) verifyAnswerIDToken(ctx context.Context, tr *tokenResponse, n
 	if err := checkAccessTokenHash(c, tr.AccessToken); err != nil {
 		return nil, err
 	}
-	tr.sid = string(c.SessionID)
+	tr.sid, tr.sub = string(c.SessionID), c.Subject
 	return c, nil
 }
 

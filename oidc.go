@@ -368,6 +368,9 @@ type tokenResponse struct {
 	// the record of relayed tokens remembers for back-channel logout. Never
 	// read from the IdP's JSON, never written to a client.
 	sid string
+	// sub is the subject of the answer's verified ID token, "" before
+	// verification or without one; kept like sid, never read or written.
+	sub string
 
 	// dpopNonce is the IdP's DPoP-Nonce header, passed on to the client.
 	dpopNonce string

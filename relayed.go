@@ -73,6 +73,10 @@ type relayedEntry struct {
 	// sid is sidKey of the IdP session (sid) its sign-in's verified ID
 	// token named, 0 for none.
 	sid uint64
+	// sub is the subject its sign-in's verified ID token named, "" when
+	// unknown: the deny list counts a signed-out session's access tokens
+	// for it.
+	sub string
 }
 
 // relayedToken is one row: a token's key and what is remembered of it.
@@ -252,18 +256,21 @@ func (p *provider) refusedAsRelayed(raw string) error {
 // come from the store; nothing is passed on then.
 func (p *provider) relay(ctx context.Context, tr *tokenResponse, given string) error {
 	now := p.now()
-	session, givenKnown, sid := uint64(0), false, uint64(0)
+	session, givenKnown, sid, subject := uint64(0), false, uint64(0), ""
 	if given != "" {
 		e, ok, err := p.relayed.find(ctx, p.tenant.ID, tokenKey(given))
 		if err != nil {
 			return err
 		}
 		if ok {
-			session, givenKnown, sid = e.session, true, e.sid
+			session, givenKnown, sid, subject = e.session, true, e.sid, e.sub
 		}
 	}
 	if tr.sid != "" {
 		sid = sidKey(p.tenant.ID, tr.sid)
+	}
+	if tr.sub != "" {
+		subject = tr.sub
 	}
 	if session == 0 {
 		session = newSessionID()
@@ -277,7 +284,7 @@ func (p *provider) relay(ctx context.Context, tr *tokenResponse, given string) e
 		if exp == 0 {
 			exp = now.Add(fallback).Unix()
 		}
-		toks = append(toks, relayedToken{key: tokenKey(raw), relayedEntry: relayedEntry{session: session, expires: exp + int64(leeway/time.Second), class: class, sid: sid}})
+		toks = append(toks, relayedToken{key: tokenKey(raw), relayedEntry: relayedEntry{session: session, expires: exp + int64(leeway/time.Second), class: class, sid: sid, sub: subject}})
 	}
 	accessLife := relayedAccessRetention
 	if tr.ExpiresIn > 0 {
@@ -584,7 +591,7 @@ func (p *provider) endRelayedSID(ctx context.Context, sid string) ([]revocation,
 func accessRevocations(access []relayedToken) []revocation {
 	revs := make([]revocation, 0, len(access))
 	for _, a := range access {
-		revs = append(revs, revocation{Kind: revokeToken, Value: hex.EncodeToString(a.key[:]), ExpiresAt: a.expires})
+		revs = append(revs, revocation{Kind: revokeToken, Value: hex.EncodeToString(a.key[:]), ExpiresAt: a.expires, Subject: a.sub})
 	}
 	return revs
 }

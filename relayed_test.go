@@ -343,3 +343,38 @@ func BenchmarkEndSessionsUnknownToken(b *testing.B) {
 		p.relayed.endSessions(b.Context(), p.tenant.ID, [][32]byte{tokenKey(fmt.Sprint("made-up-", i))}, 0, now)
 	}
 }
+
+// TestRelayedSessionEndCountsPerSubject: a signed-out session's access
+// tokens go on the deny list counted for their subject, so past
+// maxTokensPerSubject they collapse into one "every token of sub" entry as
+// /logout's own do. The review's reproduction: one sign-in refreshed 150
+// times, then /logout with the refresh token alone, stored 150 token
+// revocations; one account could fill the tenant's deny list that way.
+func TestRelayedSessionEndCountsPerSubject(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	relayingIDP(t, f)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	login := a.do("POST", "/v1/auth/token", "grant_type=password&username=alice&password=alice-pw")
+	rt := tokenOf(decode(t, login).Data, "refresh_token")
+	const refreshes = maxTokensPerSubject + 50
+	for i := range refreshes {
+		w := a.do("POST", "/v1/auth/refresh", url.Values{"refresh_token": {rt}}.Encode())
+		if w.Code != 200 {
+			t.Fatalf("POST /v1/auth/refresh %d = %d %s", i, w.Code, w.Body)
+		}
+		rt = tokenOf(decode(t, w).Data, "refresh_token")
+	}
+	if w := a.logout(url.Values{"refresh_token": {rt}}.Encode(), ""); w.Code != 200 {
+		t.Fatalf("POST /v1/auth/logout = %d %s", w.Code, w.Body)
+	}
+	p := a.srv.tenants[0].prov
+	p.revoked.mu.RLock()
+	tokens, subs := len(p.revoked.tokens), len(p.revoked.subs)
+	_, collapsed := p.revoked.subs[testSubject]
+	p.revoked.mu.RUnlock()
+	if tokens > maxTokensPerSubject || !collapsed {
+		t.Errorf("after ending a session of %d access tokens: %d token revocations, %d subject revocations (%s collapsed: %v); want at most %d tokens and the subject collapsed",
+			refreshes+1, tokens, subs, testSubject, collapsed, maxTokensPerSubject)
+	}
+}

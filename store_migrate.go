@@ -116,8 +116,9 @@ var migrations = []string{
 		expires_at INTEGER NOT NULL
 	) STRICT;
 	CREATE INDEX handoffs_tenant ON handoffs (tenant_id, expires_at);`,
-	migrationRelayedSeq, // version 9, store_relayed.go
-	migrationDPoPProofs, // version 10, store_dpop.go
+	migrationRelayedSeq,     // version 9, store_relayed.go
+	migrationDPoPProofs,     // version 10, store_dpop.go
+	migrationRelayedSubject, // version 11, store_relayed.go
 }
 
 // isSQLiteBusy reports whether err is SQLite's SQLITE_BUSY (5), extended

@@ -114,6 +114,7 @@ var pgMigrations = []string{
 		PRIMARY KEY (tenant_id, proof_key)
 	);
 	CREATE INDEX dpop_proofs_expiry ON dpop_proofs (expires_at);`,
+	migrationRelayedSubject,
 }
 
 // pgMigrationLock is the key of the advisory lock under which one replica

@@ -31,6 +31,12 @@ const migrationRelayed = `CREATE TABLE relayed_tokens (
 // a back-channel logout naming that sid ends the session here.
 const migrationRelayedSID = `ALTER TABLE relayed_tokens ADD COLUMN sid_hash INTEGER NOT NULL DEFAULT 0;`
 
+// migrationRelayedSubject (schema version 11, both databases) keeps the
+// subject (sub) of each relayed token's sign-in, ” when unknown, so that
+// the access tokens a signed-out session ends are counted for their person
+// on the deny list and collapse past 100 like any other (revocations.go).
+const migrationRelayedSubject = `ALTER TABLE relayed_tokens ADD COLUMN subject TEXT NOT NULL DEFAULT '';`
+
 // boolInt is b as the 0 or 1 an INTEGER column holds on both databases.
 func boolInt(b bool) int {
 	if b {
@@ -96,13 +102,14 @@ func (s *store) addRelayed(ctx context.Context, tenantID string, toks []relayedT
 		return s.fl.classify(fmt.Errorf("store relayed tokens: %w", err))
 	}
 	for _, t := range toks {
-		_, err := tx.ExecContext(ctx, s.fl.q(`INSERT INTO relayed_tokens (tenant_id, key_hash, kind, session_id, ended, expires_at, sid_hash, seq)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		_, err := tx.ExecContext(ctx, s.fl.q(`INSERT INTO relayed_tokens (tenant_id, key_hash, kind, session_id, ended, expires_at, sid_hash, seq, subject)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			ON CONFLICT (tenant_id, key_hash) DO UPDATE
 			SET expires_at = greatest(relayed_tokens.expires_at, excluded.expires_at),
 				sid_hash = CASE excluded.sid_hash WHEN 0 THEN relayed_tokens.sid_hash ELSE excluded.sid_hash END,
+				subject = CASE excluded.subject WHEN '' THEN relayed_tokens.subject ELSE excluded.subject END,
 				seq = excluded.seq`),
-			tenantID, t.key[:], relayedKindName(t.class), int64(t.session), boolInt(t.ended), t.expires, int64(t.sid), seq)
+			tenantID, t.key[:], relayedKindName(t.class), int64(t.session), boolInt(t.ended), t.expires, int64(t.sid), seq, t.sub)
 		if err != nil {
 			return s.fl.classify(fmt.Errorf("store relayed tokens: %w", err))
 		}
@@ -184,7 +191,7 @@ func (s *store) deleteRelayed(ctx context.Context, tenantID string, keys [][32]b
 
 // relayedByKey returns the row of key, if the record holds one.
 func (s *store) relayedByKey(ctx context.Context, tenantID string, key [32]byte) (relayedEntry, bool, error) {
-	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT '', key_hash, kind, session_id, ended, expires_at, sid_hash, seq
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT '', key_hash, kind, session_id, ended, expires_at, sid_hash, seq, subject
 		FROM relayed_tokens WHERE tenant_id = $1 AND key_hash = $2`), tenantID, key[:])
 	if err != nil {
 		return relayedEntry{}, false, s.fl.classify(fmt.Errorf("load relayed token: %w", err))
@@ -209,8 +216,8 @@ func (s *store) relayedSeq(ctx context.Context) (int64, error) {
 // liveRelayed returns the newest max rows of tenantID that have not expired
 // at now (Unix seconds), oldest first.
 func (s *store) liveRelayed(ctx context.Context, tenantID string, now int64, max int) ([]relayedToken, error) {
-	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT '', key_hash, kind, session_id, ended, expires_at, sid_hash, seq FROM (
-			SELECT rowid, key_hash, kind, session_id, ended, expires_at, sid_hash, seq FROM relayed_tokens
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT '', key_hash, kind, session_id, ended, expires_at, sid_hash, seq, subject FROM (
+			SELECT rowid, key_hash, kind, session_id, ended, expires_at, sid_hash, seq, subject FROM relayed_tokens
 			WHERE tenant_id = $1 AND expires_at > $2 ORDER BY rowid DESC LIMIT $3) AS newest
 		ORDER BY rowid`), tenantID, now, max)
 	if err != nil {
@@ -225,7 +232,7 @@ func (s *store) liveRelayed(ctx context.Context, tenantID string, now int64, max
 // database, in the order of their changes; and the number to pass next
 // time.
 func (s *store) relayedSince(ctx context.Context, seq int64) (map[string][]relayedToken, int64, error) {
-	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT tenant_id, key_hash, kind, session_id, ended, expires_at, sid_hash, seq
+	rows, err := s.r.QueryContext(ctx, s.fl.q(`SELECT tenant_id, key_hash, kind, session_id, ended, expires_at, sid_hash, seq, subject
 		FROM relayed_tokens WHERE seq > $1 ORDER BY seq, rowid`), seq)
 	if err != nil {
 		return nil, seq, s.fl.classify(fmt.Errorf("load relayed tokens: %w", err))
@@ -251,7 +258,7 @@ func (s *store) scanRelayed(rows *sql.Rows) (map[string][]relayedToken, int64, e
 			seq     int64
 			t       relayedToken
 		)
-		if err := rows.Scan(&tenant, &key, &kind, &session, &ended, &t.expires, &sid, &seq); err != nil {
+		if err := rows.Scan(&tenant, &key, &kind, &session, &ended, &t.expires, &sid, &seq, &t.sub); err != nil {
 			return nil, 0, s.fl.classify(fmt.Errorf("load relayed tokens: %w", err))
 		}
 		last = max(last, seq)

@@ -33,16 +33,17 @@ var errSealedBroken = errors.New("sealed value does not open")
 type storedTokens struct {
 	tokenResponse
 	SID       string `json:"sw_sid,omitempty"`
+	Sub       string `json:"sw_sub,omitempty"`
 	DPoPNonce string `json:"sw_dpop_nonce,omitempty"`
 }
 
 func storeTokens(tr *tokenResponse) *storedTokens {
-	return &storedTokens{tokenResponse: *tr, SID: tr.sid, DPoPNonce: tr.dpopNonce}
+	return &storedTokens{tokenResponse: *tr, SID: tr.sid, Sub: tr.sub, DPoPNonce: tr.dpopNonce}
 }
 
 func (st *storedTokens) answer() *tokenResponse {
 	tr := st.tokenResponse
-	tr.sid, tr.dpopNonce = st.SID, st.DPoPNonce
+	tr.sid, tr.sub, tr.dpopNonce = st.SID, st.Sub, st.DPoPNonce
 	return &tr
 }
 
