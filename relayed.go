@@ -102,6 +102,10 @@ type relayedSet struct {
 	shared bool
 	// addMu serialises additions, so the table and the map agree.
 	addMu sync.Mutex
+	// epoch changes whenever entries are added, before the tokens they
+	// name leave the verified-token cache, so that a bearer check that read
+	// it before can tell that its put may have brought one back.
+	epoch atomic.Uint64
 }
 
 func newRelayedSet(max int) *relayedSet {
@@ -110,6 +114,14 @@ func newRelayedSet(max int) *relayedSet {
 
 // classOf is what key's token was relayed as: classUnnamed when it never
 // was (or is forgotten), else its class.
+// epochNow is the set's epoch (0 for no set).
+func (rs *relayedSet) epochNow() uint64 {
+	if rs == nil {
+		return 0
+	}
+	return rs.epoch.Load()
+}
+
 func (rs *relayedSet) classOf(key [32]byte) tokenClass {
 	if rs == nil || rs.n.Load() == 0 {
 		return classUnnamed
@@ -149,6 +161,7 @@ func (rs *relayedSet) lookup(key [32]byte) (relayedEntry, bool) {
 // the bound, and how many of them had not expired. Called with mu held for
 // writing.
 func (rs *relayedSet) addLocked(toks []relayedToken, now int64) (evicted [][32]byte, live int) {
+	rs.epoch.Add(1)
 	for _, t := range toks {
 		if _, ok := rs.m[t.key]; !ok {
 			rs.order = append(rs.order, t.key)

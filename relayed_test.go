@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -377,4 +378,48 @@ func TestRelayedSessionEndCountsPerSubject(t *testing.T) {
 		t.Errorf("after ending a session of %d access tokens: %d token revocations, %d subject revocations (%s collapsed: %v); want at most %d tokens and the subject collapsed",
 			refreshes+1, tokens, subs, testSubject, collapsed, maxTokensPerSubject)
 	}
+}
+
+// TestRelayedWhileCheckedLeavesNoCacheEntry: a bearer check that began
+// before this service relayed the same token as a refresh token (on this
+// replica, or learned from another by a poll) must not leave it in the
+// verified-token cache: relaying removes it from the cache, and a put
+// racing that removal would bring it back, after which the cached path
+// never asks the record again. The race is driven step by step through
+// cacheAccess, the put that ends a check.
+func TestRelayedWhileCheckedLeavesNoCacheEntry(t *testing.T) {
+	t.Parallel()
+	f := newFakeIDP(t)
+	a := newTestApp(t, []tenantConfig{f.tenantConfig()})
+	p := a.srv.tenants[0].prov
+	if p.tokens == nil {
+		t.Skip("this build has no verified-token cache (-tags tokencacheoff)")
+	}
+	tok := f.accessToken(map[string]any{"jti": "raced"})
+	key := tokenKey(tok)
+	c, err := p.verifyAccess(t.Context(), tok)
+	if err != nil {
+		t.Fatalf("verifyAccess: %v", err)
+	}
+	p.tokens.remove(key)
+
+	epochs := p.cacheEpochs() // a check of tok begins
+	now := time.Now()
+	// Meanwhile it is relayed as a refresh token, as relay does it: recorded,
+	// then dropped from the cache.
+	if _, err := p.relayed.record(t.Context(), p.tenant.ID, []relayedToken{{key: key,
+		relayedEntry: relayedEntry{session: 7, expires: now.Add(time.Hour).Unix(), class: classRefresh}}}, now); err != nil {
+		t.Fatal(err)
+	}
+	p.tokens.remove(key)
+	// The check ends with its put.
+	err = p.cacheAccess(key, c, p.keys.Load().gen, now, epochs)
+	var ve *verifyError
+	if !errors.As(err, &ve) || ve.Reason != reasonTokenType {
+		t.Errorf("cacheAccess after the token was relayed as a refresh token = %v; want a refusal for its kind", err)
+	}
+	if _, ok := p.cachedAccess(key); ok {
+		t.Error("the relayed refresh token is in the verified-token cache")
+	}
+	checkRegister(t, "the raced token", a.register(tok), 401)
 }

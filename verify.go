@@ -414,7 +414,7 @@ func (p *provider) verifyAccessKey(ctx context.Context, raw string, key [32]byte
 		p.met.tokenCache(false)
 	}
 	now := p.now()
-	epoch := p.revoked.epoch.Load()
+	epochs := p.cacheEpochs()
 	tok, c, ks, err := p.verifySigned(ctx, raw, kindAccessToken)
 	if err != nil {
 		return nil, err
@@ -441,14 +441,38 @@ func (p *provider) verifyAccessKey(ctx context.Context, raw string, key [32]byte
 	// set is current: a refresh may have withdrawn the key during the check,
 	// and the token must not outlive its key in the cache.
 	if ks := p.keys.Load(); ks != nil && ks.gen == gen {
-		p.tokens.put(key, c, gen, now)
-		// A revocation recorded since the check above may have purged the
-		// cache before this put: it bumped the epoch before purging, so
-		// look again and take the entry back out.
-		if p.revoked.epoch.Load() != epoch && p.revoked.refuses(key, c) {
-			p.tokens.remove(key)
-			return nil, refuse(reasonRevoked, "signed out")
+		if err := p.cacheAccess(key, c, gen, now, epochs); err != nil {
+			return nil, err
 		}
 	}
 	return c, nil
+}
+
+// cacheEpochs are the epochs of what takes tokens out of the verified-token
+// cache: revocations and the record of relayed tokens.
+type cacheEpochs struct{ revoked, relayed uint64 }
+
+func (p *provider) cacheEpochs() cacheEpochs {
+	return cacheEpochs{p.revoked.epoch.Load(), p.relayed.epochNow()}
+}
+
+// cacheAccess puts the verified access token key (claims c) in the cache,
+// then makes sure nothing that was recorded since its checks began (epochs,
+// read before them) has been undone by the put: a revocation, or this
+// service relaying the token as a refresh or ID token, purges the cache
+// after bumping its epoch, so a put racing it could bring the token back.
+// Then the entry is taken out again and the token refused.
+func (p *provider) cacheAccess(key [32]byte, c *claims, gen uint64, now time.Time, epochs cacheEpochs) error {
+	p.tokens.put(key, c, gen, now)
+	if p.revoked.epoch.Load() != epochs.revoked && p.revoked.refuses(key, c) {
+		p.tokens.remove(key)
+		return refuse(reasonRevoked, "signed out")
+	}
+	if p.relayed.epochNow() != epochs.relayed {
+		if class := p.relayed.classOf(key); class != classUnnamed && class != classAccess {
+			p.tokens.remove(key)
+			return refuse(reasonTokenType, "a %s (relayed by this service as one while it was checked) is not an access token", class)
+		}
+	}
+	return nil
 }
