@@ -70,43 +70,49 @@ func count(t *testing.T, s *store, q string, args ...any) int {
 	return n
 }
 
+// concurrentFirstCalls makes n concurrent first calls for one person,
+// spread over stores (one database), and checks that they made one
+// participant and one personal workspace, and that every caller got it.
+func concurrentFirstCalls(t *testing.T, n int, stores ...*store) {
+	t.Helper()
+	p := testPrincipal("same")
+	parts := make([]participant, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			part, err := stores[i%len(stores)].ensureParticipant(context.Background(), p, "Same Person", "same@example.com")
+			if err != nil {
+				t.Errorf("ensureParticipant %d: %v", i, err)
+			}
+			parts[i] = part
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, part := range parts {
+		if part.ID == "" || part.ID != parts[0].ID || part.PersonalWorkspaceID != parts[0].PersonalWorkspaceID {
+			t.Fatalf("caller %d got participant %q workspace %q; caller 0 got %q %q", i, part.ID, part.PersonalWorkspaceID, parts[0].ID, parts[0].PersonalWorkspaceID)
+		}
+	}
+	if got := count(t, stores[0], `SELECT count(*) FROM participants`); got != 1 {
+		t.Errorf("%d concurrent first calls on %d stores made %d participants; want 1", n, len(stores), got)
+	}
+	if got := count(t, stores[0], `SELECT count(*) FROM workspaces WHERE owner_participant_id = $1 AND id = $2`, parts[0].ID, parts[0].PersonalWorkspaceID); got != 1 {
+		t.Errorf("personal workspace rows for the participant = %d; want 1", got)
+	}
+}
+
 // Any number of concurrent first calls for one person, spread over two
 // stores on one database (two replicas), make one participant and one
 // workspace, and every caller gets it.
 func TestConformanceConcurrentFirstCalls(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b storeBackend) {
 		db := b.newDB(t)
-		replicas := []*store{openBackendStore(t, db), openBackendStore(t, db)}
-		p := testPrincipal("same")
-		const n = 200
-		parts := make([]participant, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				part, err := replicas[i%2].ensureParticipant(context.Background(), p, "Same Person", "same@example.com")
-				if err != nil {
-					t.Errorf("ensureParticipant %d: %v", i, err)
-				}
-				parts[i] = part
-			}()
-		}
-		close(start)
-		wg.Wait()
-		for i, part := range parts {
-			if part.ID == "" || part.ID != parts[0].ID || part.PersonalWorkspaceID != parts[0].PersonalWorkspaceID {
-				t.Fatalf("caller %d got %q %q; caller 0 got %q %q", i, part.ID, part.PersonalWorkspaceID, parts[0].ID, parts[0].PersonalWorkspaceID)
-			}
-		}
-		if got := count(t, replicas[0], `SELECT count(*) FROM participants`); got != 1 {
-			t.Errorf("%d concurrent first calls on two stores made %d participants; want 1", n, got)
-		}
-		if got := count(t, replicas[0], `SELECT count(*) FROM workspaces WHERE owner_participant_id = $1 AND id = $2`, parts[0].ID, parts[0].PersonalWorkspaceID); got != 1 {
-			t.Errorf("personal workspaces = %d; want 1", got)
-		}
+		concurrentFirstCalls(t, 200, openBackendStore(t, db), openBackendStore(t, db))
 	})
 }
 

@@ -114,39 +114,7 @@ func TestEnsureParticipantConcurrentSamePrincipal(t *testing.T) {
 	t.Parallel()
 	s := openTestStore(t, filepath.Join(t.TempDir(), "auth.db"))
 	t.Cleanup(func() { s.Close() })
-	p := testPrincipal("same")
-	const n = 50
-	parts := make([]participant, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			part, err := s.ensureParticipant(context.Background(), p, "Same Person", "same@example.com")
-			if err != nil {
-				t.Errorf("ensureParticipant %d: %v", i, err)
-			}
-			parts[i] = part
-		}()
-	}
-	close(start)
-	wg.Wait()
-	for i, part := range parts {
-		if part.ID == "" || part.ID != parts[0].ID || part.PersonalWorkspaceID != parts[0].PersonalWorkspaceID {
-			t.Fatalf("caller %d got participant %q workspace %q; caller 0 got %q %q", i, part.ID, part.PersonalWorkspaceID, parts[0].ID, parts[0].PersonalWorkspaceID)
-		}
-	}
-	if got := queryInt(t, s.r, `SELECT count(*) FROM participants`); got != 1 {
-		t.Errorf("%d concurrent first calls made %d participants; want 1", n, got)
-	}
-	if got := queryInt(t, s.r, `SELECT count(*) FROM workspaces WHERE owner_participant_id = ? AND id = ?`, parts[0].ID, parts[0].PersonalWorkspaceID); got != 1 {
-		t.Errorf("personal workspace rows for the participant = %d; want 1", got)
-	}
-	if got := queryInt(t, s.r, `SELECT count(*) FROM workspaces`); got != 1 {
-		t.Errorf("%d concurrent first calls made %d workspaces; want 1", n, got)
-	}
+	concurrentFirstCalls(t, 50, s)
 }
 
 func TestStoreReopenKeepsEverything(t *testing.T) {
