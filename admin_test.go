@@ -85,18 +85,7 @@ func TestAdminCommands(t *testing.T) {
 		{"delete again", []string{"participants", "delete", "-db", path, ann.ID}, 1, "not found"},
 	}
 	for _, tc := range tests {
-		out, _, err := runCmd(tc.args...)
-		if got := exitCode(err); err != nil && got != tc.wantExit || err == nil && tc.wantExit != 0 {
-			t.Errorf("%v (%s): exit %d, err %v; want exit %d", tc.args, tc.name, got, err, tc.wantExit)
-			continue
-		}
-		text := out
-		if err != nil {
-			text = err.Error()
-		}
-		if !strings.Contains(text, tc.wantOut) {
-			t.Errorf("%v (%s): output %q; want it to contain %q", tc.args, tc.name, text, tc.wantOut)
-		}
+		checkAdminCmd(t, tc.name, tc.args, tc.wantExit, tc.wantOut)
 	}
 	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("an admin command on a missing database created it (stat: %v)", err)
@@ -238,17 +227,24 @@ func TestAdminFlagsAroundCommand(t *testing.T) {
 		{"configured tenant, empty database", []string{"participants", "list", "-tenant", "acme", "-config", emptyCfg}, 0, "ID"},
 	}
 	for _, tc := range tests {
-		out, _, err := runCmd(tc.args...)
-		if got := exitCode(err); err != nil && got != tc.wantExit || err == nil && tc.wantExit != 0 {
-			t.Errorf("%v (%s): exit %d, err %v; want exit %d", tc.args, tc.name, got, err, tc.wantExit)
-			continue
-		}
-		text := out
-		if err != nil {
-			text = err.Error()
-		}
-		if !strings.Contains(text, tc.want) {
-			t.Errorf("%v (%s): output %q; want it to contain %q", tc.args, tc.name, text, tc.want)
-		}
+		checkAdminCmd(t, tc.name, tc.args, tc.wantExit, tc.want)
+	}
+}
+
+// checkAdminCmd runs the binary's command line args in-process and checks
+// its exit status and that want is in its stdout (on success) or its error.
+func checkAdminCmd(t *testing.T, name string, args []string, wantExit int, want string) {
+	t.Helper()
+	out, _, err := runCmd(args...)
+	if got := exitCode(err); err != nil && got != wantExit || err == nil && wantExit != 0 {
+		t.Errorf("%v (%s): exit %d, err %v; want exit %d", args, name, got, err, wantExit)
+		return
+	}
+	text := out
+	if err != nil {
+		text = err.Error()
+	}
+	if !strings.Contains(text, want) {
+		t.Errorf("%v (%s): output %q; want it to contain %q", args, name, text, want)
 	}
 }
